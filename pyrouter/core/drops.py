@@ -1,0 +1,86 @@
+"""Drop reasons and the router's counters (the SNMP MIB counters of /proc/net/snmp).
+
+DropReason is part of the public interface, like Linux's SKB_DROP_REASON_*
+and Click's reason_texts: names are stable snake_case, new members are
+appended, none is ever renumbered or renamed.  Every packet the core discards
+is counted under exactly one reason.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class DropReason(Enum):
+    ETH_TRUNCATED = "eth_truncated"
+    OTHERHOST = "otherhost"
+    UNHANDLED_ETHERTYPE = "unhandled_ethertype"
+    VLAN_UNSUPPORTED = "vlan_unsupported"
+    IPV6_DISABLED = "ipv6_disabled"
+    ARP_MALFORMED = "arp_malformed"
+    IP_TRUNCATED = "ip_truncated"
+    IP_BAD_VERSION = "ip_bad_version"
+    IP_BAD_IHL = "ip_bad_ihl"
+    IP_BAD_TOTAL_LEN = "ip_bad_total_len"
+    IP_CSUM_ERROR = "ip_csum_error"
+    MARTIAN_SRC = "martian_src"
+    MARTIAN_DST = "martian_dst"
+    PKT_NOT_HOST = "pkt_not_host"
+    TTL_EXCEEDED = "ttl_exceeded"
+    NO_ROUTE = "no_route"
+    ROUTE_BLACKHOLE = "route_blackhole"
+    ROUTE_UNREACHABLE = "route_unreachable"
+    ROUTE_PROHIBIT = "route_prohibit"
+    FRAG_NEEDED = "frag_needed"
+    IP_OPTIONS_ERROR = "ip_options_error"
+    NEIGH_FAILED = "neigh_failed"
+    NEIGH_QUEUE_FULL = "neigh_queue_full"
+    ICMP_CSUM_ERROR = "icmp_csum_error"
+    ICMP_MALFORMED = "icmp_malformed"
+    UDP_CSUM_ERROR = "udp_csum_error"
+    UDP_MALFORMED = "udp_malformed"
+    UDP_NO_PORT = "udp_no_port"
+    PROTO_UNREACHABLE = "proto_unreachable"
+    REASM_TIMEOUT = "reasm_timeout"
+    REASM_OVERLAP = "reasm_overlap"
+    REASM_TOO_BIG = "reasm_too_big"
+    REASM_MEM = "reasm_mem"
+    TX_RING_FULL = "tx_ring_full"
+    PORT_DOWN = "port_down"
+    INTERNAL_ERROR = "internal_error"
+    ARP_NOT_FOR_US = "arp_not_for_us"
+    ICMP_IGNORED = "icmp_ignored"
+    TCP_MALFORMED = "tcp_malformed"
+    TCP_CSUM_ERROR = "tcp_csum_error"
+    TCP_NO_SOCKET = "tcp_no_socket"
+    NEIGH_TABLE_FULL = "neigh_table_full"
+    BROADCAST_IGNORED = "broadcast_ignored"
+    IP_NOPROTO_LOCAL = "ip_noproto_local"
+
+
+# Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).
+SNMP_COUNTERS = (
+    "IpInReceives", "IpInHdrErrors", "IpInAddrErrors", "IpForwDatagrams", "IpInUnknownProtos",
+    "IpInDiscards", "IpInDelivers", "IpOutRequests", "IpOutDiscards", "IpOutNoRoutes",
+    "IpReasmReqds", "IpReasmOKs", "IpReasmFails", "IpFragOKs", "IpFragFails", "IpFragCreates",
+    "IcmpInMsgs", "IcmpInErrors", "IcmpInCsumErrors", "IcmpInEchos", "IcmpInEchoReps",
+    "IcmpInDestUnreachs", "IcmpInTimeExcds", "IcmpOutMsgs", "IcmpOutEchoReps",
+    "IcmpOutDestUnreachs", "IcmpOutTimeExcds", "IcmpOutParmProbs",
+    "UdpInDatagrams", "UdpNoPorts", "UdpInErrors", "UdpInCsumErrors",
+    "TcpInSegs", "TcpOutRsts", "TcpInErrs", "TcpInCsumErrors",
+    "ArpInRequests", "ArpInReplies", "ArpOutRequests", "ArpOutReplies",
+    "IpExtInTruncatedPkts", "IpExtInNoRoutes",
+)
+
+
+class Counters:
+    """Drop counters by reason plus SNMP-style counters, all plain ints."""
+
+    __slots__ = ("drops", "snmp")
+
+    def __init__(self) -> None:
+        self.drops: dict[DropReason, int] = dict.fromkeys(DropReason, 0)
+        self.snmp: dict[str, int] = dict.fromkeys(SNMP_COUNTERS, 0)
+
+    def drop_dict(self) -> dict[str, int]:
+        return {r.value: n for r, n in self.drops.items()}

@@ -1,0 +1,62 @@
+"""ip_forward(): the ordered checks of net/ipv4/ip_forward.c (FWD-01..FWD-11).
+
+1. forwarding enabled on the input port (else silent drop, FWD-01);
+2. the frame was addressed to us at L2 (pkt_type HOST, FWD-04);
+3. TTL <= 1 -> Time Exceeded (code 0), quoting the received TTL (FWD-05);
+4. longer than the egress MTU with DF set -> Frag Needed with that MTU (FWD-07);
+5. decrement TTL with the incremental checksum (FWD-08);
+6. ip_output: fragment if needed, then neighbour output.
+
+Redirects, the FORWARD hook and learned PMTU arrive with later issues; their
+places are marked below.  A successful forward through a REACHABLE neighbour
+fills the router's forwarding cache so that later packets to the same
+destination take the fast path (core/router.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...wire import icmpv4 as icmpw
+from ...wire.ipv4 import IP_DF, decrease_ttl
+from ..drops import DropReason
+from ..link.neighbour import CONNECTED
+from ..packet import PacketBuf, PktType
+from ..route.fib import Route
+from .icmp import icmp_send
+from .output import ip_output, route_mtu
+
+if TYPE_CHECKING:
+    from ..router import Router
+
+
+def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
+    in_port = r.ports[pkt.iif]
+    if not in_port.forwarding:
+        r.drop(DropReason.NO_ROUTE, in_port)
+        return
+    if pkt.pkt_type is not PktType.HOST:
+        r.drop(DropReason.PKT_NOT_HOST, in_port)
+        return
+    data = pkt.data
+    if data[8] <= 1:
+        r.counters.snmp["IpInHdrErrors"] += 1
+        icmp_send(r, pkt, icmpw.ICMP_TIME_EXCEEDED, icmpw.ICMP_EXC_TTL, 0, now)
+        r.drop(DropReason.TTL_EXCEEDED, in_port)
+        return
+    port = r.ports[route.oif]
+    mtu = route_mtu(route, port)
+    if len(data) > mtu and ((data[6] << 8) | data[7]) & IP_DF:
+        r.counters.snmp["IpFragFails"] += 1
+        icmp_send(r, pkt, icmpw.ICMP_DEST_UNREACH, icmpw.ICMP_FRAG_NEEDED, mtu, now)
+        r.drop(DropReason.FRAG_NEEDED, in_port)
+        return
+    decrease_ttl(data, 0)
+    # (redirect check and the FORWARD hook go here)
+    r.counters.snmp["IpForwDatagrams"] += 1
+    nexthop = route.gateway if route.gateway is not None else int.from_bytes(data[16:20], "big")
+    ip_output(r, pkt, route, port, nexthop, now)
+    if len(data) <= mtu and route.oif != pkt.iif:
+        e = r.neigh4.get(port.ifindex, nexthop)
+        if e is not None and e.state in CONNECTED and e.lladdr is not None:
+            r.fwd_cache_fill(bytes(data[16:20]), port, e.lladdr + port.mac, mtu)

@@ -1,0 +1,119 @@
+"""ICMPv4 the router originates: errors (icmp_send) and echo replies (icmp_echo).
+
+Follows net/ipv4/icmp.c __icmp_send() and RFC 1812 section 4.3.2:
+
+* never about a packet that arrived as an L2 broadcast/multicast
+  (``skb->pkt_type != PACKET_HOST``) or was addressed to an IP broadcast or
+  multicast address (RFC 1812 4.3.2.7);
+* only about the first fragment (offset 0);
+* never about an ICMP error, and unknown ICMP types count as errors;
+* at most 576 bytes in all (RFC 1812 4.3.2.3), quoting the offending header
+  and as much of its data as fits;
+* source: the offending packet's destination when that was one of the router's
+  own addresses, otherwise the address the output route toward the offending
+  source selects (icmp_errors_use_inbound_ifaddr = 0, the default);
+* TOS ``(tos & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL``, TTL 64, DF
+  clear (the kernel's ICMP socket uses IP_PMTUDISC_DONT).
+
+Rate limiting (icmp_ratelimit, icmp_msgs_per_sec) arrives with the routing
+issue; until then every eligible error is sent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...wire import icmpv4 as icmpw
+from ...wire.checksum import inet_checksum
+from ...wire.ipv4 import IP_OFFSET, IPPROTO_ICMP
+from ..packet import PacketBuf, PktType
+from ..route.fib import RouteType
+from .output import ip_local_out
+
+if TYPE_CHECKING:
+    from ..router import Router
+
+ICMP_MAX_ERROR_LEN = 576
+IPTOS_TOS_MASK = 0x1E
+IPTOS_PREC_INTERNETCONTROL = 0xC0
+
+_OUT_COUNTER = {icmpw.ICMP_DEST_UNREACH: "IcmpOutDestUnreachs",
+                icmpw.ICMP_TIME_EXCEEDED: "IcmpOutTimeExcds",
+                icmpw.ICMP_PARAMETERPROB: "IcmpOutParmProbs",
+                icmpw.ICMP_ECHOREPLY: "IcmpOutEchoReps"}
+
+
+def _is_bcast_or_mcast(r: Router, dst: int) -> bool:
+    if dst >> 28 == 0xE or dst == 0xFFFFFFFF:
+        return True
+    return dst in r.bcast4
+
+
+def icmp_send(r: Router, pkt: PacketBuf, icmp_type: int, code: int, info: int,
+              now: int) -> bool:
+    """Send an ICMP error about *pkt* (its data is the offending IPv4 packet).
+
+    Returns True when an error was queued for output.
+    """
+    data = pkt.data
+    if pkt.pkt_type is not PktType.HOST or pkt.local_out:
+        return False
+    dst = int.from_bytes(data[16:20], "big")
+    src = int.from_bytes(data[12:16], "big")
+    if _is_bcast_or_mcast(r, dst):
+        return False
+    if ((data[6] << 8) | data[7]) & IP_OFFSET:
+        return False                                   # only the first fragment
+    ihl = (data[0] & 0x0F) << 2
+    if data[9] == IPPROTO_ICMP:
+        # "no ICMP error about an ICMP error"; a truncated header counts as one.
+        if len(data) < ihl + 1 or icmpw.is_error_type(data[ihl]):
+            return False
+    if src == 0 or _is_bcast_or_mcast(r, src) or src >> 24 == 127:
+        return False
+    saddr = dst if dst in r.local4 else None
+    tos = (data[1] & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL
+    room = ICMP_MAX_ERROR_LEN - 20 - icmpw.ICMP_HLEN
+    quoted = bytes(data[:room])
+    rest = info & 0xFFFFFFFF
+    if icmp_type == icmpw.ICMP_PARAMETERPROB:
+        rest = (info & 0xFF) << 24
+    msg = bytearray(icmpw.ICMP_HLEN + len(quoted))
+    icmpw.IcmpRepr(icmp_type, code, rest, quoted).emit(msg)
+    return _send_icmp(r, bytes(msg), src, saddr, tos, icmp_type, now)
+
+
+def icmp_echo_reply(r: Router, pkt: PacketBuf, icmp_off: int, now: int) -> bool:
+    """icmp_echo(): answer an Echo Request addressed to us, from the pinged address."""
+    data = pkt.data
+    msg = bytearray(data[icmp_off:])
+    msg[0] = icmpw.ICMP_ECHOREPLY
+    msg[2] = msg[3] = 0
+    c = inet_checksum(msg)
+    msg[2], msg[3] = c >> 8, c & 0xFF
+    src = int.from_bytes(data[12:16], "big")
+    dst = int.from_bytes(data[16:20], "big")
+    return _send_icmp(r, bytes(msg), src, dst, data[1], icmpw.ICMP_ECHOREPLY, now)
+
+
+def _send_icmp(r: Router, msg: bytes, daddr: int, saddr: int | None, tos: int,
+               icmp_type: int, now: int) -> bool:
+    ok = ip_local_out(r, daddr, saddr, IPPROTO_ICMP, msg, now, tos=tos)
+    if ok:
+        r.counters.snmp["IcmpOutMsgs"] += 1
+        name = _OUT_COUNTER.get(icmp_type)
+        if name:
+            r.counters.snmp[name] += 1
+    return ok
+
+
+def route_error_code(kind: RouteType | None) -> int | None:
+    """ip_error(): the Destination Unreachable code for an input route result,
+    or None for a silent drop (blackhole)."""
+    if kind is None:
+        return icmpw.ICMP_NET_UNREACH
+    if kind is RouteType.UNREACHABLE:
+        return icmpw.ICMP_HOST_UNREACH
+    if kind is RouteType.PROHIBIT:
+        return icmpw.ICMP_PKT_FILTERED
+    return None

@@ -1,0 +1,148 @@
+"""Output: ip_local_out() for the router's own packets, ip_output() with
+fragmentation (ip_fragment), and neigh_output() onto the wire.
+
+ip_local_out builds the IPv4 header (TTL 64 = sysctl ip_default_ttl, DF clear
+as the kernel's ICMP socket does, id from the router's ident counter), looks
+up the output route (the route's preferred source, else the egress port's
+address in the next hop's subnet, as inet_select_addr()), then ip_output.
+
+ip_output: larger than the MTU (route mtu metric, else the device MTU) and DF
+clear -> fragment (FRAG-03: 8-byte aligned pieces, MF on all but the last,
+non-copied options replaced by NOPs after the first fragment); DF set ->
+the caller already answered Frag Needed (ip_forward) so this only counts.
+
+Invariants: every packet leaving here is at most the egress MTU; every frame
+handed to ``Router.tx`` carries a complete Ethernet header.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from ...wire.ipv4 import IP_DF, IP_MF, IP_OFFSET, set_checksum
+from ..drops import DropReason
+from ..packet import PacketBuf
+from ..route.fib import Route, RouteType
+from ..route.flow import FlowKey
+
+if TYPE_CHECKING:
+    from ..port import Port
+    from ..router import Router
+
+IP_DEFAULT_TTL = 64
+_HDR = struct.Struct("!BBHHHBBH4s4s")
+_ETH_IP = b"\x08\x00"
+
+
+def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: bytes,
+                 now: int, tos: int = 0, ttl: int = IP_DEFAULT_TTL, df: bool = False) -> bool:
+    """Send a packet the router originates; False when it has no route."""
+    route = r.fib.lookup(FlowKey(4, daddr, saddr or 0, proto=proto), r.route_usable)
+    if route is None or route.type is not RouteType.UNICAST and route.type is not RouteType.LOCAL:
+        r.counters.snmp["IpOutNoRoutes"] += 1
+        return False
+    if route.type is RouteType.LOCAL:
+        return True          # to ourselves (e.g. an error about our own packet): consumed
+    port = r.ports[route.oif]
+    nexthop = route.gateway if route.gateway is not None else daddr
+    if saddr is None:
+        saddr = route.prefsrc or port.primary_addr4(toward=nexthop) or 0
+    total = 20 + len(payload)
+    r.ip_ident = (r.ip_ident + 1) & 0xFFFF
+    data = bytearray(total)
+    _HDR.pack_into(data, 0, 0x45, tos, total, r.ip_ident, IP_DF if df else 0, ttl, proto, 0,
+                   saddr.to_bytes(4, "big"), daddr.to_bytes(4, "big"))
+    set_checksum(data, 0, 20)
+    data[20:] = payload
+    pkt = PacketBuf(data, oif=route.oif, local_out=True, route=route, nexthop=nexthop)
+    r.counters.snmp["IpOutRequests"] += 1
+    ip_output(r, pkt, route, port, nexthop, now)
+    return True
+
+
+def route_mtu(route: Route, port: Port) -> int:
+    """ip_dst_mtu_maybe_forward(): the route's mtu metric if set, else the device MTU."""
+    return route.mtu or port.mtu
+
+
+def ip_output(r: Router, pkt: PacketBuf, route: Route, port: Port, nexthop: int,
+              now: int) -> None:
+    data = pkt.data
+    mtu = route_mtu(route, port)
+    if len(data) <= mtu:
+        neigh_output(r, port, nexthop, data, pkt, now)
+        return
+    frag = (data[6] << 8) | data[7]
+    if frag & IP_DF:
+        r.counters.snmp["IpFragFails"] += 1
+        r.drop(DropReason.FRAG_NEEDED)
+        return
+    ip_fragment(r, pkt, mtu, port, nexthop, now)
+
+
+def ip_fragment(r: Router, pkt: PacketBuf, mtu: int, port: Port, nexthop: int,
+                now: int) -> None:
+    """ip_do_fragment() slow path (FRAG-03)."""
+    data = pkt.data
+    hlen = (data[0] & 0x0F) << 2
+    frag = (data[6] << 8) | data[7]
+    base_off = (frag & IP_OFFSET) << 3
+    not_last = frag & IP_MF
+    chunk = (mtu - hlen) & ~7
+    if chunk <= 0:
+        r.counters.snmp["IpFragFails"] += 1
+        r.drop(DropReason.FRAG_NEEDED)
+        return
+    first_hdr = bytes(data[:hlen])
+    later_hdr = options_fragment(first_hdr) if hlen > 20 else first_hdr
+    payload = memoryview(data)[hlen:]
+    left = len(payload)
+    off = 0
+    while left > 0:
+        n = left if left <= mtu - hlen else chunk
+        hdr = bytearray(first_hdr if off == 0 else later_hdr)
+        flags = frag & (IP_DF | 0x8000)
+        if left > n or not_last:
+            flags |= IP_MF
+        struct.pack_into("!HH", hdr, 2, hlen + n, flags | ((base_off + off) >> 3))
+        set_checksum(hdr, 0, hlen)
+        piece = hdr + payload[off:off + n]
+        neigh_output(r, port, nexthop, piece, pkt, now)
+        r.counters.snmp["IpFragCreates"] += 1
+        off += n
+        left -= n
+    r.counters.snmp["IpFragOKs"] += 1
+
+
+def options_fragment(hdr: bytes) -> bytes:
+    """ip_options_fragment(): options without the copied flag become NOPs."""
+    out = bytearray(hdr)
+    i, end = 20, len(hdr)
+    while i < end:
+        t = out[i]
+        if t == 0:                      # EOL
+            break
+        if t == 1:                      # NOP
+            i += 1
+            continue
+        if i + 1 >= end:
+            break
+        olen = out[i + 1]
+        if olen < 2 or i + olen > end:
+            break
+        if not t & 0x80:
+            out[i:i + olen] = b"\x01" * olen
+        i += olen
+    return bytes(out)
+
+
+def neigh_output(r: Router, port: Port, nexthop: int, l3: bytes | bytearray, ctx: PacketBuf,
+                 now: int) -> None:
+    """Resolve *nexthop* on *port* and transmit, or queue while resolving."""
+    if not port.up:
+        r.drop(DropReason.PORT_DOWN)
+        return
+    lladdr = r.neigh4.event_send(port.ifindex, nexthop, bytes(l3), ctx, now)
+    if lladdr is not None:
+        r.xmit(port, lladdr + port.mac + _ETH_IP + l3)

@@ -1,0 +1,110 @@
+"""ip_rcv(): validate an IPv4 packet, then route it (ip_route_input_slow()).
+
+Checks in the kernel's order (ip_rcv_core, IP4-03..IP4-05): a full header,
+version 4, ihl >= 5, header checksum, total length within the frame and at
+least the header; L2 padding is trimmed to the total length.  Frames not
+addressed to us at L2 (PACKET_OTHERHOST) are dropped before IP processing.
+
+Route input (ip_route_input_slow):
+* source multicast or limited broadcast -> martian source;
+* destination limited broadcast (or 0.0.0.0 from 0.0.0.0) -> local broadcast delivery;
+* source 0.0.0.0/8 -> martian source; destination 0.0.0.0/8 or 127/8 -> martian
+  destination; source 127/8 -> martian source;
+* then the FIB: local -> ip_local_deliver, broadcast -> local delivery as
+  broadcast, unicast -> ip_forward, otherwise ip_error (ICMP code by route type,
+  blackhole silent).
+Every drop is counted with its reason; no exception leaves this module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...wire import icmpv4 as icmpw
+from ...wire.errors import MalformedError
+from ...wire.ipv4 import check_header
+from ..drops import DropReason
+from ..packet import PacketBuf, PktType
+from ..route.fib import RouteType
+from ..route.flow import FlowKey
+from .forward import ip_forward
+from .icmp import icmp_send, route_error_code
+from .local import ip_local_deliver
+
+if TYPE_CHECKING:
+    from ..port import Port
+    from ..router import Router
+
+_REASONS = {r.value: r for r in DropReason}
+_ROUTE_DROP = {RouteType.BLACKHOLE: DropReason.ROUTE_BLACKHOLE,
+               RouteType.UNREACHABLE: DropReason.ROUTE_UNREACHABLE,
+               RouteType.PROHIBIT: DropReason.ROUTE_PROHIBIT}
+
+
+def ip_rcv(r: Router, port: Port, frame: bytes, l3off: int, pkt_type: PktType,
+           now: int) -> None:
+    snmp = r.counters.snmp
+    snmp["IpInReceives"] += 1
+    if pkt_type is PktType.OTHERHOST:
+        r.drop(DropReason.OTHERHOST, port)
+        return
+    try:
+        ihl, total = check_header(frame, l3off, len(frame))
+    except MalformedError as e:
+        reason = _REASONS[e.reason]
+        if reason is DropReason.IP_TRUNCATED or reason is DropReason.IP_BAD_TOTAL_LEN:
+            snmp["IpExtInTruncatedPkts"] += 1
+        else:
+            snmp["IpInHdrErrors"] += 1
+        r.drop(reason, port)
+        return
+    pkt = PacketBuf(bytearray(frame[l3off:l3off + total]), iif=port.ifindex,
+                    pkt_type=pkt_type, ihl=ihl, l2_src=frame[6:12])
+    ip_route_input(r, pkt, port, now)
+
+
+def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
+    data = pkt.data
+    src = int.from_bytes(data[12:16], "big")
+    dst = int.from_bytes(data[16:20], "big")
+    s8 = src >> 24
+    if s8 >= 224:                                    # multicast or 255.255.255.255
+        return _martian(r, port, DropReason.MARTIAN_SRC)
+    if dst == 0xFFFFFFFF or (src == 0 and dst == 0):
+        return ip_local_deliver(r, pkt, now, broadcast=True)
+    if s8 == 0:
+        return _martian(r, port, DropReason.MARTIAN_SRC)
+    d8 = dst >> 24
+    if d8 == 0 or d8 == 127:
+        return _martian(r, port, DropReason.MARTIAN_DST)
+    if s8 == 127:
+        return _martian(r, port, DropReason.MARTIAN_SRC)
+    if d8 >= 224 and d8 < 240:
+        # Multicast: not joined to any group yet, and no multicast routing.
+        r.drop(DropReason.MARTIAN_DST, port)
+        return
+    route = r.fib.lookup(FlowKey(4, dst, src, iif=port.ifindex, tos=data[1] & 0x1E,
+                                 mark=pkt.mark, proto=data[9]), r.route_usable)
+    kind = route.type if route is not None else None
+    pkt.route = route
+    if kind is RouteType.LOCAL:
+        return ip_local_deliver(r, pkt, now)
+    if kind is RouteType.BROADCAST:
+        return ip_local_deliver(r, pkt, now, broadcast=True)
+    if kind is RouteType.UNICAST and route is not None and port.forwarding:
+        return ip_forward(r, pkt, route, now)
+    # ip_error(): ICMP chosen by the route type, only while forwarding is on.
+    if route is None:
+        r.counters.snmp["IpExtInNoRoutes"] += 1
+        reason = DropReason.NO_ROUTE
+    else:
+        reason = _ROUTE_DROP.get(route.type, DropReason.NO_ROUTE)
+    code = route_error_code(kind)
+    if code is not None and port.forwarding:
+        icmp_send(r, pkt, icmpw.ICMP_DEST_UNREACH, code, 0, now)
+    r.drop(reason, port)
+
+
+def _martian(r: Router, port: Port, reason: DropReason) -> None:
+    r.counters.snmp["IpInAddrErrors"] += 1
+    r.drop(reason, port)

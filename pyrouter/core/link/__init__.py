@@ -1,0 +1,1 @@
+"""Link layer: Ethernet receive/transmit, the neighbour subsystem, ARP."""

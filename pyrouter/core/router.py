@@ -1,0 +1,268 @@
+"""Router: the sans-IO dataplane.  Frames, time and randomness go in; frames and events come out.
+
+API (smoltcp's shape):
+* ``receive(ifindex, frame, now)``: one Ethernet frame from a port;
+* ``tick(now)``: run the timers that are due; ``poll_at()``: when next;
+* ``drain()``: the frames to transmit and events to log since the last drain;
+* control: ``add_port``, ``add_address``, ``add_route``, ``set_link``;
+* ``snapshot()``: counters and tables for the operator.
+
+The fast path.  Most forwarded packets are plain: an IPv4 frame addressed to
+the port's MAC, no options, TTL > 1, fits the egress MTU, to a destination
+whose route is unicast and whose neighbour is REACHABLE.  For those,
+``receive`` consults the forwarding cache (destination address -> egress port,
+prebuilt Ethernet header, MTU), validates the header (lengths, checksum,
+martian source), decrements the TTL with the RFC 1624 update and queues the
+frame: no PacketBuf, no route lookup.  Anything else, or any doubt, takes the
+slow path (eth_rcv), which does the full kernel sequence and refills the cache.
+The cache is bounded (FWD_CACHE_MAX, cleared when full) and cleared on every
+FIB or neighbour-state change, so it never answers differently from the slow
+path: a neighbour leaving REACHABLE sends its traffic through the slow path,
+which runs the NUD machine (STALE -> DELAY -> PROBE) as Linux does.
+
+Invariants: nothing here reads a clock or does I/O; no exception caused by
+packet contents escapes ``receive``; every discarded packet is counted under
+one DropReason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..wire.icmpv4 import ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
+from .actions import Event
+from .drops import Counters, DropReason
+from .ip.fragment import Reassembler
+from .ip.icmp import icmp_send
+from .link.arp import arp_solicit
+from .link.ethernet import eth_rcv
+from .link.neighbour import NeighbourEntry, NeighbourTable, NeighParams
+from .packet import PacketBuf
+from .port import Port
+from .route.fib import RT_TABLE_LOCAL, RT_TABLE_MAIN, Route, RouteType, Scope
+from .route.lookup import Fib
+from .time import SECOND, Instant, TimerQueue
+
+FWD_CACHE_MAX = 4096
+NEIGH_GC_INTERVAL = 30 * SECOND
+NEIGH_RERANDOM_INTERVAL = 300 * SECOND
+
+_from_bytes = int.from_bytes
+
+
+class Router:
+    def __init__(self, rng: Any, now: Instant = 0,
+                 neigh_params: NeighParams | None = None) -> None:
+        self.rng = rng
+        self.ports: dict[int, Port] = {}
+        self.ports_by_name: dict[str, Port] = {}
+        self.fib = Fib()
+        self.timers = TimerQueue()
+        self.counters = Counters()
+        self.neigh4 = NeighbourTable(self, self.timers, rng, neigh_params)
+        self.reasm = Reassembler()
+        self.local4: set[int] = set()          # the router's IPv4 addresses
+        self.bcast4: set[int] = set()          # subnet broadcast addresses
+        self.tx: list[tuple[int, bytes | bytearray]] = []
+        self.events: list[Event] = []
+        self.fwd_cache: dict[bytes, tuple[int, bytes, int, Port]] = {}
+        self.fast_forwarded = 0
+        self.ip_ident = rng.getrandbits(16)
+        self.timers.schedule(now + NEIGH_GC_INTERVAL, ("neigh-gc",))
+        self.timers.schedule(now + NEIGH_RERANDOM_INTERVAL, ("neigh-rand",))
+
+    # -- dataplane ---------------------------------------------------------
+    def receive(self, ifindex: int, frame: bytes, now: Instant) -> None:
+        port = self.ports.get(ifindex)
+        if port is None:
+            return
+        n = len(frame)
+        port.rx_packets += 1
+        port.rx_bytes += n
+        if not port.up:
+            self.drop(DropReason.PORT_DOWN, port)
+            return
+        # Fast path (see module docstring).  Each test below, when false,
+        # only means "take the slow path", never "drop".
+        if n >= 34 and frame[14] == 0x45 and frame[12] == 8 and frame[13] == 0:
+            ent = self.fwd_cache.get(frame[30:34])
+            if ent is not None:
+                total = (frame[16] << 8) | frame[17]
+                ttl = frame[22]
+                s0 = frame[26]
+                if (ttl > 1 and 20 <= total <= n - 14 and total <= ent[2]
+                        and 0 < s0 < 224 and s0 != 127 and ent[0] != ifindex
+                        and frame[0:6] == port.mac
+                        and not _from_bytes(frame[14:34], "big") % 0xFFFF):
+                    out = bytearray(frame) if total == n - 14 else bytearray(frame[:14 + total])
+                    out[0:12] = ent[1]
+                    out[22] = ttl - 1
+                    # RFC 1624 eqn. 3 for the TTL word dropping by 0x0100.
+                    s = (~((out[24] << 8) | out[25]) & 0xFFFF) + 0xFEFF
+                    s = (s & 0xFFFF) + (s >> 16)
+                    s = ~s & 0xFFFF
+                    out[24] = s >> 8
+                    out[25] = s & 0xFF
+                    oport = ent[3]
+                    oport.tx_packets += 1
+                    oport.tx_bytes += len(out)
+                    self.tx.append((ent[0], out))
+                    self.fast_forwarded += 1
+                    return
+        eth_rcv(self, port, frame, now)
+
+    def tick(self, now: Instant) -> None:
+        for deadline, key in self.timers.pop_due(now):
+            kind = key[0]
+            if kind == "neigh":
+                self.neigh4.timer((key[1], key[2]), deadline, now)
+            elif kind == "frag":
+                self.reasm.timer(self, key[1], deadline, now)
+            elif kind == "neigh-gc":
+                self.neigh4.periodic_gc(now)
+                self.timers.schedule(now + NEIGH_GC_INTERVAL, key)
+            elif kind == "neigh-rand":
+                self.neigh4.rerandomize()
+                self.timers.schedule(now + NEIGH_RERANDOM_INTERVAL, key)
+        # Stale heap entries (re-armed timers) are skipped lazily; bound the heap.
+        if len(self.timers) > 8 * (len(self.neigh4.entries) + len(self.reasm) + 16):
+            self._compact_timers()
+
+    def _compact_timers(self) -> None:
+        alive = {(e.deadline, ("neigh", e.ifindex, e.addr))
+                 for e in self.neigh4.entries.values() if e.deadline is not None}
+        alive |= {(q.deadline, ("frag", q.key)) for q in self.reasm.queues.values()}
+        alive |= {(d, k) for d, k in ((e[0], e[2]) for e in self.timers._heap)
+                  if k[0] in ("neigh-gc", "neigh-rand")}
+        self.timers.compact(alive)
+
+    def poll_at(self) -> Instant | None:
+        return self.timers.next_deadline()
+
+    def drain(self) -> tuple[list[tuple[int, bytes | bytearray]], list[Event]]:
+        tx, ev = self.tx, self.events
+        self.tx, self.events = [], []
+        return tx, ev
+
+    # -- helpers the stages call ---------------------------------------------
+    def drop(self, reason: DropReason, port: Port | None = None) -> None:
+        self.counters.drops[reason] += 1
+        if port is not None:
+            port.rx_dropped += 1
+
+    def xmit(self, port: Port, frame: bytes | bytearray) -> None:
+        port.tx_packets += 1
+        port.tx_bytes += len(frame)
+        self.tx.append((port.ifindex, frame))
+
+    def route_usable(self, route: Route) -> bool:
+        """Dead nexthops (port down) are skipped, RTNH_F_DEAD."""
+        if route.oif == 0:
+            return True
+        p = self.ports.get(route.oif)
+        return p is not None and p.up
+
+    def fwd_cache_fill(self, dst: bytes, port: Port, l2: bytes, mtu: int) -> None:
+        if len(self.fwd_cache) >= FWD_CACHE_MAX:
+            self.fwd_cache.clear()
+        self.fwd_cache[dst] = (port.ifindex, l2, mtu, port)
+
+    def echo_reply_rcv(self, pkt: PacketBuf, off: int, now: Instant) -> None:
+        """An echo reply for the router: consumed (router-originated ping arrives later)."""
+
+    # -- NeighOwner ------------------------------------------------------------
+    def neigh_solicit(self, entry: NeighbourEntry, unicast: bool, now: Instant) -> None:
+        arp_solicit(self, entry, unicast)
+
+    def neigh_resolved(self, entry: NeighbourEntry, queued: list[tuple[bytes, Any]]) -> None:
+        port = self.ports.get(entry.ifindex)
+        if port is None or entry.lladdr is None:
+            return
+        hdr = entry.lladdr + port.mac + b"\x08\x00"
+        for l3, _ctx in queued:
+            self.xmit(port, hdr + l3)
+
+    def neigh_failed(self, entry: NeighbourEntry, queued: list[tuple[bytes, Any]],
+                     now: Instant) -> None:
+        """arp_error_report(): each queued packet gets Host Unreachable."""
+        if queued:
+            self.events.append(Event("neigh.failed", {
+                "ifindex": entry.ifindex, "addr": _ip4(entry.addr), "queued": len(queued)}))
+        for l3, ctx in queued:
+            self.drop(DropReason.NEIGH_FAILED)
+            if isinstance(ctx, PacketBuf) and not ctx.local_out:
+                err = PacketBuf(bytearray(l3), iif=ctx.iif, pkt_type=ctx.pkt_type,
+                                ihl=(l3[0] & 0x0F) << 2)
+                icmp_send(self, err, ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, 0, now)
+
+    def neigh_dropped(self, entry: NeighbourEntry) -> None:
+        self.drop(DropReason.NEIGH_QUEUE_FULL)
+
+    def neigh_changed(self) -> None:
+        self.fwd_cache.clear()
+
+    # -- control -------------------------------------------------------------
+    def add_port(self, port: Port) -> None:
+        self.ports[port.ifindex] = port
+        self.ports_by_name[port.name] = port
+
+    def add_address(self, ifindex: int, addr: int, plen: int) -> None:
+        """inet_insert_ifa() + fib_add_ifaddr(): local, broadcast and prefix routes."""
+        port = self.ports[ifindex]
+        port.addrs4.append((addr, plen))
+        self.local4.add(addr)
+        self.fib.insert(Route(4, addr, 32, RouteType.LOCAL, ifindex, scope=Scope.HOST,
+                              table=RT_TABLE_LOCAL, prefsrc=addr, proto="kernel"))
+        mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+        net = addr & mask
+        if plen < 31:
+            bcast = net | (~mask & 0xFFFFFFFF)
+            self.bcast4.add(bcast)
+            self.fib.insert(Route(4, bcast, 32, RouteType.BROADCAST, ifindex, scope=Scope.LINK,
+                                  table=RT_TABLE_LOCAL, prefsrc=addr, proto="kernel"))
+        if plen < 32:
+            self.fib.insert(Route(4, net, plen, RouteType.UNICAST, ifindex, scope=Scope.LINK,
+                                  table=RT_TABLE_MAIN, prefsrc=addr, proto="kernel"))
+        self.fwd_cache.clear()
+
+    def add_route(self, route: Route) -> None:
+        self.fib.insert(route)
+        self.fwd_cache.clear()
+
+    def delete_route(self, route: Route) -> bool:
+        ok = self.fib.delete(route)
+        self.fwd_cache.clear()
+        return ok
+
+    def set_link(self, ifindex: int, up: bool, now: Instant) -> None:
+        """Carrier change: on down, flush the port's neighbours (arp_ifdown)."""
+        port = self.ports[ifindex]
+        if port.up == up:
+            return
+        port.up = up
+        if not up:
+            self.neigh4.flush_dev(ifindex)
+        self.fwd_cache.clear()
+        self.events.append(Event("link.up" if up else "link.down", {"port": port.name}))
+
+    # -- operator view -----------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        snmp = dict(self.counters.snmp)
+        snmp["IpInReceives"] += self.fast_forwarded
+        snmp["IpForwDatagrams"] += self.fast_forwarded
+        return {
+            "drops": self.counters.drop_dict(),
+            "snmp": snmp,
+            "fast_forwarded": self.fast_forwarded,
+            "interfaces": {p.name: p.counters() for p in self.ports.values()},
+            "neighbours": [
+                {"port": self.ports[e.ifindex].name if e.ifindex in self.ports else e.ifindex,
+                 "addr": _ip4(e.addr), "lladdr": e.lladdr.hex(":") if e.lladdr else None,
+                 "state": e.state.value} for e in self.neigh4.entries.values()],
+            "neigh_stats": dict(self.neigh4.stats),
+            "reasm_queues": len(self.reasm), "reasm_mem": self.reasm.mem,
+        }
+
+
+def _ip4(addr: int) -> str:
+    return f"{addr >> 24}.{(addr >> 16) & 255}.{(addr >> 8) & 255}.{addr & 255}"

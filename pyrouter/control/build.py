@@ -1,0 +1,137 @@
+"""Build core objects from a validated config (pure: no devices, no clock).
+
+Semantic checks, each a ConfigError with its key path, all before the shell
+touches a device:
+* an address appears once across all interfaces;
+* a route's ``dev`` names a configured interface;
+* a unicast route needs ``via`` or ``dev``; reject types take neither ``via``
+  nor ``dev`` (as ``ip route add unreachable ...``);
+* a gateway must be on-link: inside a connected IPv4/IPv6 subnet (of ``dev``
+  when given), or the kernel's "Nexthop has invalid gateway" applies;
+* ``peer`` requires ``netns``.
+Ports get ifindex 1..N in config order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
+from typing import Any
+
+from ..core.port import Port
+from ..core.route.fib import Route, RouteType, Scope
+from ..core.router import Router
+from ..wire.addr import mac_from_str, stable_mac
+from .load import ConfigError
+from .schema import Config, Interface
+
+DEFAULT_MTU = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class PortPlan:
+    """What the shell needs to open and set up one TAP."""
+
+    ifindex: int
+    name: str
+    mac: bytes
+    mtu: int
+    netns: str | None
+    config: Interface
+
+
+def plan_ports(cfg: Config) -> list[PortPlan]:
+    out = []
+    for i, (name, itf) in enumerate(cfg.interfaces.items(), start=1):
+        mac = mac_from_str(itf.macaddress) if itf.macaddress else stable_mac(name)
+        out.append(PortPlan(i, name, mac, itf.mtu or DEFAULT_MTU, itf.netns, itf))
+    return out
+
+
+def check(cfg: Config, file: str = "<config>") -> list[PortPlan]:
+    """All semantic checks; returns the port plan."""
+    plans = plan_ports(cfg)
+    seen: dict[Any, str] = {}
+    macs: dict[bytes, str] = {}
+    for p in plans:
+        if p.mac in macs:
+            raise ConfigError(file, f"interfaces.{p.name}.macaddress",
+                              f"same MAC as interface {macs[p.mac]}")
+        macs[p.mac] = p.name
+        for j, a in enumerate(p.config.addresses):
+            where = f"interfaces.{p.name}.addresses[{j}]"
+            if a.ip in seen:
+                raise ConfigError(file, where, f"{a.ip} is already on {seen[a.ip]}")
+            if a.version == 4 and (a.ip.is_multicast or a.ip.is_loopback
+                                   or a.ip.is_unspecified or a.ip == IPv4Address("255.255.255.255")):
+                raise ConfigError(file, where, f"{a.ip} cannot be an interface address")
+            seen[a.ip] = p.name
+        if p.config.peer is not None and p.netns is None:
+            raise ConfigError(file, f"interfaces.{p.name}.peer", "peer needs netns")
+    names = {p.name: p for p in plans}
+    for i, rc in enumerate(cfg.routes):
+        where = f"routes[{i}]"
+        if rc.dev is not None and rc.dev not in names:
+            raise ConfigError(file, f"{where}.dev", f"no interface named {rc.dev!r}")
+        if rc.type != "unicast":
+            if rc.via is not None:
+                raise ConfigError(file, f"{where}.via", f"a {rc.type} route has no gateway")
+            if rc.dev is not None:
+                raise ConfigError(file, f"{where}.dev", f"a {rc.type} route has no device")
+            continue
+        if rc.via is None and rc.dev is None:
+            raise ConfigError(file, where, "a unicast route needs 'via' or 'dev'")
+        dst = _dst_network(rc.to, rc.via)
+        if rc.via is not None:
+            if rc.via.version != dst.version:                       # type: ignore[attr-defined]
+                raise ConfigError(file, f"{where}.via", "gateway and destination families differ")
+            if _onlink_port(plans, rc.via, rc.dev) is None:
+                raise ConfigError(file, f"{where}.via",
+                                  f"gateway {rc.via} is not in a connected subnet"
+                                  + (f" of {rc.dev}" if rc.dev else ""))
+    return plans
+
+
+def _dst_network(to: str, via: Any) -> IPv4Network | IPv6Network:
+    if to == "default":
+        return ip_network("::/0") if via is not None and via.version == 6 else \
+            ip_network("0.0.0.0/0")
+    return ip_network(to)
+
+
+def _onlink_port(plans: list[PortPlan], gw: Any, dev: str | None) -> PortPlan | None:
+    for p in plans:
+        if dev is not None and p.name != dev:
+            continue
+        for a in p.config.addresses:
+            if a.version == gw.version and gw in a.network and gw != a.ip:
+                return p
+    return None
+
+
+def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>") -> Router:
+    plans = check(cfg, file)
+    r = Router(rng, now)
+    for p in plans:
+        r.add_port(Port(p.ifindex, p.name, p.mac, p.mtu))
+    for p in plans:
+        for a in p.config.addresses:
+            if a.version == 4:
+                r.add_address(p.ifindex, int(a.ip), a.network.prefixlen)
+            else:
+                r.ports[p.ifindex].addrs6.append((int(a.ip), a.network.prefixlen))
+    by_name = {p.name: p for p in plans}
+    for rc in cfg.routes:
+        dst = _dst_network(rc.to, rc.via)
+        kind = RouteType(rc.type)
+        oif, gw = 0, None
+        if kind is RouteType.UNICAST:
+            port = _onlink_port(plans, rc.via, rc.dev) if rc.via is not None \
+                else by_name[rc.dev]                                 # type: ignore[index]
+            assert port is not None
+            oif = port.ifindex
+            gw = int(rc.via) if rc.via is not None else None         # type: ignore[arg-type]
+        scope = Scope.LINK if kind is RouteType.UNICAST and gw is None else Scope.UNIVERSE
+        r.add_route(Route(dst.version, int(dst.network_address), dst.prefixlen, kind, oif, gw,
+                          rc.metric, None, rc.mtu or 0, scope, rc.table, "static"))
+    return r

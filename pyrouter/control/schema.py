@@ -1,0 +1,110 @@
+"""The config file's schema (pydantic v2): what operators write, validated strictly.
+
+The ``interfaces`` and ``routes`` shapes are fixed by the foundation issue
+(netplan-like); every model forbids unknown keys and is frozen.  Semantic
+checks that need more than one field (a gateway must be on-link, a route's dev
+must exist) live in control/build.py, which runs before anything is touched.
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface, ip_network
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from ..wire.addr import mac_from_str
+
+_IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
+
+
+def _interface(v: object) -> IPv4Interface | IPv6Interface:
+    if not isinstance(v, str) or "/" not in v:
+        raise ValueError("an address with its prefix length, e.g. 10.0.1.1/24")
+    return ip_interface(v)
+
+
+def _address(v: object) -> object:
+    if not isinstance(v, str):
+        raise ValueError("an IP address, e.g. 10.0.1.254")
+    return ip_address(v)
+
+
+def _destination(v: object) -> str:
+    if v == "default":
+        return "default"
+    if not isinstance(v, str):
+        raise ValueError("'default' or a prefix such as 10.0.9.0/24")
+    net = ip_network(v, strict=True)
+    return str(net)
+
+
+IfAddr = Annotated[Union[IPv4Interface, IPv6Interface], BeforeValidator(_interface)]
+IpAddr = Annotated[object, BeforeValidator(_address)]
+Destination = Annotated[str, BeforeValidator(_destination)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class PeerRoute(_Model):
+    to: Destination
+    via: IpAddr
+
+
+class Peer(_Model):
+    """The kernel side of a TAP moved into a namespace (a lab/test convenience)."""
+
+    addresses: list[IfAddr] = Field(default_factory=list)
+    routes: list[PeerRoute] = Field(default_factory=list)
+
+
+class Interface(_Model):
+    addresses: list[IfAddr] = Field(default_factory=list)
+    mtu: int | None = Field(default=None, ge=68, le=65535)
+    macaddress: str | None = None
+    netns: str | None = None
+    peer: Peer | None = None
+
+    @field_validator("macaddress")
+    @classmethod
+    def _mac(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        mac = mac_from_str(v)
+        if mac[0] & 1:
+            raise ValueError("a multicast MAC cannot be an interface address")
+        return v
+
+    @field_validator("netns")
+    @classmethod
+    def _ns(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", v):
+            raise ValueError("a network namespace name (letters, digits, _ . -)")
+        return v
+
+
+class RouteConfig(_Model):
+    to: Destination
+    via: IpAddr | None = None
+    dev: str | None = None
+    metric: int = Field(default=0, ge=0, le=0xFFFFFFFF)
+    table: int = Field(default=254, ge=1, le=0xFFFFFFFF)
+    mtu: int | None = Field(default=None, ge=68, le=65535)
+    type: Literal["unicast", "blackhole", "unreachable", "prohibit"] = "unicast"
+
+
+class Config(_Model):
+    interfaces: dict[str, Interface] = Field(min_length=1)
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+    @field_validator("interfaces")
+    @classmethod
+    def _names(cls, v: dict[str, Interface]) -> dict[str, Interface]:
+        for name in v:
+            if not _IFNAME.match(name):
+                raise ValueError(f"interface name {name!r}: 1-15 characters of letters, "
+                                 "digits, _ . -")
+        return v

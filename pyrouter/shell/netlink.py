@@ -1,0 +1,47 @@
+"""Link set-up through netlink (pyroute2): MTU, namespace moves, the kernel side's addresses.
+
+Runs before the event loop starts (or in a worker thread): pyroute2's sync API
+drives an asyncio loop of its own and must never run on trio's thread while
+trio is running.  pyrouter keeps its FIB to itself and never pushes routes
+into the kernel, except the optional ``peer`` config of a lab host's side.
+"""
+
+from __future__ import annotations
+
+import os
+from ipaddress import ip_network
+from typing import Any
+
+from pyroute2 import IPRoute, NetNS
+
+
+def netns_exists(name: str) -> bool:
+    return os.path.exists(f"/run/netns/{name}")
+
+
+def setup_link(name: str, mtu: int, netns: str | None, peer: Any) -> None:
+    """Set the TAP's MTU, move it into *netns* if asked, bring it up there,
+    and apply the ``peer`` addresses and routes."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)[0]
+        ipr.link("set", index=idx, mtu=mtu)
+        if netns is None:
+            ipr.link("set", index=idx, state="up")
+            return
+        ipr.link("set", index=idx, net_ns_fd=netns)
+    with NetNS(netns) as ns:
+        idx = ns.link_lookup(ifname=name)[0]
+        ns.link("set", index=idx, state="up")
+        lo = ns.link_lookup(ifname="lo")
+        if lo:
+            ns.link("set", index=lo[0], state="up")
+        if peer is None:
+            return
+        for a in peer.addresses:
+            ns.addr("add", index=idx, address=str(a.ip), prefixlen=a.network.prefixlen)
+        for rt in peer.routes:
+            dst = rt.to if rt.to != "default" else ("::/0" if rt.via.version == 6
+                                                    else "0.0.0.0/0")
+            net = ip_network(dst)
+            ns.route("add", dst=str(net.network_address), dst_len=net.prefixlen,
+                     gateway=str(rt.via), family=10 if net.version == 6 else 2)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install what pyrouter and its tests need on a fresh Debian machine (run as root):
+# the host tools the integration tests drive, and a venv with the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs=(iproute2 iputils-ping iputils-tracepath traceroute iperf3 tcpdump socat netcat-openbsd procps)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt .venv/.installed ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[test]'
+  touch .venv/.installed
+fi

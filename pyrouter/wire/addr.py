@@ -8,6 +8,9 @@ are ``ipaddress`` objects in Reprs and plain ``int`` inside the core.
 from __future__ import annotations
 
 import hashlib
+import re
+
+_MAC = re.compile(r"^[0-9A-Fa-f]{1,2}([:-][0-9A-Fa-f]{1,2}){5}$")
 
 BROADCAST_MAC = b"\xff" * 6
 ZERO_MAC = b"\x00" * 6
@@ -20,10 +23,9 @@ def mac_to_str(mac: bytes) -> str:
 
 def mac_from_str(text: str) -> bytes:
     """Parse ``aa:bb:cc:dd:ee:ff`` (or with ``-``); ValueError if it is not one."""
-    parts = text.replace("-", ":").split(":")
-    if len(parts) != 6 or not all(len(p) in (1, 2) for p in parts):
+    if not _MAC.fullmatch(text):
         raise ValueError(f"not a MAC address: {text!r}")
-    return bytes(int(p, 16) for p in parts)
+    return bytes(int(p, 16) for p in text.replace("-", ":").split(":"))
 
 
 def is_multicast_mac(mac: bytes) -> bool:

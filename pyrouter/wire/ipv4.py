@@ -54,7 +54,7 @@ def check_header(buf: bytes | bytearray | memoryview, off: int, end: int,
     header, version and ihl, header checksum, then total length against the
     frame and the header.  Raises MalformedError with the drop reason.
     """
-    avail = end - off
+    avail = min(end, len(buf)) - off
     if avail < IPV4_HLEN:
         raise MalformedError("ip_truncated", f"{avail} bytes")
     b0 = buf[off]

@@ -50,8 +50,8 @@ class TcpRepr:
         return TCP_HLEN + len(self.options) + len(self.data)
 
     def emit(self, buf: bytearray, off: int, pseudo: int) -> None:
-        if len(self.options) % 4:
-            raise ValueError("TCP options must be padded to 4 bytes")
+        if len(self.options) % 4 or len(self.options) > 40:
+            raise ValueError("TCP options must be padded to 4 bytes, at most 40")
         doff = TCP_HLEN + len(self.options)
         _HDR.pack_into(buf, off, self.sport, self.dport, self.seq, self.ack,
                        ((doff >> 2) << 12) | self.flags, self.window, 0, self.urgent)

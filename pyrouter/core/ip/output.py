@@ -105,7 +105,8 @@ def ip_fragment(r: Router, pkt: PacketBuf, mtu: int, port: Port, nexthop: int,
         flags = frag & (IP_DF | 0x8000)
         if left > n or not_last:
             flags |= IP_MF
-        struct.pack_into("!HH", hdr, 2, hlen + n, flags | ((base_off + off) >> 3))
+        struct.pack_into("!H", hdr, 2, hlen + n)
+        struct.pack_into("!H", hdr, 6, flags | ((base_off + off) >> 3))
         set_checksum(hdr, 0, hlen)
         piece = hdr + payload[off:off + n]
         neigh_output(r, port, nexthop, piece, pkt, now)

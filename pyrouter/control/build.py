@@ -104,7 +104,9 @@ def _onlink_port(plans: list[PortPlan], gw: Any, dev: str | None) -> PortPlan | 
         if dev is not None and p.name != dev:
             continue
         for a in p.config.addresses:
-            if a.version == gw.version and gw in a.network and gw != a.ip:
+            net = a.network
+            if a.version == gw.version and gw in net and gw != a.ip and not (
+                    a.version == 4 and net.prefixlen < 31 and gw == net.broadcast_address):
                 return p
     return None
 

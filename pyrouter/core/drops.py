@@ -56,6 +56,8 @@ class DropReason(Enum):
     NEIGH_TABLE_FULL = "neigh_table_full"
     BROADCAST_IGNORED = "broadcast_ignored"
     IP_NOPROTO_LOCAL = "ip_noproto_local"
+    NEIGH_DEAD = "neigh_dead"
+    REASM_DUP = "reasm_dup"
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).
@@ -69,7 +71,7 @@ SNMP_COUNTERS = (
     "UdpInDatagrams", "UdpNoPorts", "UdpInErrors", "UdpInCsumErrors",
     "TcpInSegs", "TcpOutRsts", "TcpInErrs", "TcpInCsumErrors",
     "ArpInRequests", "ArpInReplies", "ArpOutRequests", "ArpOutReplies",
-    "IpExtInTruncatedPkts", "IpExtInNoRoutes",
+    "IpExtInTruncatedPkts", "IpExtInNoRoutes", "IpExtInCsumErrors",
 )
 
 

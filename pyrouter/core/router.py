@@ -48,6 +48,8 @@ NEIGH_GC_INTERVAL = 30 * SECOND
 NEIGH_RERANDOM_INTERVAL = 300 * SECOND
 
 _from_bytes = int.from_bytes
+_NEIGH_DROPS = {"queue_full": DropReason.NEIGH_QUEUE_FULL, "table_full": DropReason.NEIGH_TABLE_FULL,
+                "dead": DropReason.NEIGH_DEAD}
 
 
 class Router:
@@ -62,6 +64,7 @@ class Router:
         self.neigh4 = NeighbourTable(self, self.timers, rng, neigh_params)
         self.reasm = Reassembler()
         self.local4: set[int] = set()          # the router's IPv4 addresses
+        self.local4_bytes: set[bytes] = set()  # the same, packed (fast path)
         self.bcast4: set[int] = set()          # subnet broadcast addresses
         self.tx: list[tuple[int, bytes | bytearray]] = []
         self.events: list[Event] = []
@@ -93,6 +96,7 @@ class Router:
                 if (ttl > 1 and 20 <= total <= n - 14 and total <= ent[2]
                         and 0 < s0 < 224 and s0 != 127 and ent[0] != ifindex
                         and frame[0:6] == port.mac
+                        and frame[26:30] not in self.local4_bytes
                         and not _from_bytes(frame[14:34], "big") % 0xFFFF):
                     out = bytearray(frame) if total == n - 14 else bytearray(frame[:14 + total])
                     out[0:12] = ent[1]
@@ -195,8 +199,8 @@ class Router:
                                 ihl=(l3[0] & 0x0F) << 2)
                 icmp_send(self, err, ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, 0, now)
 
-    def neigh_dropped(self, entry: NeighbourEntry) -> None:
-        self.drop(DropReason.NEIGH_QUEUE_FULL)
+    def neigh_dropped(self, entry: NeighbourEntry | None, why: str) -> None:
+        self.drop(_NEIGH_DROPS[why])
 
     def neigh_changed(self) -> None:
         self.fwd_cache.clear()
@@ -209,12 +213,19 @@ class Router:
     def add_address(self, ifindex: int, addr: int, plen: int) -> None:
         """inet_insert_ifa() + fib_add_ifaddr(): local, broadcast and prefix routes."""
         port = self.ports[ifindex]
-        port.addrs4.append((addr, plen))
-        self.local4.add(addr)
-        self.fib.insert(Route(4, addr, 32, RouteType.LOCAL, ifindex, scope=Scope.HOST,
-                              table=RT_TABLE_LOCAL, prefsrc=addr, proto="kernel"))
         mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
         net = addr & mask
+        # A second address in a subnet the port already has is a secondary: the
+        # connected and broadcast routes stay the primary's (fib_add_ifaddr).
+        secondary = any(a & mask == net and p == plen for a, p in port.addrs4)
+        port.addrs4.append((addr, plen))
+        self.local4.add(addr)
+        self.local4_bytes.add(addr.to_bytes(4, "big"))
+        self.fib.insert(Route(4, addr, 32, RouteType.LOCAL, ifindex, scope=Scope.HOST,
+                              table=RT_TABLE_LOCAL, prefsrc=addr, proto="kernel"))
+        if secondary:
+            self.fwd_cache.clear()
+            return
         if plen < 31:
             bcast = net | (~mask & 0xFFFFFFFF)
             self.bcast4.add(bcast)

@@ -114,10 +114,6 @@ def test_gateway_on_link_but_not_on_the_named_dev() -> None:
     assert "wan0" in err.reason
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: build.py _onlink_port accepts the subnet broadcast address as a gateway; Linux "
-    "fib_check_nh_v4_gw() finds RTN_BROADCAST for it and refuses: 'Nexthop has invalid "
-    "gateway'"))
 def test_gateway_equal_to_subnet_broadcast_is_refused() -> None:
     err = error(BASE + "routes:\n  - {to: 10.9.0.0/16, via: 10.0.1.255}\n")
     assert err.path == "routes[0].via"
@@ -330,10 +326,6 @@ def test_lookups_on_the_built_fib() -> None:
     assert look("203.0.113.1").gateway == ip("10.0.2.254")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: router.py add_address installs a second connected route for a secondary address "
-    "of an already connected subnet; Linux (fib_add_ifaddr, IFA_F_SECONDARY) keeps one "
-    "'10.0.1.0/24 proto kernel scope link src <primary>'"))
 def test_secondary_address_in_same_subnet_adds_no_second_prefix_route() -> None:
     r = build(parse("interfaces:\n  lan0:\n    addresses: [10.0.1.1/24, 10.0.1.2/24]\n"),
               random.Random(0))

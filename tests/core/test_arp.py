@@ -185,10 +185,6 @@ def test_non_arp_non_ip_ethertype_is_counted() -> None:
     assert drop_delta(before, net.drops()) == {"unhandled_ethertype": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: arp.py arp_rcv answers an ARP request whose sender IP is one of the router's own "
-    "addresses and learns a neighbour for it; Linux's ip_route_input_noref(tip, sip) fails "
-    "(fib_validate_source: local source) so nothing is answered or learned"))
 def test_request_claiming_a_router_address_is_not_answered() -> None:
     """An address-conflict announcement (sender IP = our IP) from another box."""
     net = Net()

@@ -138,13 +138,8 @@ SNMP_CASES = [
     pytest.param("ihl-4", 1, 0, id="ihl-4"),
     pytest.param("version-5", 1, 0, id="version-5"),
     pytest.param("total-beyond-frame", 0, 1, id="total-beyond-frame"),
-    pytest.param("total-below-ihl", 1, 0, id="total-below-ihl", marks=pytest.mark.xfail(
-        strict=True, reason="BUG: rcv.py ip_rcv counts total length < ihl under "
-        "IpExtInTruncatedPkts; Linux ip_rcv_core() counts it as IpInHdrErrors")),
-    pytest.param("header-cut-short", 1, 0, id="header-cut-short", marks=pytest.mark.xfail(
-        strict=True, reason="BUG: rcv.py ip_rcv counts a header shorter than 20 bytes (or "
-        "than ihl) under IpExtInTruncatedPkts; Linux (pskb_may_pull failure -> inhdr_error) "
-        "counts IpInHdrErrors")),
+    pytest.param("total-below-ihl", 1, 0, id="total-below-ihl"),
+    pytest.param("header-cut-short", 1, 0, id="header-cut-short"),
 ]
 
 

@@ -403,9 +403,6 @@ def test_zero_source_to_limited_broadcast_is_accepted() -> None:
     assert net.drops() == {"udp_no_port": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: rcv.py ip_route_input treats 240.0.0.0/4 sources as martian (src >> 24 >= 224); "
-    "Linux only rejects multicast (224/4) and 255.255.255.255 sources and forwards the rest"))
 def test_class_e_source_is_forwarded() -> None:
     net = Net()
     warm(net)
@@ -415,10 +412,6 @@ def test_class_e_source_is_forwarded() -> None:
     assert tx[0][1][14:] == forwarded(l3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: rcv.py ip_route_input (and the fast path in router.py) forward a packet whose "
-    "source is one of the router's own addresses; Linux drops it as a martian source "
-    "(fib_validate_source -> SKB_DROP_REASON_IP_LOCAL_SOURCE)"))
 @pytest.mark.parametrize("warmed", [False, True], ids=["cold", "cached"])
 def test_packet_from_a_router_address_is_martian(warmed: bool) -> None:
     net = Net()

@@ -142,7 +142,7 @@ def test_exact_duplicate_fragment_is_ignored() -> None:
     for piece in (f[0], f[0], f[1], f[1], f[2]):
         tx += net.send(LAN, frame_from(H1, piece))
     assert len(tx) == 3
-    assert net.drops() == {}
+    assert net.drops() == {"reasm_dup": 2}   # each duplicate skb is freed and counted
 
 
 def test_overlapping_fragments_drop_the_datagram() -> None:
@@ -210,10 +210,6 @@ def test_oversized_reassembly_is_dropped() -> None:
     assert net.drops() == {"reasm_too_big": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: fragment.py Reassembler.add drops the whole datagram (reasm_overlap) when a "
-    "fragment lies entirely inside data already received; Linux inet_frag_queue_insert() "
-    "returns IPFRAG_DUP for it: only that fragment is dropped and reassembly completes"))
 def test_fragment_contained_in_received_data_is_a_duplicate() -> None:
     net = net_with_h1()
     _, l3 = big_echo()
@@ -225,13 +221,9 @@ def test_fragment_contained_in_received_data_is_a_duplicate() -> None:
     tx += net.send(LAN, frame_from(H1, f[1]))
     tx += net.send(LAN, frame_from(H1, f[2]))
     assert len(tx) == 3
-    assert net.drops() == {}
+    assert net.drops() == {"reasm_dup": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: fragment.py Reassembler.add drops the whole datagram when a non-last fragment's "
-    "payload is not a multiple of 8; Linux ip_frag_queue() trims it to a multiple of 8 "
-    "(end &= ~7) and reassembly goes on"))
 def test_non_last_fragment_with_ragged_length_is_trimmed() -> None:
     net = net_with_h1()
     data, l3 = big_echo(size=1500)
@@ -339,9 +331,6 @@ def test_tcp_to_broadcast_is_not_reset() -> None:
     assert net.send(LAN, frame_from(H1, ipv4(H1.ip, "10.0.1.255", seg, proto=6))) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: local.py tcp_rcv sends a RST for a segment that arrived in an L2 broadcast frame; "
-    "Linux tcp_v4_rcv() discards pkt_type != PACKET_HOST first thing"))
 def test_tcp_in_l2_broadcast_frame_is_not_reset() -> None:
     net = net_with_h1()
     seg = tcp(H1.ip, R_IP[LAN])
@@ -360,9 +349,6 @@ def test_unknown_protocol_gets_protocol_unreachable(proto: int) -> None:
     assert net.snmp("IpInUnknownProtos") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: local.py ip_local_deliver answers IGMP (protocol 2) with Protocol Unreachable; "
-    "Linux always has an IGMP handler (igmp_rcv, CONFIG_IP_MULTICAST) and consumes it"))
 def test_igmp_to_the_router_is_not_protocol_unreachable() -> None:
     net = net_with_h1()
     report = icmp(0x16, 0, 0xE0000016)                  # an IGMPv2 report, ICMP-like checksum
@@ -387,10 +373,6 @@ def test_reply_to_unknown_sender_waits_for_arp() -> None:
     assert net.drops() == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: arp.py arp_solicit always uses the egress port's address as ARP sender IP; with "
-    "arp_announce=0 Linux uses the queued packet's source when it is a local address, so "
-    "the echo reply from 10.0.2.1 out of lan0 is resolved with sender IP 10.0.2.1"))
 def test_arp_for_a_local_reply_announces_the_reply_source() -> None:
     net = Net()
     tx = net.send(LAN, frame_from(H1, ipv4(H1.ip, R_IP[WAN], echo(), proto=1)))

@@ -271,12 +271,6 @@ def test_arp_flood_keeps_table_bounded_and_legit_flow_forwarded() -> None:
     assert sum(len(e.queue) for e in r.neigh4.entries.values()) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: neighbour.py NeighbourTable.event_send, when the table is full (gc_thresh3) and "
-    "nothing can be collected, reports the packet through neigh_failed(): Host Unreachable "
-    "to the sender, a neigh.failed event per packet, counted neigh_failed; Linux drops it "
-    "silently (neigh_create fails: 'neighbor table overflow', SKB_DROP_REASON_NEIGH_CREATEFAIL) "
-    "and DropReason.NEIGH_TABLE_FULL exists but is never used"))
 def test_full_table_of_incomplete_entries_drops_new_destinations_silently() -> None:
     net = Net(config=TOPOLOGY + "  - {to: 10.50.0.0/16, dev: wan0}\n")
     net.router.neigh4.add_permanent(LAN, ip2int(H1.ip), H1.mac, 0)
@@ -294,10 +288,6 @@ def test_full_table_of_incomplete_entries_drops_new_destinations_silently() -> N
     assert net.drops() == {"neigh_table_full": refused}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: router.py set_link(down) -> NeighbourTable.flush_dev discards the packets queued "
-    "on INCOMPLETE entries without counting them (the core's invariant: every discarded "
-    "packet is counted; Linux frees them with SKB_DROP_REASON_NEIGH_DEAD)"))
 def test_packets_queued_on_a_port_going_down_are_counted() -> None:
     net = Net()
     net.learn(H1)
@@ -309,11 +299,6 @@ def test_packets_queued_on_a_port_going_down_are_counted() -> None:
     assert sum(net.drops().values()) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: router.py neigh_resolved transmits the queued packets directly when an "
-    "INCOMPLETE entry is resolved to STALE (ARP request or broadcast reply from the host); "
-    "Linux sends them through neigh_resolve_output(), which moves STALE to DELAY, so a "
-    "unicast probe follows 5 s later; pyrouter leaves the entry STALE and never probes"))
 def test_queue_flushed_into_stale_entry_moves_it_to_delay() -> None:
     net = Net()
     net.learn(H1)

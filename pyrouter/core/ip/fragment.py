@@ -2,8 +2,10 @@
 
 Queues are keyed by (src, dst, id, proto) (DEFRAG-03).  A datagram completes
 when its first and last fragments are in and the bytes in between are all
-there; an overlapping fragment drops the whole datagram (Linux since the
-FragmentSmack fix, DEFRAG-05) while an exact duplicate is ignored.  After
+there; a fragment that partly overlaps held data drops the whole datagram
+(Linux since the FragmentSmack fix, DEFRAG-05) while one that lies wholly
+inside held data is a duplicate and is ignored; a non-last fragment whose
+length is not a multiple of 8 is trimmed, as ip_frag_queue() does.  After
 ipfrag_time (30 s) an incomplete queue is freed and, if its first fragment
 was seen, ICMP Time Exceeded code 1 quotes it (DEFRAG-07).  Memory is bounded:
 above ipfrag_high_thresh (4 MiB) the oldest queues are evicted until below
@@ -40,10 +42,22 @@ class FragQueue:
     iif: int
     frags: list[tuple[int, bytes]] = field(default_factory=list)   # (offset, payload)
     first: PacketBuf | None = None          # the offset-0 fragment, header and all
-    total: int = -1                         # payload length once the last fragment is in
+    len: int = 0                            # highest end seen; the total once last_in
+    last_in: bool = False
     meat: int = 0
     mem: int = 0
     max_size: int = 0
+
+
+def _runs(frags: list[tuple[int, bytes]]) -> list[tuple[int, int]]:
+    """Contiguous runs ``(start, end)`` of the sorted fragments (the kernel's frag runs)."""
+    runs: list[tuple[int, int]] = []
+    for o, p in frags:
+        if runs and runs[-1][1] == o:
+            runs[-1] = (runs[-1][0], o + len(p))
+        else:
+            runs.append((o, o + len(p)))
+    return runs
 
 
 class Reassembler:
@@ -76,19 +90,33 @@ class Reassembler:
             r.timers.schedule(q.deadline, ("frag", key))
         if end > 65535 - ihl:
             return self._fail(r, q, DropReason.REASM_TOO_BIG)
+        # ip_frag_queue(): the last fragment fixes the length; a non-last one is
+        # trimmed to a multiple of 8; anything past a known end is corruption.
         if not frag & IP_MF:
-            if (q.total >= 0 and q.total != end) or any(o + len(p) > end for o, p in q.frags):
+            if end < q.len or (q.last_in and end != q.len):
                 return self._fail(r, q, DropReason.REASM_OVERLAP)
-            q.total = end
-        elif end & 7:
-            return self._fail(r, q, DropReason.REASM_OVERLAP)   # non-last must be 8-aligned
-        elif q.total >= 0 and end > q.total:
+            q.last_in = True
+            q.len = end
+        else:
+            if end & 7:
+                end &= ~7
+                payload = payload[:end - offset]
+            if end > q.len:
+                if q.last_in:
+                    return self._fail(r, q, DropReason.REASM_OVERLAP)
+                q.len = end
+        if end == offset:
             return self._fail(r, q, DropReason.REASM_OVERLAP)
-        for o, p in q.frags:
-            if o == offset and len(p) == len(payload) and p == payload:
-                return None                                  # exact duplicate: ignore
-            if offset < o + len(p) and o < end:
-                return self._fail(r, q, DropReason.REASM_OVERLAP)
+        # inet_frag_queue_insert(): inside a run of data already held -> a
+        # duplicate, ignored; any partial overlap -> the whole datagram goes
+        # (RFC 5722 as amended, applied to IPv4 by Linux).
+        for ro, re_ in _runs(q.frags):
+            if end <= ro or offset >= re_:
+                continue
+            if offset >= ro and end <= re_:
+                r.drop(DropReason.REASM_DUP)
+                return None
+            return self._fail(r, q, DropReason.REASM_OVERLAP)
         q.frags.append((offset, payload))
         q.frags.sort(key=lambda f: f[0])
         q.meat += len(payload)
@@ -98,12 +126,12 @@ class Reassembler:
         q.max_size = max(q.max_size, len(data))
         if offset == 0:
             q.first = pkt
-        if q.first is None or q.total < 0 or q.meat != q.total:
+        if q.first is None or not q.last_in or q.meat != q.len:
             return None
         # Complete: rebuild from the first fragment's header.
         first = q.first
         hdr = bytearray(first.data[:first.ihl])
-        total_len = first.ihl + q.total
+        total_len = first.ihl + q.len
         hdr[2], hdr[3] = total_len >> 8, total_len & 0xFF
         keep_df = ((hdr[6] << 8) | hdr[7]) & IP_DF
         hdr[6], hdr[7] = keep_df >> 8, 0

@@ -9,7 +9,8 @@ Fragments are reassembled first (IP4-12).  Then, by protocol:
 * UDP: bad checksum -> silent drop; no socket listens -> Port Unreachable
   (ICMP4-34) for unicast.
 * TCP: no socket listens -> a reset, as tcp_v4_send_reset() (never for a RST,
-  never to broadcast).
+  never to broadcast, nothing for frames not addressed to us at L2).
+* IGMP: consumed (Linux always has the handler; group membership comes later).
 * anything else -> Protocol Unreachable (ICMP4-33).
 """
 
@@ -23,13 +24,14 @@ from ...wire import tcp as tcpw
 from ...wire.checksum import inet_checksum, ones_sum
 from ...wire.ipv4 import IP_MF, IP_OFFSET, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 from ..drops import DropReason
-from ..packet import PacketBuf
+from ..packet import PacketBuf, PktType
 from .icmp import icmp_echo_reply, icmp_send
 from .output import ip_local_out
 
 if TYPE_CHECKING:
     from ..router import Router
 
+IPPROTO_IGMP = 2
 _TCP = struct.Struct("!HHIIBBHHH")
 
 
@@ -49,6 +51,8 @@ def ip_local_deliver(r: Router, pkt: PacketBuf, now: int, broadcast: bool = Fals
         udp_rcv(r, pkt, now, broadcast)
     elif proto == IPPROTO_TCP:
         tcp_rcv(r, pkt, now, broadcast)
+    elif proto == IPPROTO_IGMP:
+        pass                     # igmp_rcv(): always registered; no groups joined yet
     else:
         r.counters.snmp["IpInUnknownProtos"] += 1
         if not broadcast:
@@ -135,6 +139,9 @@ def tcp_rcv(r: Router, pkt: PacketBuf, now: int, broadcast: bool) -> None:
         r.drop(DropReason.TCP_CSUM_ERROR)
         return
     sport, dport, seq, ack, _doff, flags, _win, _csum, _urg = _TCP.unpack_from(data, off)
+    if pkt.pkt_type is not PktType.HOST:
+        r.drop(DropReason.PKT_NOT_HOST)              # tcp_v4_rcv(): only PACKET_HOST
+        return
     r.drop(DropReason.TCP_NO_SOCKET)
     if flags & tcpw.RST or broadcast:
         return

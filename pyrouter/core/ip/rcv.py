@@ -9,7 +9,8 @@ Route input (ip_route_input_slow):
 * source multicast or limited broadcast -> martian source;
 * destination limited broadcast (or 0.0.0.0 from 0.0.0.0) -> local broadcast delivery;
 * source 0.0.0.0/8 -> martian source; destination 0.0.0.0/8 or 127/8 -> martian
-  destination; source 127/8 -> martian source;
+  destination; source 127/8 or one of the router's own addresses -> martian
+  source (class E sources are accepted, as in current kernels);
 * then the FIB: local -> ip_local_deliver, broadcast -> local delivery as
   broadcast, unicast -> ip_forward, otherwise ip_error (ICMP code by route type,
   blackhole silent).
@@ -44,18 +45,20 @@ _ROUTE_DROP = {RouteType.BLACKHOLE: DropReason.ROUTE_BLACKHOLE,
 def ip_rcv(r: Router, port: Port, frame: bytes, l3off: int, pkt_type: PktType,
            now: int) -> None:
     snmp = r.counters.snmp
-    snmp["IpInReceives"] += 1
     if pkt_type is PktType.OTHERHOST:
         r.drop(DropReason.OTHERHOST, port)
         return
+    snmp["IpInReceives"] += 1
     try:
         ihl, total = check_header(frame, l3off, len(frame))
     except MalformedError as e:
         reason = _REASONS[e.reason]
-        if reason is DropReason.IP_TRUNCATED or reason is DropReason.IP_BAD_TOTAL_LEN:
-            snmp["IpExtInTruncatedPkts"] += 1
+        if e.detail.startswith("total length") and reason is DropReason.IP_TRUNCATED:
+            snmp["IpExtInTruncatedPkts"] += 1        # frame shorter than tot_len
         else:
             snmp["IpInHdrErrors"] += 1
+            if reason is DropReason.IP_CSUM_ERROR:
+                snmp["IpExtInCsumErrors"] += 1
         r.drop(reason, port)
         return
     pkt = PacketBuf(bytearray(frame[l3off:l3off + total]), iif=port.ifindex,
@@ -68,7 +71,7 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
     src = int.from_bytes(data[12:16], "big")
     dst = int.from_bytes(data[16:20], "big")
     s8 = src >> 24
-    if s8 >= 224:                                    # multicast or 255.255.255.255
+    if 224 <= s8 < 240 or src == 0xFFFFFFFF:         # multicast or limited broadcast
         return _martian(r, port, DropReason.MARTIAN_SRC)
     if dst == 0xFFFFFFFF or (src == 0 and dst == 0):
         return ip_local_deliver(r, pkt, now, broadcast=True)
@@ -78,6 +81,10 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
     if d8 == 0 or d8 == 127:
         return _martian(r, port, DropReason.MARTIAN_DST)
     if s8 == 127:
+        return _martian(r, port, DropReason.MARTIAN_SRC)
+    if src in r.local4:
+        # fib_validate_source(): with rp_filter off and no custom local routes, a
+        # source that is one of our own addresses is still a martian.
         return _martian(r, port, DropReason.MARTIAN_SRC)
     if d8 >= 224 and d8 < 240:
         # Multicast: not joined to any group yet, and no multicast routing.

@@ -3,7 +3,7 @@ arp_ignore=0, arp_announce=0, arp_accept=0.
 
 * Only Ethernet/IPv4 ARP, requests and replies; frames not addressed to us at
   L2 (PACKET_OTHERHOST) are dropped; multicast or loopback sender/target
-  addresses are ignored.
+  addresses are ignored, and so is a sender claiming one of our addresses.
 * A DAD probe (sender IP 0.0.0.0) for one of our addresses is answered, and
   nothing is learned from it.
 * A request for any of the router's addresses (arp_ignore=0: any address on
@@ -51,6 +51,11 @@ def arp_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
         return
     snmp = r.counters.snmp
     snmp["ArpInRequests" if op == ARPOP_REQUEST else "ArpInReplies"] += 1
+    if sip in r.local4:
+        # Someone claims one of our addresses: ip_route_input() fails on the
+        # martian source, so nothing is answered and nothing is learned.
+        r.drop(DropReason.MARTIAN_SRC, port)
+        return
     ours = tip in r.local4
     if sip == 0:                                   # DAD probe (RFC 5227)
         if op == ARPOP_REQUEST and ours:
@@ -86,13 +91,20 @@ def arp_send(r: Router, port: Port, op: int, dst_mac: bytes, sip: int, tha: byte
 def arp_solicit(r: Router, e: NeighbourEntry, unicast: bool) -> None:
     """arp_solicit(): broadcast request while INCOMPLETE, unicast probe in PROBE.
 
-    The sender address is the port's address in the target's subnet
-    (arp_announce=0 with a forwarded packet, whose source is not ours).
+    The sender address (arp_announce=0): the source of the newest queued packet
+    when that is one of our addresses, else the port's address in the target's
+    subnet (inet_select_addr).
     """
     port = r.ports.get(e.ifindex)
     if port is None or not port.up:
         return
-    sip = port.primary_addr4(toward=e.addr)
+    sip = None
+    if e.queue:
+        src = int.from_bytes(e.queue[-1][0][12:16], "big")
+        if src in r.local4:
+            sip = src
+    if sip is None:
+        sip = port.primary_addr4(toward=e.addr)
     if sip is None:
         return
     dst = e.lladdr if unicast and e.lladdr else BROADCAST_MAC

@@ -93,7 +93,7 @@ class NeighOwner(Protocol):
     def neigh_resolved(self, entry: NeighbourEntry, queued: list[tuple[bytes, Any]]) -> None: ...
     def neigh_failed(self, entry: NeighbourEntry, queued: list[tuple[bytes, Any]],
                      now: Instant) -> None: ...
-    def neigh_dropped(self, entry: NeighbourEntry) -> None: ...
+    def neigh_dropped(self, entry: NeighbourEntry | None, why: str) -> None: ...
     def neigh_changed(self) -> None: ...
 
 
@@ -196,7 +196,8 @@ class NeighbourTable:
         if e is None:
             e = self._create(ifindex, addr, now)
             if e is None:
-                self.owner.neigh_failed(NeighbourEntry(ifindex, addr), [(l3, ctx)], now)
+                # "neighbour table overflow": dropped silently (NEIGH_CREATEFAIL).
+                self.owner.neigh_dropped(None, "table_full")
                 return None
         e.used = now
         st = e.state
@@ -223,7 +224,7 @@ class NeighbourTable:
             old, _ = e.queue.popleft()
             e.queue_bytes -= len(old) + SKB_TRUESIZE_OVERHEAD
             self.stats["unres_discards"] += 1
-            self.owner.neigh_dropped(e)
+            self.owner.neigh_dropped(e, "queue_full")
         e.queue.append((l3, ctx))
         e.queue_bytes += size
 
@@ -261,6 +262,12 @@ class NeighbourTable:
             queued = list(e.queue)
             e.queue.clear()
             e.queue_bytes = 0
+            if e.state is NudState.STALE:
+                # Sending the queue goes through neigh_resolve_output(), which
+                # moves a STALE entry to DELAY like any other use.
+                e.used = now
+                self._set_state(e, NudState.DELAY, now)
+                self._arm(e, now + self.params.delay_first_probe_time)
             self.owner.neigh_resolved(e, queued)
         return e
 
@@ -274,6 +281,8 @@ class NeighbourTable:
         """neigh_ifdown(): drop every non-permanent entry of a port (link down)."""
         for k in [k for k, e in self.entries.items()
                   if k[0] == ifindex and e.state is not NudState.PERMANENT]:
+            for _ in self.entries[k].queue:
+                self.owner.neigh_dropped(self.entries[k], "dead")
             self._destroy(k)
 
     def timer(self, key: tuple[int, int], deadline: Instant, now: Instant) -> None:

@@ -1,1 +1,1 @@
-"""pyrouter.control: the YAML config -> validated schema -> core objects.  Pure but for reading the file."""
+"""pyrouter.control: YAML config -> validated schema -> core objects (pure but for reading it)."""

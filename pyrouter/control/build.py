@@ -62,8 +62,8 @@ def check(cfg: Config, file: str = "<config>") -> list[PortPlan]:
             where = f"interfaces.{p.name}.addresses[{j}]"
             if a.ip in seen:
                 raise ConfigError(file, where, f"{a.ip} is already on {seen[a.ip]}")
-            if a.version == 4 and (a.ip.is_multicast or a.ip.is_loopback
-                                   or a.ip.is_unspecified or a.ip == IPv4Address("255.255.255.255")):
+            if a.version == 4 and (a.ip.is_multicast or a.ip.is_loopback or a.ip.is_unspecified
+                                   or a.ip == IPv4Address("255.255.255.255")):
                 raise ConfigError(file, where, f"{a.ip} cannot be an interface address")
             seen[a.ip] = p.name
         if p.config.peer is not None and p.netns is None:

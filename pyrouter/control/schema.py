@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface, ip_network
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -40,7 +40,7 @@ def _destination(v: object) -> str:
     return str(net)
 
 
-IfAddr = Annotated[Union[IPv4Interface, IPv6Interface], BeforeValidator(_interface)]
+IfAddr = Annotated[IPv4Interface | IPv6Interface, BeforeValidator(_interface)]
 IpAddr = Annotated[object, BeforeValidator(_address)]
 Destination = Annotated[str, BeforeValidator(_destination)]
 

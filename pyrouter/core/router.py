@@ -48,8 +48,8 @@ NEIGH_GC_INTERVAL = 30 * SECOND
 NEIGH_RERANDOM_INTERVAL = 300 * SECOND
 
 _from_bytes = int.from_bytes
-_NEIGH_DROPS = {"queue_full": DropReason.NEIGH_QUEUE_FULL, "table_full": DropReason.NEIGH_TABLE_FULL,
-                "dead": DropReason.NEIGH_DEAD}
+_NEIGH_DROPS = {"queue_full": DropReason.NEIGH_QUEUE_FULL,
+                "table_full": DropReason.NEIGH_TABLE_FULL, "dead": DropReason.NEIGH_DEAD}
 
 
 class Router:

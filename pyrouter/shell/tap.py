@@ -85,6 +85,8 @@ async def rx_loop(router: Router, ifindex: int, fd: int, tx: Transmitter,
         try:
             while n < BATCH:
                 frame = read(fd, MAX_FRAME)
+                if not frame:                           # EOF: the device is gone
+                    raise BrokenPortError(f"read from {name}: end of file")
                 n += 1
                 try:
                     receive(ifindex, frame, now)

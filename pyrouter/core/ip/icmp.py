@@ -65,10 +65,9 @@ def icmp_send(r: Router, pkt: PacketBuf, icmp_type: int, code: int, info: int,
     if ((data[6] << 8) | data[7]) & IP_OFFSET:
         return False                                   # only the first fragment
     ihl = (data[0] & 0x0F) << 2
-    if data[9] == IPPROTO_ICMP:
-        # "no ICMP error about an ICMP error"; a truncated header counts as one.
-        if len(data) < ihl + 1 or icmpw.is_error_type(data[ihl]):
-            return False
+    # "no ICMP error about an ICMP error"; a truncated ICMP header counts as one.
+    if data[9] == IPPROTO_ICMP and (len(data) < ihl + 1 or icmpw.is_error_type(data[ihl])):
+        return False
     if src == 0 or _is_bcast_or_mcast(r, src) or src >> 24 == 127:
         return False
     saddr = dst if dst in r.local4 else None

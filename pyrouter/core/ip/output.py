@@ -39,7 +39,7 @@ def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: 
                  now: int, tos: int = 0, ttl: int = IP_DEFAULT_TTL, df: bool = False) -> bool:
     """Send a packet the router originates; False when it has no route."""
     route = r.fib.lookup(FlowKey(4, daddr, saddr or 0, proto=proto), r.route_usable)
-    if route is None or route.type is not RouteType.UNICAST and route.type is not RouteType.LOCAL:
+    if route is None or route.type not in (RouteType.UNICAST, RouteType.LOCAL):
         r.counters.snmp["IpOutNoRoutes"] += 1
         return False
     if route.type is RouteType.LOCAL:

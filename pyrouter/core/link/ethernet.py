@@ -43,7 +43,7 @@ def eth_rcv(r: Router, port: Port, frame: bytes, now: int) -> None:
         arp_rcv(r, port, frame, ETH_HLEN, pkt_type, now)
     elif etype == ETH_P_IPV6:
         r.drop(DropReason.IPV6_DISABLED, port)
-    elif etype == ETH_P_8021Q or etype == ETH_P_8021AD:
+    elif etype in (ETH_P_8021Q, ETH_P_8021AD):
         r.drop(DropReason.VLAN_UNSUPPORTED, port)
     else:
         r.drop(DropReason.UNHANDLED_ETHERTYPE, port)

@@ -22,6 +22,8 @@ import pytest
 from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror
 from scapy.layers.l2 import Ether
 
+from .conftest import Topology, wait_for
+
 # Helpers come from conftest.py through fixtures / the Topology object (conftest is
 # not imported as a module, so this file does not depend on pytest's import mode).
 
@@ -34,17 +36,6 @@ def require_tools(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         pytest.skip(f"missing tools: {', '.join(missing)}")
-
-
-def wait_for(pred, timeout: float, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 REPLY_RE = re.compile(r"^(\d+) bytes from ([\d.]+): icmp_seq=(\d+) ttl=(\d+)", re.M)

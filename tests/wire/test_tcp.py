@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import struct
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest

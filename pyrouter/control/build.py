@@ -40,17 +40,25 @@ class PortPlan:
     config: Interface
 
 
-def plan_ports(cfg: Config) -> list[PortPlan]:
+def plan_ports(cfg: Config, ifindexes: dict[str, int] | None = None) -> list[PortPlan]:
+    """Ports in config order.  *ifindexes* keeps the numbers of ports that exist
+    already (a reload); new ports get numbers above every number in use."""
+    ifindexes = ifindexes or {}
+    next_free = max(ifindexes.values(), default=0) + 1
     out = []
-    for i, (name, itf) in enumerate(cfg.interfaces.items(), start=1):
+    for name, itf in cfg.interfaces.items():
+        idx = ifindexes.get(name)
+        if idx is None:
+            idx, next_free = next_free, next_free + 1
         mac = mac_from_str(itf.macaddress) if itf.macaddress else stable_mac(name)
-        out.append(PortPlan(i, name, mac, itf.mtu or DEFAULT_MTU, itf.netns, itf))
+        out.append(PortPlan(idx, name, mac, itf.mtu or DEFAULT_MTU, itf.netns, itf))
     return out
 
 
-def check(cfg: Config, file: str = "<config>") -> list[PortPlan]:
+def check(cfg: Config, file: str = "<config>",
+          ifindexes: dict[str, int] | None = None) -> list[PortPlan]:
     """All semantic checks; returns the port plan."""
-    plans = plan_ports(cfg)
+    plans = plan_ports(cfg, ifindexes)
     seen: dict[Any, str] = {}
     macs: dict[bytes, str] = {}
     for p in plans:
@@ -111,8 +119,9 @@ def _onlink_port(plans: list[PortPlan], gw: Any, dev: str | None) -> PortPlan | 
     return None
 
 
-def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>") -> Router:
-    plans = check(cfg, file)
+def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
+          ifindexes: dict[str, int] | None = None) -> Router:
+    plans = check(cfg, file, ifindexes)
     r = Router(rng, now)
     for p in plans:
         r.add_port(Port(p.ifindex, p.name, p.mac, p.mtu))

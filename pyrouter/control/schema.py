@@ -96,9 +96,31 @@ class RouteConfig(_Model):
     type: Literal["unicast", "blackhole", "unreachable", "prohibit"] = "unicast"
 
 
+class Control(_Model):
+    """The operator's control socket (``pyrouter show ...`` talks to it)."""
+
+    socket: str = "/run/pyrouter/pyrouter.sock"
+
+
+class Metrics(_Model):
+    """Prometheus text exposition over HTTP, off unless ``listen`` is given."""
+
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[0-9.]+|[A-Za-z0-9.\-]+):(\d{1,5})", v)
+        if not m or not 0 < int(m.group(2)) < 65536:
+            raise ValueError("HOST:PORT, e.g. 127.0.0.1:9101 or [::1]:9101")
+        return v
+
+
 class Config(_Model):
     interfaces: dict[str, Interface] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
+    control: Control = Field(default_factory=Control)
+    metrics: Metrics | None = None
 
     @field_validator("interfaces")
     @classmethod

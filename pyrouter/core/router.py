@@ -42,6 +42,7 @@ from .port import Port
 from .route.fib import RT_TABLE_LOCAL, RT_TABLE_MAIN, Route, RouteType, Scope
 from .route.lookup import Fib
 from .time import SECOND, Instant, TimerQueue
+from .trace import Tracer
 
 FWD_CACHE_MAX = 4096
 NEIGH_GC_INTERVAL = 30 * SECOND
@@ -70,6 +71,9 @@ class Router:
         self.events: list[Event] = []
         self.fwd_cache: dict[bytes, tuple[int, bytes, int, Port]] = {}
         self.fast_forwarded = 0
+        self.sockets: dict[str, set[int]] = {"icmp": set(), "udp": set()}   # ip/sock.py
+        self.tracer: Tracer | None = None      # core/trace.py
+        self.trace: list[dict[str, Any]] | None = None
         self.ip_ident = rng.getrandbits(16)
         self.timers.schedule(now + NEIGH_GC_INTERVAL, ("neigh-gc",))
         self.timers.schedule(now + NEIGH_RERANDOM_INTERVAL, ("neigh-rand",))
@@ -84,6 +88,9 @@ class Router:
         port.rx_bytes += n
         if not port.up:
             self.drop(DropReason.PORT_DOWN, port)
+            return
+        if self.tracer is not None and self.tracer.wants(frame):
+            self._receive_traced(port, frame, now)
             return
         # Fast path (see module docstring).  Each test below, when false,
         # only means "take the slow path", never "drop".
@@ -114,6 +121,24 @@ class Router:
                     self.fast_forwarded += 1
                     return
         eth_rcv(self, port, frame, now)
+
+    def _receive_traced(self, port: Port, frame: bytes, now: Instant) -> None:
+        steps: list[dict[str, Any]] = []
+        self.trace = steps
+        try:
+            eth_rcv(self, port, frame, now)
+        finally:
+            self.trace = None
+            tracer = self.tracer
+            self.events.append(Event("sock.trace", {
+                "tracer": tracer.ident if tracer else 0, "iif": port.name, "len": len(frame),
+                "steps": steps}))
+
+    def note(self, stage: str, **fields: Any) -> None:
+        """Record a decision in the current trace (callers check ``self.trace`` first)."""
+        if self.trace is not None:
+            fields["stage"] = stage
+            self.trace.append(fields)
 
     def tick(self, now: Instant) -> None:
         for deadline, key in self.timers.pop_due(now):
@@ -153,11 +178,17 @@ class Router:
         self.counters.drops[reason] += 1
         if port is not None:
             port.rx_dropped += 1
+        if self.trace is not None:
+            self.trace.append({"stage": "drop", "reason": reason.value})
 
     def xmit(self, port: Port, frame: bytes | bytearray) -> None:
         port.tx_packets += 1
         port.tx_bytes += len(frame)
         self.tx.append((port.ifindex, frame))
+        if self.trace is not None:
+            self.trace.append({"stage": "xmit", "dev": port.name, "len": len(frame),
+                               "dst_mac": bytes(frame[0:6]).hex(":"),
+                               "ethertype": f"0x{(frame[12] << 8) | frame[13]:04x}"})
 
     def route_usable(self, route: Route) -> bool:
         """Dead nexthops (port down) are skipped, RTNH_F_DEAD."""
@@ -170,9 +201,6 @@ class Router:
         if len(self.fwd_cache) >= FWD_CACHE_MAX:
             self.fwd_cache.clear()
         self.fwd_cache[dst] = (port.ifindex, l2, mtu, port)
-
-    def echo_reply_rcv(self, pkt: PacketBuf, off: int, now: Instant) -> None:
-        """An echo reply for the router: consumed (router-originated ping arrives later)."""
 
     # -- NeighOwner ------------------------------------------------------------
     def neigh_solicit(self, entry: NeighbourEntry, unicast: bool, now: Instant) -> None:
@@ -255,6 +283,34 @@ class Router:
             self.neigh4.flush_dev(ifindex)
         self.fwd_cache.clear()
         self.events.append(Event("link.up" if up else "link.down", {"port": port.name}))
+
+    def adopt(self, new: Router, recreated: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """Take over the configuration of *new* (built from a reloaded config), keeping
+        learned state that is still valid: counters, neighbour entries and
+        reassembly queues of ports that survive with the same ifindex.  Ports in
+        *recreated* (new TAP device) lose their neighbours.  Runs between two
+        frames, so no packet ever sees half of each configuration."""
+        gone = [p for p in self.ports.values()
+                if new.ports.get(p.ifindex) is None or new.ports[p.ifindex].name != p.name
+                or p.name in recreated]
+        for p in gone:
+            self.neigh4.flush_dev(p.ifindex)
+        for idx, np in new.ports.items():
+            op = self.ports.get(idx)
+            if op is not None and op.name == np.name:
+                np.rx_packets, np.rx_bytes, np.rx_dropped = op.rx_packets, op.rx_bytes, op.rx_dropped
+                np.tx_packets, np.tx_bytes, np.tx_dropped = op.tx_packets, op.tx_bytes, op.tx_dropped
+                np.up = op.up
+        added = [n for n in new.ports_by_name if n not in self.ports_by_name]
+        self.ports, self.ports_by_name = new.ports, new.ports_by_name
+        self.fib = new.fib
+        self.local4, self.local4_bytes, self.bcast4 = new.local4, new.local4_bytes, new.bcast4
+        self.fwd_cache.clear()
+        summary = {"added": added, "removed": [p.name for p in gone if p.name not in recreated
+                                                and p.name not in new.ports_by_name],
+                   "recreated": sorted(recreated), "routes": len(self.fib.tables.get(254, ()) or ())}
+        self.events.append(Event("reload.applied", summary))
+        return summary
 
     # -- operator view -----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -3,13 +3,20 @@
 Order of events (nothing is touched before the config is fully checked):
 1. load + check the config (ConfigError -> exit 2), check named netns exist;
 2. build the Router (pure), open every TAP, set MTU / namespace / peer;
-3. one nursery: an rx task per port, the timer task, the signal task;
-4. log ``ready`` (and write the ready file) once every port task runs;
+3. one nursery: an rx task per port, the timer task, the signal task, the
+   control socket and, if configured, the metrics endpoint;
+4. log ``ready`` (and write the ready file) once every task runs;
 5. SIGTERM/SIGINT -> cancel, close the TAPs (the kernel removes them), write
    the stats file, exit 0.  SIGUSR1 -> log counters, write the stats file.
+   SIGHUP or ``pyrouter reload`` -> App.reload().
 
 Time: the core's ``now`` is ``trio.current_time()`` in integer nanoseconds, so
 timer deadlines map straight onto trio deadlines (and MockClock in tests).
+
+Reload: the new file is loaded and checked, new TAPs are opened and set up,
+and only then, in one synchronous step between two frames, the router adopts
+the new configuration (Router.adopt) and port tasks are started or stopped.
+Any failure before that step changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import os
 import random
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +34,11 @@ import trio
 
 from ..control.build import PortPlan, build, check
 from ..control.load import ConfigError, load
-from ..core import Router
+from ..control.schema import Config
+from ..core import Event, Router
 from . import log as logmod
 from .netlink import netns_exists, setup_link
+from .metrics import LoopStats
 from .tap import BrokenPortError, Transmitter, open_tap, rx_loop
 
 NS = 1_000_000_000
@@ -37,31 +47,30 @@ NS = 1_000_000_000
 class TimerTask:
     """Sleeps until Router.poll_at(); ``rearm`` only ever lowers the deadline."""
 
-    def __init__(self, router: Router, tx: Transmitter) -> None:
-        self.router = router
-        self.tx = tx
+    def __init__(self, app: App) -> None:
+        self.app = app
         self.scope: trio.CancelScope | None = None
 
     def rearm(self) -> None:
-        at = self.router.poll_at()
+        at = self.app.router.poll_at()
         if at is not None and self.scope is not None and at / NS < self.scope.deadline:
             self.scope.deadline = at / NS
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
-            at = self.router.poll_at()
+            at = self.app.router.poll_at()
             with trio.CancelScope(deadline=at / NS if at is not None else float("inf")) as sc:
                 self.scope = sc
                 await trio.sleep_forever()
             self.scope = None
             now = int(trio.current_time() * NS)
-            deadline = self.router.poll_at()
+            deadline = self.app.router.poll_at()
             if deadline is not None and sc.cancelled_caught and now < deadline <= now + 1000:
                 # Float rounding of the deadline: we woke for it, so it is due.
                 now = deadline
-            self.router.tick(now)
-            self.tx.flush()
+            self.app.router.tick(now)
+            self.app.tx.flush()
 
 
 def write_json_atomic(path: str, data: dict[str, Any]) -> None:
@@ -72,9 +81,10 @@ def write_json_atomic(path: str, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def preflight(cfg_path: str) -> tuple[Any, list[PortPlan]]:
+def preflight(cfg_path: str, ifindexes: dict[str, int] | None = None
+              ) -> tuple[Config, list[PortPlan]]:
     cfg = load(cfg_path)
-    plans = check(cfg, cfg_path)
+    plans = check(cfg, cfg_path, ifindexes)
     for p in plans:
         if p.netns is not None and not netns_exists(p.netns):
             raise ConfigError(cfg_path, f"interfaces.{p.name}.netns",
@@ -82,8 +92,197 @@ def preflight(cfg_path: str) -> tuple[Any, list[PortPlan]]:
     return cfg, plans
 
 
+class PortTask:
+    """One open TAP and the cancel scope of its rx task."""
+
+    def __init__(self, plan: PortPlan, dev: Any) -> None:
+        self.plan = plan
+        self.dev = dev
+        self.scope = trio.CancelScope()
+
+    def close(self) -> None:
+        try:
+            trio.lowlevel.notify_closing(self.dev.fileno())
+        except (RuntimeError, ValueError):
+            pass
+        self.dev.close()
+
+
+class App:
+    """Everything the running process owns; the control socket works through it."""
+
+    def __init__(self, cfg_path: str, cfg: Config, plans: list[PortPlan], log: Any,
+                 stats_file: str | None = None) -> None:
+        self.cfg_path = cfg_path
+        self.cfg = cfg
+        self.plans = plans
+        self.log = log
+        self.stats_file = stats_file
+        self.rng = random.Random(os.urandom(16))
+        self.ports: dict[int, PortTask] = {}
+        self.router: Router = None  # type: ignore[assignment]   # set in run()
+        self.tx: Transmitter = None  # type: ignore[assignment]
+        self.timers = TimerTask(self)
+        self.loop = LoopStats()
+        self.nursery: trio.Nursery | None = None
+        self.subscribers: list[Callable[[Event], None]] = []
+        self.captures: list[Any] = []         # shell/control.py Capture objects
+        self.reload_lock = trio.Lock()
+
+    # -- ports -----------------------------------------------------------------
+    def open_ports(self, plans: list[PortPlan]) -> dict[int, PortTask]:
+        """Open and set up TAPs (blocking: pyroute2); on failure close what was opened."""
+        opened: dict[int, PortTask] = {}
+        try:
+            for p in plans:
+                dev = open_tap(p.name)
+                opened[p.ifindex] = PortTask(p, dev)
+                setup_link(p.name, p.mtu, p.netns, p.config.peer)
+        except BaseException:
+            for t in opened.values():
+                t.dev.close()
+            raise
+        return opened
+
+    def start_port(self, pt: PortTask) -> None:
+        assert self.nursery is not None
+        self.nursery.start_soon(self._port_main, pt)
+
+    async def _port_main(self, pt: PortTask) -> None:
+        with pt.scope:
+            try:
+                await rx_loop(self, pt.plan.ifindex, pt.dev.fileno())
+            except (trio.ClosedResourceError, BrokenPortError):
+                if not pt.scope.cancel_called:       # not a port we are removing
+                    raise
+
+    def fd_of(self, ifindex: int) -> int:
+        return self.ports[ifindex].dev.fileno()
+
+    # -- events ------------------------------------------------------------------
+    def on_events(self, events: list[Event]) -> None:
+        for ev in events:
+            if ev.name.startswith("sock."):
+                for sub in list(self.subscribers):
+                    sub(ev)
+            else:
+                self.log.info(ev.name, **ev.fields)
+
+    # -- reload ------------------------------------------------------------------
+    async def reload(self) -> dict[str, Any]:
+        """Load, check and apply the config file again; raise ConfigError (or
+        OSError from device set-up) with nothing changed."""
+        async with self.reload_lock:
+            ifindexes = {p.plan.name: i for i, p in self.ports.items()}
+            cfg, plans = preflight(self.cfg_path, ifindexes)
+            new_router = build(cfg, self.rng, int(trio.current_time() * NS), self.cfg_path,
+                               ifindexes)
+            old = {p.plan.name: p for p in self.ports.values()}
+            new = {p.name: p for p in plans}
+            recreate = {n for n in new if n in old and (
+                new[n].netns != old[n].plan.netns or new[n].config.peer != old[n].plan.config.peer)}
+            to_open = [new[n] for n in new if n not in old or n in recreate]
+            to_close = [old[n] for n in old if n not in new or n in recreate]
+            mtu_changes = [new[n] for n in new if n in old and n not in recreate
+                           and new[n].mtu != old[n].plan.mtu]
+            # Close the TAPs that will be re-created first: the name must be free.
+            for pt in (old[n] for n in recreate):
+                pt.scope.cancel()
+                pt.close()
+                del self.ports[pt.plan.ifindex]
+            opened = await trio.to_thread.run_sync(self.open_ports, to_open)
+            for p in mtu_changes:
+                await trio.to_thread.run_sync(setup_link_mtu, p.name, p.mtu)
+            # The switch: synchronous, between two frames.
+            summary = self.router.adopt(new_router, frozenset(recreate))
+            for pt in to_close:
+                if pt.plan.name not in recreate:
+                    pt.scope.cancel()
+                    pt.close()
+                    self.ports.pop(pt.plan.ifindex, None)
+            for idx, pt in opened.items():
+                self.ports[idx] = pt
+                self.start_port(pt)
+            for p in plans:
+                if p.ifindex in self.ports:
+                    self.ports[p.ifindex].plan = p
+            self.cfg, self.plans = cfg, plans
+            self.tx.flush()
+            self.timers.rearm()
+            return summary
+
+    # -- main ----------------------------------------------------------------------
+    async def main(self, ready_file: str | None) -> None:
+        from .control import ControlServer  # noqa: PLC0415 (control imports this module)
+
+        now = int(trio.current_time() * NS)
+        self.router = build(self.cfg, self.rng, now, self.cfg_path,
+                            {p.plan.name: i for i, p in self.ports.items()})
+        self.tx = Transmitter(self)
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            await nursery.start(self.timers.run)
+            for pt in self.ports.values():
+                self.start_port(pt)
+            await nursery.start(self._signals)
+            control = ControlServer(self)
+            await nursery.start(control.serve, self.cfg.control.socket)
+            if self.cfg.metrics is not None:
+                from .metrics import serve as serve_metrics  # noqa: PLC0415
+
+                await nursery.start(serve_metrics, self.cfg.metrics.listen, self.metrics_text)
+            self.log.info("ready", ports=[p.name for p in self.router.ports.values()],
+                          pid=os.getpid(), control=self.cfg.control.socket)
+            if ready_file:
+                Path(ready_file).write_text(f"{os.getpid()}\n")
+
+    def metrics_text(self) -> str:
+        from .metrics import render  # noqa: PLC0415
+
+        return render(self.router.snapshot(), self.loop.as_dict())
+
+    def write_stats(self) -> None:
+        if self.stats_file and self.router is not None:
+            write_json_atomic(self.stats_file, self.router.snapshot())
+
+    async def _signals(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
+                                       signal.SIGHUP) as signals:
+            task_status.started()
+            async for sig in signals:
+                if sig in (signal.SIGTERM, signal.SIGINT):
+                    self.log.info("shutdown", signal=signal.Signals(sig).name)
+                    assert self.nursery is not None
+                    self.nursery.cancel_scope.cancel()
+                    return
+                if sig == signal.SIGUSR1:
+                    snap = self.router.snapshot()
+                    self.log.info("counters", drops={k: v for k, v in snap["drops"].items() if v},
+                                  interfaces=snap["interfaces"])
+                    self.write_stats()
+                elif sig == signal.SIGHUP:
+                    await self.reload_logged()
+
+    async def reload_logged(self) -> dict[str, Any]:
+        try:
+            summary = await self.reload()
+        except ConfigError as e:
+            self.log.error("reload.rejected", file=e.file, path=e.path, reason=e.reason)
+            return {"error": str(e), "file": e.file, "path": e.path, "reason": e.reason}
+        except OSError as e:
+            self.log.error("reload.rejected", reason=f"device set-up failed: {e}")
+            return {"error": f"device set-up failed: {e}"}
+        return summary
+
+
+def setup_link_mtu(name: str, mtu: int) -> None:
+    from .netlink import set_mtu  # noqa: PLC0415
+
+    set_mtu(name, mtu)
+
+
 def run(cfg_path: str, log_format: str = "console", ready_file: str | None = None,
-        stats_file: str | None = None) -> int:
+        stats_file: str | None = None, socket_path: str | None = None) -> int:
     logmod.configure(log_format)
     log = logmod.get()
     try:
@@ -91,70 +290,38 @@ def run(cfg_path: str, log_format: str = "console", ready_file: str | None = Non
     except ConfigError as e:
         log.error("config.invalid", file=e.file, path=e.path, reason=e.reason)
         return 2
-    rng = random.Random(os.urandom(16))
-    taps: dict[int, Any] = {}
+    if socket_path:
+        cfg = cfg.model_copy(update={"control": cfg.control.model_copy(
+            update={"socket": socket_path})})
+    app = App(cfg_path, cfg, plans, log, stats_file)
     try:
-        for p in plans:
-            taps[p.ifindex] = open_tap(p.name)
-            setup_link(p.name, p.mtu, p.netns, p.config.peer)
-            log.info("port.open", port=p.name, mac=p.mac.hex(":"), mtu=p.mtu, netns=p.netns)
-    except Exception as e:  # noqa: BLE001 (report any set-up failure, undo, exit 1)
+        app.ports = app.open_ports(plans)
+        for pt in app.ports.values():
+            log.info("port.open", port=pt.plan.name, mac=pt.plan.mac.hex(":"), mtu=pt.plan.mtu,
+                     netns=pt.plan.netns)
+    except Exception as e:  # report any set-up failure, undo, exit 1
         log.error("port.setup_failed", error=f"{type(e).__name__}: {e}")
-        for t in taps.values():
-            t.close()
         return 1
     code = 0
-    router: Router | None = None
     try:
-        router = trio.run(_main, cfg, cfg_path, rng, taps, log, ready_file, stats_file)
+        trio.run(app.main, ready_file)
     except BrokenPortError as e:
         log.error("exit.port_broken", error=str(e))
         code = 1
+    except BaseExceptionGroup as eg:
+        broken = eg.subgroup(BrokenPortError)
+        if broken is None:
+            raise
+        log.error("exit.port_broken", error=str(broken.exceptions[0]))
+        code = 1
+    except OSError as e:
+        log.error("exit.error", error=str(e))
+        code = 1
     finally:
-        for t in taps.values():
-            t.close()
+        for pt in app.ports.values():
+            pt.dev.close()
         if ready_file:
             Path(ready_file).unlink(missing_ok=True)
-    if router is not None and stats_file:
-        write_json_atomic(stats_file, router.snapshot())
+    app.write_stats()
     log.info("exit", code=code)
     return code
-
-
-async def _main(cfg: Any, cfg_path: str, rng: random.Random, taps: dict[int, Any], log: Any,
-                ready_file: str | None, stats_file: str | None) -> Router:
-    now = int(trio.current_time() * NS)
-    router = build(cfg, rng, now, cfg_path)
-    fds = {i: t.fileno() for i, t in taps.items()}
-    tx = Transmitter(router, fds, log)
-    timers = TimerTask(router, tx)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(timers.run)
-        for ifindex, fd in fds.items():
-            nursery.start_soon(rx_loop, router, ifindex, fd, tx, timers.rearm, log)
-        await nursery.start(_signals, router, nursery.cancel_scope, log, stats_file)
-        log.info("ready", ports=[p.name for p in router.ports.values()], pid=os.getpid())
-        if ready_file:
-            Path(ready_file).write_text(f"{os.getpid()}\n")
-    return router
-
-
-async def _signals(router: Router, scope: trio.CancelScope, log: Any, stats_file: str | None,
-                   task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
-                                   signal.SIGHUP) as signals:
-        task_status.started()
-        async for sig in signals:
-            if sig in (signal.SIGTERM, signal.SIGINT):
-                log.info("shutdown", signal=signal.Signals(sig).name)
-                scope.cancel()
-                return
-            if sig == signal.SIGUSR1:
-                snap = router.snapshot()
-                log.info("counters", drops={k: v for k, v in snap["drops"].items() if v},
-                         interfaces=snap["interfaces"])
-                if stats_file:
-                    write_json_atomic(stats_file, snap)
-            elif sig == signal.SIGHUP:
-                log.warning("reload.unsupported", detail="hot reload arrives with the "
-                            "operator-interface work; restart to apply a new config")

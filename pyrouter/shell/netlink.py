@@ -45,3 +45,18 @@ def setup_link(name: str, mtu: int, netns: str | None, peer: Any) -> None:
             net = ip_network(dst)
             ns.route("add", dst=str(net.network_address), dst_len=net.prefixlen,
                      gateway=str(rt.via), family=10 if net.version == 6 else 2)
+
+
+def set_mtu(name: str, mtu: int) -> None:
+    """Change the MTU of a TAP wherever its kernel side lives (root ns first, then by name)."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            ipr.link("set", index=found[0], mtu=mtu)
+            return
+    for ns in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
+        with NetNS(ns) as n:
+            found = n.link_lookup(ifname=name)
+            if found:
+                n.link("set", index=found[0], mtu=mtu)
+                return

@@ -10,21 +10,31 @@ tx: ``os.write`` without blocking; a full TAP queue (BlockingIOError) counts
 ``tx_ring_full`` and drops, as gVisor's fdbased endpoint does: the dataplane
 never waits on a slow port.
 
-A port whose fd fails (EBADF, EIO, ...) raises BrokenPortError: the nursery
-cancels everything and the process exits 1; it never spins on a dead fd.
+A port whose fd fails (EBADF, EIO, end of file) raises BrokenPortError: the
+nursery cancels everything and the process exits 1; it never spins on a dead fd.
+
+Captures (``pyrouter capture``) see every frame in both directions: the rx
+loop and the transmitter offer frames to them only while one is active.
+
+Invariants: the router is only touched from this thread, between awaits;
+loop statistics (wakeups, frames per wakeup, busy time) cost one update per
+batch, not per frame.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import pytun
 import trio
 
-from ..core import DropReason, Router
+from ..core import DropReason
+
+if TYPE_CHECKING:
+    from .app import App
 
 BATCH = 64
 MAX_FRAME = 65535 + 14
@@ -43,21 +53,28 @@ def open_tap(name: str) -> Any:
 class Transmitter:
     """Writes the router's queued frames to the ports' fds."""
 
-    def __init__(self, router: Router, fds: dict[int, int], log: Any) -> None:
-        self.router = router
-        self.fds = fds
-        self.log = log
+    def __init__(self, app: App) -> None:
+        self.app = app
 
     def flush(self) -> None:
-        r = self.router
+        app = self.app
+        r = app.router
         tx, events = r.tx, r.events
         if tx:
             r.tx = []
             write = os.write
-            fds = self.fds
+            ports = app.ports
+            captures = app.captures
             for ifindex, frame in tx:
+                pt = ports.get(ifindex)
+                if pt is None:
+                    r.drop(DropReason.PORT_DOWN)
+                    continue
+                if captures:
+                    for c in captures:
+                        c.offer("out", ifindex, frame)
                 try:
-                    write(fds[ifindex], frame)
+                    write(pt.dev.fileno(), frame)
                 except BlockingIOError:
                     r.drop(DropReason.TX_RING_FULL)
                     r.ports[ifindex].tx_dropped += 1
@@ -69,17 +86,22 @@ class Transmitter:
                         raise BrokenPortError(f"write to {r.ports[ifindex].name}: {e}") from e
         if events:
             r.events = []
-            for ev in events:
-                self.log.info(ev.name, **ev.fields)
+            app.on_events(events)
 
 
-async def rx_loop(router: Router, ifindex: int, fd: int, tx: Transmitter,
-                  after_batch: Callable[[], None], log: Any) -> None:
+async def rx_loop(app: App, ifindex: int, fd: int) -> None:
     read = os.read
-    receive = router.receive
-    name = router.ports[ifindex].name
     clock = trio.current_time
+    perf = time.perf_counter_ns
+    tx = app.tx
+    log = app.log
+    stats = app.loop
     while True:
+        router = app.router                 # re-read each batch: a reload may replace state
+        receive = router.receive
+        captures = app.captures
+        name = router.ports[ifindex].name if ifindex in router.ports else str(ifindex)
+        t0 = perf()
         now = int(clock() * 1_000_000_000)
         n = 0
         try:
@@ -88,6 +110,9 @@ async def rx_loop(router: Router, ifindex: int, fd: int, tx: Transmitter,
                 if not frame:                           # EOF: the device is gone
                     raise BrokenPortError(f"read from {name}: end of file")
                 n += 1
+                if captures:
+                    for c in captures:
+                        c.offer("in", ifindex, frame)
                 try:
                     receive(ifindex, frame, now)
                 except Exception:                       # a bug, never bad input
@@ -99,7 +124,9 @@ async def rx_loop(router: Router, ifindex: int, fd: int, tx: Transmitter,
             log.error("port.broken", port=name, error=str(e))
             raise BrokenPortError(f"read from {name}: {e}") from e
         tx.flush()
-        after_batch()
+        app.timers.rearm()
+        if n:
+            stats.observe(n, (perf() - t0) / 1e9)
         if n < BATCH:
             await trio.lowlevel.wait_readable(fd)
         else:

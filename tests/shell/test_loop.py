@@ -12,10 +12,10 @@ import pytest
 import trio
 import trio.testing
 
-from pyrouter.control.build import build
+from pyrouter.control.build import build, plan_ports
 from pyrouter.control.load import parse
 from pyrouter.core import DropReason
-from pyrouter.shell.app import TimerTask
+from pyrouter.shell.app import App, PortTask
 from pyrouter.shell.tap import BrokenPortError, Transmitter, rx_loop
 from pyrouter.wire.icmpv4 import IcmpRepr
 from pyrouter.wire.ipv4 import Ipv4Repr
@@ -50,17 +50,34 @@ def ipv4_icmp_echo(src: bytes, dst: bytes) -> bytes:
     return R_MAC_A + H1_MAC + b"\x08\x00" + ip
 
 
-def make() -> tuple[Any, dict[int, tuple[socket.socket, socket.socket]], Transmitter, Log]:
-    r = build(parse(CFG), random.Random(1), 0)
+class FakeDev:
+    """Stands in for a pytun device: a socket end whose fd the loop reads and writes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def make() -> tuple[App, dict[int, tuple[socket.socket, socket.socket]], Log]:
+    cfg = parse(CFG)
+    plans = plan_ports(cfg)
+    log = Log()
+    app = App("<test>", cfg, plans, log)
+    app.router = build(cfg, random.Random(1), 0)
+    app.tx = Transmitter(app)
     pairs = {}
-    for i in (1, 2):
+    for p in plans:
         outer, inner = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         inner.setblocking(False)
         outer.setblocking(False)
-        pairs[i] = (outer, inner)
-    log = Log()
-    tx = Transmitter(r, {i: p[1].fileno() for i, p in pairs.items()}, log)
-    return r, pairs, tx, log
+        pairs[p.ifindex] = (outer, inner)
+        app.ports[p.ifindex] = PortTask(p, FakeDev(inner))
+    return app, pairs, log
 
 
 def recv_all(sock: socket.socket) -> list[bytes]:
@@ -73,11 +90,12 @@ def recv_all(sock: socket.socket) -> list[bytes]:
 
 
 def test_rx_loop_answers_and_batches() -> None:
-    r, pairs, tx, log = make()
+    app, pairs, log = make()
+    r = app.router
 
     async def main() -> None:
         async with trio.open_nursery() as n:
-            n.start_soon(rx_loop, r, 1, pairs[1][1].fileno(), tx, lambda: None, log)
+            n.start_soon(rx_loop, app, 1, pairs[1][1].fileno())
             for i in range(100):                   # more than one batch
                 pairs[1][0].send(arp_request(bytes([10, 0, 1, 2 + i % 50]), bytes([10, 0, 1, 1])))
             await trio.sleep(0.2)
@@ -91,13 +109,14 @@ def test_rx_loop_answers_and_batches() -> None:
 
 
 def test_broken_port_is_reported_not_spun_on() -> None:
-    r, pairs, tx, log = make()
+    app, pairs, log = make()
+    r = app.router
     pairs[1][0].close()                            # the "device" goes away
 
     async def main() -> None:
         with trio.fail_after(2):
             async with trio.open_nursery() as n:
-                n.start_soon(rx_loop, r, 1, pairs[1][1].fileno(), tx, lambda: None, log)
+                n.start_soon(rx_loop, app, 1, pairs[1][1].fileno())
 
     with pytest.raises(BaseExceptionGroup) as info:
         trio.run(main)
@@ -106,9 +125,10 @@ def test_broken_port_is_reported_not_spun_on() -> None:
 
 
 def test_full_tx_queue_is_a_counted_drop() -> None:
-    r, pairs, tx, log = make()
+    app, pairs, log = make()
+    r = app.router
     r.tx = [(2, b"\x00" * 60000)] * 200            # far more than the socket buffer holds
-    tx.flush()
+    app.tx.flush()
     assert r.counters.drops[DropReason.TX_RING_FULL] > 0
     assert r.ports[2].tx_dropped > 0
 
@@ -116,16 +136,16 @@ def test_full_tx_queue_is_a_counted_drop() -> None:
 def test_timer_task_drives_neighbour_failure_in_virtual_time() -> None:
     """A packet to an address nobody answers: 3 ARP probes 1 s apart, then Host
     Unreachable back to the sender at 3 s, all driven by the timer task."""
-    r, pairs, tx, log = make()
+    app, pairs, log = make()
+    r = app.router
     clock = trio.testing.MockClock(autojump_threshold=0)
     times: list[float] = []
 
     async def main() -> None:
-        timers = TimerTask(r, tx)
         async with trio.open_nursery() as n:
-            await n.start(timers.run)
-            n.start_soon(rx_loop, r, 1, pairs[1][1].fileno(), tx, timers.rearm, log)
-            n.start_soon(rx_loop, r, 2, pairs[2][1].fileno(), tx, timers.rearm, log)
+            await n.start(app.timers.run)
+            n.start_soon(rx_loop, app, 1, pairs[1][1].fileno())
+            n.start_soon(rx_loop, app, 2, pairs[2][1].fileno())
             # Let the router learn h1 so the ICMP error can go out without delay.
             pairs[1][0].send(arp_request(bytes([10, 0, 1, 2]), bytes([10, 0, 1, 1])))
             await trio.sleep(0.01)

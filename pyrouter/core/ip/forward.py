@@ -52,6 +52,9 @@ def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
         r.drop(DropReason.FRAG_NEEDED, in_port)
         return
     decrease_ttl(data, 0)
+    if r.trace is not None:
+        r.note("ip_forward", ttl_out=data[8], mtu=mtu, out=port.name,
+               fragment=len(data) > mtu)
     # (redirect check and the FORWARD hook go here)
     r.counters.snmp["IpForwDatagrams"] += 1
     nexthop = route.gateway if route.gateway is not None else int.from_bytes(data[16:20], "big")

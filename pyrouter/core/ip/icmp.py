@@ -55,21 +55,23 @@ def icmp_send(r: Router, pkt: PacketBuf, icmp_type: int, code: int, info: int,
 
     Returns True when an error was queued for output.
     """
+    if r.trace is not None:
+        r.note("icmp_send", type=icmp_type, code=code, info=info)
     data = pkt.data
     if pkt.pkt_type is not PktType.HOST or pkt.local_out:
-        return False
+        return _suppressed(r, "not PACKET_HOST or our own packet")
     dst = int.from_bytes(data[16:20], "big")
     src = int.from_bytes(data[12:16], "big")
     if _is_bcast_or_mcast(r, dst):
-        return False
+        return _suppressed(r, "destination broadcast/multicast")
     if ((data[6] << 8) | data[7]) & IP_OFFSET:
-        return False                                   # only the first fragment
+        return _suppressed(r, "not the first fragment")
     ihl = (data[0] & 0x0F) << 2
     # "no ICMP error about an ICMP error"; a truncated ICMP header counts as one.
     if data[9] == IPPROTO_ICMP and (len(data) < ihl + 1 or icmpw.is_error_type(data[ihl])):
-        return False
+        return _suppressed(r, "about an ICMP error")
     if src == 0 or _is_bcast_or_mcast(r, src) or src >> 24 == 127:
-        return False
+        return _suppressed(r, "source unusable")
     saddr = dst if dst in r.local4 else None
     tos = (data[1] & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL
     room = ICMP_MAX_ERROR_LEN - 20 - icmpw.ICMP_HLEN
@@ -82,9 +84,17 @@ def icmp_send(r: Router, pkt: PacketBuf, icmp_type: int, code: int, info: int,
     return _send_icmp(r, bytes(msg), src, saddr, tos, icmp_type, now)
 
 
+def _suppressed(r: Router, why: str) -> bool:
+    if r.trace is not None:
+        r.note("icmp_suppressed", why=why)
+    return False
+
+
 def icmp_echo_reply(r: Router, pkt: PacketBuf, icmp_off: int, now: int) -> bool:
     """icmp_echo(): answer an Echo Request addressed to us, from the pinged address."""
     data = pkt.data
+    if r.trace is not None:
+        r.note("icmp_echo_reply")
     msg = bytearray(data[icmp_off:])
     msg[0] = icmpw.ICMP_ECHOREPLY
     msg[2] = msg[3] = 0

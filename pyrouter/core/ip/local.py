@@ -4,7 +4,8 @@ Fragments are reassembled first (IP4-12).  Then, by protocol:
 
 * ICMP (icmp_rcv): bad checksum -> silent drop (ICMP4-10); type > 18 ->
   silent drop (ICMP4-11); echo request -> echo reply from the pinged address
-  (ICMP4-13), except to broadcast (icmp_echo_ignore_broadcasts = 1); other
+  (ICMP4-13), except to broadcast (icmp_echo_ignore_broadcasts = 1); echo
+  replies and errors about the router's own probes go to ip/sock.py; other
   types are consumed (PMTU and redirect learning arrive with the routing issue).
 * UDP: bad checksum -> silent drop; no socket listens -> Port Unreachable
   (ICMP4-34) for unicast.
@@ -27,6 +28,7 @@ from ..drops import DropReason
 from ..packet import PacketBuf, PktType
 from .icmp import icmp_echo_reply, icmp_send
 from .output import ip_local_out
+from .sock import icmp_for_us
 
 if TYPE_CHECKING:
     from ..router import Router
@@ -39,12 +41,16 @@ def ip_local_deliver(r: Router, pkt: PacketBuf, now: int, broadcast: bool = Fals
     data = pkt.data
     if ((data[6] << 8) | data[7]) & (IP_MF | IP_OFFSET):
         whole = r.reasm.add(r, pkt, now)
+        if r.trace is not None:
+            r.note("ip_defrag", complete=whole is not None, queues=len(r.reasm))
         if whole is None:
             return
         pkt = whole
         data = pkt.data
     r.counters.snmp["IpInDelivers"] += 1
     proto = data[9]
+    if r.trace is not None:
+        r.note("ip_local_deliver", proto=proto, broadcast=broadcast, len=len(data))
     if proto == IPPROTO_ICMP:
         icmp_rcv(r, pkt, now, broadcast)
     elif proto == IPPROTO_UDP:
@@ -89,13 +95,15 @@ def icmp_rcv(r: Router, pkt: PacketBuf, now: int, broadcast: bool) -> None:
             r.drop(DropReason.BROADCAST_IGNORED)       # icmp_echo_ignore_broadcasts=1
             return
         icmp_echo_reply(r, pkt, off, now)
-    elif t == icmpw.ICMP_ECHOREPLY:
-        snmp["IcmpInEchoReps"] += 1
-        r.echo_reply_rcv(pkt, off, now)
-    elif t == icmpw.ICMP_DEST_UNREACH:
-        snmp["IcmpInDestUnreachs"] += 1
-    elif t == icmpw.ICMP_TIME_EXCEEDED:
-        snmp["IcmpInTimeExcds"] += 1
+    else:
+        if t == icmpw.ICMP_ECHOREPLY:
+            snmp["IcmpInEchoReps"] += 1
+        elif t == icmpw.ICMP_DEST_UNREACH:
+            snmp["IcmpInDestUnreachs"] += 1
+        elif t == icmpw.ICMP_TIME_EXCEEDED:
+            snmp["IcmpInTimeExcds"] += 1
+        if not broadcast:
+            icmp_for_us(r, pkt, off, now)
 
 
 def udp_rcv(r: Router, pkt: PacketBuf, now: int, broadcast: bool) -> None:

@@ -42,12 +42,11 @@ def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: 
     if route is None or route.type not in (RouteType.UNICAST, RouteType.LOCAL):
         r.counters.snmp["IpOutNoRoutes"] += 1
         return False
-    if route.type is RouteType.LOCAL:
-        return True          # to ourselves (e.g. an error about our own packet): consumed
     port = r.ports[route.oif]
-    nexthop = route.gateway if route.gateway is not None else daddr
+    local = route.type is RouteType.LOCAL
+    nexthop = daddr if local or route.gateway is None else route.gateway
     if saddr is None:
-        saddr = route.prefsrc or port.primary_addr4(toward=nexthop) or 0
+        saddr = daddr if local else (route.prefsrc or port.primary_addr4(toward=nexthop) or 0)
     total = 20 + len(payload)
     r.ip_ident = (r.ip_ident + 1) & 0xFFFF
     data = bytearray(total)
@@ -55,10 +54,26 @@ def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: 
                    saddr.to_bytes(4, "big"), daddr.to_bytes(4, "big"))
     set_checksum(data, 0, 20)
     data[20:] = payload
-    pkt = PacketBuf(data, oif=route.oif, local_out=True, route=route, nexthop=nexthop)
+    pkt = PacketBuf(data, iif=route.oif, oif=route.oif, local_out=True, route=route,
+                    nexthop=nexthop)
     r.counters.snmp["IpOutRequests"] += 1
+    if r.trace is not None:
+        r.note("ip_local_out", src=_ip(saddr), dst=_ip(daddr), proto=proto, len=total,
+               table=route.table, route=f"{_ip(route.dst)}/{route.plen}", dev=port.name)
+    if local:
+        # To one of our own addresses: looped back into local delivery, as the
+        # kernel's loopback device does.  The packet stays marked local_out, so
+        # no ICMP error is ever generated about it.
+        from .local import ip_local_deliver  # noqa: PLC0415 (local imports this module)
+
+        ip_local_deliver(r, pkt, now)
+        return True
     ip_output(r, pkt, route, port, nexthop, now)
     return True
+
+
+def _ip(a: int) -> str:
+    return f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}"
 
 
 def route_mtu(route: Route, port: Port) -> int:
@@ -94,6 +109,8 @@ def ip_fragment(r: Router, pkt: PacketBuf, mtu: int, port: Port, nexthop: int,
         r.counters.snmp["IpFragFails"] += 1
         r.drop(DropReason.FRAG_NEEDED)
         return
+    if r.trace is not None:
+        r.note("ip_fragment", mtu=mtu, pieces=-(-(len(data) - hlen) // chunk))
     first_hdr = bytes(data[:hlen])
     later_hdr = options_fragment(first_hdr) if hlen > 20 else first_hdr
     payload = memoryview(data)[hlen:]
@@ -144,6 +161,14 @@ def neigh_output(r: Router, port: Port, nexthop: int, l3: bytes | bytearray, ctx
     if not port.up:
         r.drop(DropReason.PORT_DOWN)
         return
+    if r.trace is not None:
+        e = r.neigh4.get(port.ifindex, nexthop)
+        r.note("neigh_output", dev=port.name, nexthop=_ip(nexthop),
+               state=e.state.value if e else "NONE",
+               lladdr=e.lladdr.hex(":") if e and e.lladdr else None)
     lladdr = r.neigh4.event_send(port.ifindex, nexthop, bytes(l3), ctx, now)
+    if lladdr is None and r.trace is not None:
+        e = r.neigh4.get(port.ifindex, nexthop)
+        r.note("neigh_queued", state=e.state.value if e else "NONE")
     if lladdr is not None:
         r.xmit(port, lladdr + port.mac + _ETH_IP + l3)

@@ -26,7 +26,7 @@ from ...wire.errors import MalformedError
 from ...wire.ipv4 import check_header
 from ..drops import DropReason
 from ..packet import PacketBuf, PktType
-from ..route.fib import RouteType
+from ..route.fib import Route, RouteType
 from ..route.flow import FlowKey
 from .forward import ip_forward
 from .icmp import icmp_send, route_error_code
@@ -63,6 +63,11 @@ def ip_rcv(r: Router, port: Port, frame: bytes, l3off: int, pkt_type: PktType,
         return
     pkt = PacketBuf(bytearray(frame[l3off:l3off + total]), iif=port.ifindex,
                     pkt_type=pkt_type, ihl=ihl, l2_src=frame[6:12])
+    if r.trace is not None:
+        d = pkt.data
+        r.note("ip_rcv", src=_ip(d[12:16]), dst=_ip(d[16:20]), proto=d[9], ttl=d[8], len=total,
+               ihl=ihl, id=(d[4] << 8) | d[5], flags_frag=f"0x{(d[6] << 8) | d[7]:04x}",
+               checks="ok")
     ip_route_input(r, pkt, port, now)
 
 
@@ -94,6 +99,8 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
                                  mark=pkt.mark, proto=data[9]), r.route_usable)
     kind = route.type if route is not None else None
     pkt.route = route
+    if r.trace is not None:
+        r.note("fib_lookup", **route_note(r, route))
     if kind is RouteType.LOCAL:
         return ip_local_deliver(r, pkt, now)
     if kind is RouteType.BROADCAST:
@@ -110,6 +117,24 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
     if code is not None and port.forwarding:
         icmp_send(r, pkt, icmpw.ICMP_DEST_UNREACH, code, 0, now)
     r.drop(reason, port)
+
+
+def _ip(b: bytes | bytearray) -> str:
+    return ".".join(str(x) for x in b)
+
+
+def route_note(r: Router, route: Route | None) -> dict[str, object]:
+    """A route as a trace step shows it: table, prefix, type, device, gateway."""
+    if route is None:
+        return {"result": "no route", "tables": [rule.table for rule in r.fib.rules]}
+    d: dict[str, object] = {"table": route.table, "route": f"{_ip(route.dst.to_bytes(4, 'big'))}"
+                            f"/{route.plen}", "type": route.type.value, "metric": route.metric}
+    port = r.ports.get(route.oif)
+    if port is not None:
+        d["dev"] = port.name
+    if route.gateway is not None:
+        d["gateway"] = _ip(route.gateway.to_bytes(4, "big"))
+    return d
 
 
 def _martian(r: Router, port: Port, reason: DropReason) -> None:

@@ -51,6 +51,9 @@ def arp_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
         return
     snmp = r.counters.snmp
     snmp["ArpInRequests" if op == ARPOP_REQUEST else "ArpInReplies"] += 1
+    if r.trace is not None:
+        r.note("arp_rcv", op="request" if op == ARPOP_REQUEST else "reply",
+               sender=_ip(sip), target=_ip(tip), sha=sha.hex(":"))
     if sip in r.local4:
         # Someone claims one of our addresses: ip_route_input() fails on the
         # martian source, so nothing is answered and nothing is learned.
@@ -75,6 +78,10 @@ def arp_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
         else NudState.STALE
     override = now >= e.updated + r.neigh4.params.locktime or is_garp
     r.neigh4.update(port.ifindex, sip, sha, state, override, now)
+
+
+def _ip(a: int) -> str:
+    return f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}"
 
 
 def arp_send(r: Router, port: Port, op: int, dst_mac: bytes, sip: int, tha: bytes,

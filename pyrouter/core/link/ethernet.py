@@ -37,6 +37,9 @@ def eth_rcv(r: Router, port: Port, frame: bytes, now: int) -> None:
     else:
         pkt_type = PktType.OTHERHOST
     etype = (frame[12] << 8) | frame[13]
+    if r.trace is not None:
+        r.note("eth_rcv", dev=port.name, src_mac=frame[6:12].hex(":"), dst_mac=dst.hex(":"),
+               pkt_type=pkt_type.name, ethertype=f"0x{etype:04x}")
     if etype == ETH_P_IP:
         ip_rcv(r, port, frame, ETH_HLEN, pkt_type, now)
     elif etype == ETH_P_ARP:

@@ -1,0 +1,238 @@
+"""Human output for the CLI, modelled on iproute2 (ip -s link, ip addr, ip route,
+ip neigh, ip route get), nstat, ping, traceroute and tcpdump -n."""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any
+
+
+def links(data: list[dict[str, Any]]) -> str:
+    out = []
+    for d in data:
+        flags = "BROADCAST,MULTICAST,UP,LOWER_UP" if d["operstate"] == "UP" else "BROADCAST,MULTICAST"
+        s = d["stats"]
+        out.append(f"{d['ifindex']}: {d['ifname']}: <{flags}> mtu {d['mtu']} state {d['operstate']}")
+        out.append(f"    link/ether {d['address']} brd ff:ff:ff:ff:ff:ff")
+        out.append("    RX:  bytes packets dropped")
+        out.append(f"    {s['rx_bytes']:>10} {s['rx_packets']:>7} {s['rx_dropped']:>7}")
+        out.append("    TX:  bytes packets dropped")
+        out.append(f"    {s['tx_bytes']:>10} {s['tx_packets']:>7} {s['tx_dropped']:>7}")
+    return "\n".join(out)
+
+
+def addrs(data: list[dict[str, Any]]) -> str:
+    out = []
+    for d in data:
+        flags = "BROADCAST,MULTICAST,UP,LOWER_UP" if d["operstate"] == "UP" else "BROADCAST,MULTICAST"
+        out.append(f"{d['ifindex']}: {d['ifname']}: <{flags}> mtu {d['mtu']} state {d['operstate']}")
+        out.append(f"    link/ether {d['address']} brd ff:ff:ff:ff:ff:ff")
+        for a in d["addr_info"]:
+            brd = f" brd {a['broadcast']}" if a.get("broadcast") else ""
+            out.append(f"    {a['family']} {a['local']}/{a['prefixlen']}{brd} scope {a['scope']}"
+                       f" {d['ifname']}")
+    return "\n".join(out)
+
+
+def route_line(d: dict[str, Any], show_table: bool = False) -> str:
+    dst = d["dst"]
+    if dst in ("0.0.0.0/0", "::/0"):
+        dst = "default"
+    elif dst.endswith("/32") or dst.endswith("/128"):
+        dst = dst.rsplit("/", 1)[0]
+    parts = [] if d["type"] == "unicast" else [d["type"]]
+    parts.append(dst)
+    if d.get("gateway"):
+        parts += ["via", d["gateway"]]
+    if d.get("dev"):
+        parts += ["dev", d["dev"]]
+    if show_table and d["table"] != "main":
+        parts += ["table", d["table"]]
+    if d["protocol"] != "boot":
+        parts += ["proto", d["protocol"]]
+    if d["scope"] != "universe":
+        parts += ["scope", d["scope"]]
+    if d.get("prefsrc"):
+        parts += ["src", d["prefsrc"]]
+    if d.get("metric"):
+        parts += ["metric", str(d["metric"])]
+    if d.get("mtu"):
+        parts += ["mtu", str(d["mtu"])]
+    for f in d.get("flags", []):
+        parts.append(f)
+    return " ".join(parts)
+
+
+def routes(data: list[dict[str, Any]], show_table: bool = False) -> str:
+    return "\n".join(route_line(d, show_table) for d in data)
+
+
+def neighbours(data: list[dict[str, Any]]) -> str:
+    out = []
+    for d in data:
+        ll = f" lladdr {d['lladdr']}" if d.get("lladdr") else ""
+        conf = d["confirmed"] if d.get("confirmed") is not None else "-"
+        line = (f"{d['dst']} dev {d['dev']}{ll} used {d['used']}/{conf}/{d['updated']}"
+                f" probes {d['probes']} {d['state']}")
+        if d.get("queued"):
+            line += f" queued {d['queued']}"
+        out.append(line)
+    return "\n".join(out)
+
+
+def stats(data: dict[str, Any], all_: bool = False) -> str:
+    out = ["#kernel-style counters (nstat names)"]
+    for k, v in data["snmp"].items():
+        if v or all_:
+            out.append(f"{k:<28}{v:>14}")
+    out.append("#drop reasons")
+    for k, v in sorted(data["drops"].items()):
+        if v or all_:
+            out.append(f"{k:<28}{v:>14}")
+    loop = data.get("loop", {})
+    if loop:
+        out.append("#event loop")
+        out.append(f"{'wakeups':<28}{loop['wakeups']:>14}")
+        out.append(f"{'frames':<28}{loop['frames']:>14}")
+        out.append(f"{'busy_seconds':<28}{loop['busy_seconds']:>14.3f}")
+    out.append(f"{'fast_forwarded':<28}{data.get('fast_forwarded', 0):>14}")
+    return "\n".join(out)
+
+
+def route_get(d: dict[str, Any]) -> str:
+    if d.get("error") and "type" not in d:
+        return f"RTNETLINK answers: {d['error']}"
+    if d.get("error"):
+        return f"RTNETLINK answers: {d['error']}  ({d['type']} {d['prefix']} table {d['table']})"
+    parts = [d["type"]] if d["type"] != "unicast" else []
+    parts.append(d["dst"])
+    if d.get("from"):
+        parts += ["from", d["from"]]
+    if d.get("gateway"):
+        parts += ["via", d["gateway"]]
+    if d.get("dev"):
+        parts += ["dev", d["dev"]]
+    parts += ["table", d["table"]]
+    if d.get("prefsrc"):
+        parts += ["src", d["prefsrc"]]
+    if d.get("iif"):
+        parts += ["iif", d["iif"]]
+    if d.get("mark"):
+        parts += ["mark", hex(d["mark"])]
+    line = " ".join(parts)
+    extra = []
+    if d.get("mtu"):
+        extra.append(f"mtu {d['mtu']}")
+    if d.get("prefix"):
+        extra.append(f"route {d['prefix']}")
+    if d.get("neigh"):
+        n = d["neigh"]
+        extra.append(f"neigh {n['addr']}" + (f" lladdr {n['lladdr']}" if n.get("lladdr") else "")
+                     + f" {n['state']}")
+    return line + ("\n    " + " ".join(extra) if extra else "")
+
+
+def ping_line(it: dict[str, Any]) -> str:
+    if it.get("timeout"):
+        return f"no answer yet for icmp_seq={it['seq']}"
+    if "error" in it:
+        return f"ping: {it['error']}"
+    if "rtt_ms" in it:
+        return (f"{it['bytes']} bytes from {it['from']}: icmp_seq={it['seq']} ttl={it['ttl']}"
+                f" time={it['rtt_ms']:.3f} ms")
+    t, c = it["icmp_type"], it["icmp_code"]
+    what = {(11, 0): "Time to live exceeded", (3, 0): "Destination Net Unreachable",
+            (3, 1): "Destination Host Unreachable", (3, 3): "Destination Port Unreachable",
+            (3, 13): "Packet filtered"}.get((t, c), f"ICMP type {t} code {c}")
+    if (t, c) == (3, 4):
+        what = f"Frag needed and DF set (mtu = {it.get('mtu')})"
+    return f"From {it['from']} icmp_seq={it['seq']} {what}"
+
+
+def ping_summary(res: dict[str, Any]) -> str:
+    out = [f"--- {res['dst']} ping statistics ---",
+           f"{res['transmitted']} packets transmitted, {res['received']} received, "
+           f"{res['loss_pct']:g}% packet loss"]
+    if "rtt_ms" in res:
+        r = res["rtt_ms"]
+        out.append(f"rtt min/avg/max = {r['min']:.3f}/{r['avg']:.3f}/{r['max']:.3f} ms")
+    return "\n".join(out)
+
+
+def traceroute_line(it: dict[str, Any]) -> str:
+    parts = [f"{it['hop']:>2}"]
+    last = None
+    for p in it["probes"]:
+        if p is None:
+            parts.append("*")
+            continue
+        if p["from"] != last:
+            parts.append(p["from"])
+            last = p["from"]
+        mark = ""
+        if p["icmp_type"] == 3 and p["icmp_code"] not in (3,):
+            mark = {0: " !N", 1: " !H", 2: " !P", 4: " !F", 13: " !X"}.get(p["icmp_code"], " !")
+        parts.append(f"{p['rtt_ms']:.3f} ms{mark}")
+    return "  ".join(parts)
+
+
+def frame_summary(ts_ns: int, direction: str, port: str, frame: bytes) -> str:
+    """One line per frame, in the spirit of ``tcpdump -n``."""
+    t = time.strftime("%H:%M:%S", time.localtime(ts_ns / 1e9)) + f".{(ts_ns // 1000) % 1000000:06d}"
+    head = f"{t} {port} {direction:<3}"
+    if len(frame) < 14:
+        return f"{head} [truncated frame, {len(frame)} bytes]"
+    etype = struct.unpack_from("!H", frame, 12)[0]
+    if etype == 0x0806 and len(frame) >= 42:
+        op = struct.unpack_from("!H", frame, 20)[0]
+        spa, tpa = _ip(frame[28:32]), _ip(frame[38:42])
+        if op == 1:
+            return f"{head} ARP, Request who-has {tpa} tell {spa}, length {len(frame) - 14}"
+        return f"{head} ARP, Reply {spa} is-at {frame[22:28].hex(':')}, length {len(frame) - 14}"
+    if etype == 0x0800 and len(frame) >= 34:
+        ihl = (frame[14] & 0x0F) * 4
+        src, dst, proto, ttl = _ip(frame[26:30]), _ip(frame[30:34]), frame[23], frame[22]
+        total = struct.unpack_from("!H", frame, 16)[0]
+        l4 = 14 + ihl
+        if proto == 1 and len(frame) >= l4 + 4:
+            t, c = frame[l4], frame[l4 + 1]
+            kind = {0: "echo reply", 8: "echo request", 11: "time exceeded in-transit",
+                    3: f"unreachable code {c}"}.get(t, f"type {t} code {c}")
+            return f"{head} IP {src} > {dst}: ICMP {kind}, ttl {ttl}, length {total}"
+        if proto in (6, 17) and len(frame) >= l4 + 4:
+            sp, dp = struct.unpack_from("!HH", frame, l4)
+            name = "UDP" if proto == 17 else "TCP"
+            return f"{head} IP {src}.{sp} > {dst}.{dp}: {name}, ttl {ttl}, length {total}"
+        return f"{head} IP {src} > {dst}: proto {proto}, ttl {ttl}, length {total}"
+    if etype == 0x86DD:
+        return f"{head} IP6, length {len(frame) - 14}"
+    return f"{head} ethertype 0x{etype:04x}, length {len(frame)}"
+
+
+def trace_record(rec: dict[str, Any]) -> str:
+    out = [f"packet on {rec['iif']} ({rec['len']} bytes)"]
+    for st in rec["steps"]:
+        fields = " ".join(f"{k}={v}" for k, v in st.items() if k != "stage")
+        out.append(f"  {st['stage']:<18} {fields}")
+    return "\n".join(out)
+
+
+def explain(res: dict[str, Any]) -> str:
+    p = res["packet"]
+    ports = f" {p['sport']} > {p['dport']}" if "sport" in p else ""
+    out = [f"explain: {p['src']} > {p['dst']} proto {p['proto']}{ports} ttl {p['ttl']} "
+           f"len {p['len']}{' DF' if p['df'] else ''} arriving on {p['iif']}"]
+    for st in res["steps"]:
+        fields = " ".join(f"{k}={v}" for k, v in st.items() if k != "stage")
+        out.append(f"  {st['stage']:<18} {fields}")
+    if res["would_transmit"]:
+        for w in res["would_transmit"]:
+            out.append(f"  => would transmit {w['len']} bytes on {w['dev']}")
+    else:
+        out.append("  => nothing would be transmitted")
+    return "\n".join(out)
+
+
+def _ip(b: bytes) -> str:
+    return ".".join(str(x) for x in b)

@@ -1,0 +1,160 @@
+"""What the operator sees: the router's state as plain data (``ip link``, ``ip addr``,
+``ip route``, ``ip neigh``, ``nstat``) and ``route get`` (``ip route get``).
+
+Everything here reads the Router and returns JSON-ready dicts; nothing changes
+state.  ``route_get`` runs the same lookup a packet would (FlowKey into
+Fib.lookup, the same nexthop and source selection as ip_local_out, the same
+MTU as ip_forward) so that its answer is what a real packet then gets.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING, Any
+
+from .ip.output import route_mtu
+from .route.fib import RT_TABLE_DEFAULT, RT_TABLE_LOCAL, RT_TABLE_MAIN, Route, RouteType
+from .route.flow import FlowKey
+from .time import SECOND
+
+if TYPE_CHECKING:
+    from .router import Router
+
+TABLE_NAMES = {RT_TABLE_LOCAL: "local", RT_TABLE_MAIN: "main", RT_TABLE_DEFAULT: "default"}
+
+
+def addr_str(family: int, addr: int) -> str:
+    return str(IPv4Address(addr) if family == 4 else IPv6Address(addr))
+
+
+def table_name(table: int) -> str:
+    return TABLE_NAMES.get(table, str(table))
+
+
+def route_dict(r: Router, rt: Route) -> dict[str, Any]:
+    port = r.ports.get(rt.oif)
+    d: dict[str, Any] = {
+        "type": rt.type.value, "dst": f"{addr_str(rt.family, rt.dst)}/{rt.plen}",
+        "family": rt.family, "table": table_name(rt.table), "protocol": rt.proto,
+        "scope": rt.scope.name.lower(), "metric": rt.metric,
+    }
+    if port is not None:
+        d["dev"] = port.name
+    if rt.gateway is not None:
+        d["gateway"] = addr_str(rt.family, rt.gateway)
+    if rt.prefsrc is not None:
+        d["prefsrc"] = addr_str(rt.family, rt.prefsrc)
+    if rt.mtu:
+        d["mtu"] = rt.mtu
+    if port is not None and not port.up:
+        d["flags"] = ["dead", "linkdown"]
+    return d
+
+
+def links(r: Router) -> list[dict[str, Any]]:
+    return [{"ifindex": p.ifindex, "ifname": p.name, "address": p.mac.hex(":"), "mtu": p.mtu,
+             "operstate": "UP" if p.up else "DOWN", "stats": p.counters()}
+            for p in r.ports.values()]
+
+
+def addrs(r: Router) -> list[dict[str, Any]]:
+    out = []
+    for p in r.ports.values():
+        infos = []
+        for a, plen in p.addrs4:
+            mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+            info: dict[str, Any] = {"family": "inet", "local": addr_str(4, a), "prefixlen": plen,
+                                    "scope": "global"}
+            if plen < 31:
+                info["broadcast"] = addr_str(4, (a & mask) | (~mask & 0xFFFFFFFF))
+            infos.append(info)
+        infos += [{"family": "inet6", "local": addr_str(6, a), "prefixlen": plen,
+                   "scope": "global"} for a, plen in p.addrs6]
+        out.append({"ifindex": p.ifindex, "ifname": p.name, "mtu": p.mtu,
+                    "operstate": "UP" if p.up else "DOWN", "address": p.mac.hex(":"),
+                    "addr_info": infos})
+    return out
+
+
+def routes(r: Router, table: str = "main") -> list[dict[str, Any]]:
+    """``ip route show table X`` (``all`` for every table)."""
+    out = []
+    for tid in sorted(r.fib.tables, reverse=True):
+        if table != "all" and table_name(tid) != table:
+            continue
+        for rt in r.fib.tables[tid].routes():
+            out.append(route_dict(r, rt))
+    return out
+
+
+def neighbours(r: Router, now: int) -> list[dict[str, Any]]:
+    """``ip -s neigh``: state, lladdr, probes and the used/confirmed/updated ages in seconds."""
+    out = []
+    for e in r.neigh4.entries.values():
+        port = r.ports.get(e.ifindex)
+        d: dict[str, Any] = {"dst": addr_str(4, e.addr), "dev": port.name if port else e.ifindex,
+                             "state": e.state.value, "probes": e.probes,
+                             "used": (now - e.used) // SECOND,
+                             "confirmed": (now - e.confirmed) // SECOND if e.confirmed else None,
+                             "updated": (now - e.updated) // SECOND, "queued": len(e.queue)}
+        if e.lladdr is not None:
+            d["lladdr"] = e.lladdr.hex(":")
+        if e.deadline is not None:
+            d["timer_ms"] = max(0, (e.deadline - now) // 1_000_000)
+        out.append(d)
+    return out
+
+
+def route_get(r: Router, dst: int, src: int | None = None, iif: str | None = None,
+              mark: int = 0) -> dict[str, Any]:
+    """``ip route get DST [from SRC] [iif IF] [mark N]``.
+
+    Without ``iif`` this is an output lookup (the router's own traffic); with
+    it, an input lookup for a packet arriving on that port.  Errors are the
+    kernel's: "Network is unreachable" (no route), "No route to host"
+    (unreachable), "Permission denied" (prohibit), "Invalid argument" (blackhole).
+    """
+    in_port = None
+    if iif is not None:
+        in_port = r.ports_by_name.get(iif)
+        if in_port is None:
+            return {"error": f"Cannot find device \"{iif}\""}
+    flow = FlowKey(4, dst, src or 0, iif=in_port.ifindex if in_port else 0, mark=mark)
+    rt = r.fib.lookup(flow, r.route_usable)
+    res: dict[str, Any] = {"dst": addr_str(4, dst)}
+    if src is not None:
+        res["from"] = addr_str(4, src)
+    if in_port is not None:
+        res["iif"] = in_port.name
+    if mark:
+        res["mark"] = mark
+    if rt is None:
+        res["error"] = "Network is unreachable"
+        return res
+    res["type"] = rt.type.value
+    res["table"] = table_name(rt.table)
+    res["prefix"] = f"{addr_str(4, rt.dst)}/{rt.plen}"
+    errors = {RouteType.UNREACHABLE: "No route to host", RouteType.PROHIBIT: "Permission denied",
+              RouteType.BLACKHOLE: "Invalid argument"}
+    if rt.type in errors:
+        res["error"] = errors[rt.type]
+        return res
+    port = r.ports.get(rt.oif)
+    if port is not None:
+        res["dev"] = port.name
+        if rt.type is RouteType.UNICAST:
+            nexthop = rt.gateway if rt.gateway is not None else dst
+            if rt.gateway is not None:
+                res["gateway"] = addr_str(4, rt.gateway)
+            s = src if src is not None and in_port is not None else \
+                (rt.prefsrc or port.primary_addr4(toward=nexthop))
+            if s is not None:
+                res["prefsrc"] = addr_str(4, s)
+            res["mtu"] = route_mtu(rt, port)
+            e = r.neigh4.get(port.ifindex, nexthop)
+            res["neigh"] = {"addr": addr_str(4, nexthop),
+                            "state": e.state.value if e else "NONE",
+                            "lladdr": e.lladdr.hex(":") if e and e.lladdr else None}
+        elif rt.type is RouteType.LOCAL:
+            res["prefsrc"] = addr_str(4, dst)
+    return res

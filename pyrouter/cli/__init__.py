@@ -104,7 +104,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    ap = parser()
+    args, extra = ap.parse_known_args(argv)
+    if extra:
+        # Filter words may come after options (`capture lab1 -c 4 icmp`), as with tcpdump.
+        if args.cmd in ("capture", "trace") and not any(w.startswith("-") for w in extra):
+            args.filter = [*args.filter, *extra]
+        else:
+            ap.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "check":
         from ..control.build import check
         from ..control.load import ConfigError, load

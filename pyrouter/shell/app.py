@@ -37,11 +37,12 @@ from ..control.load import ConfigError, load
 from ..control.schema import Config
 from ..core import Event, Router
 from . import log as logmod
-from .netlink import netns_exists, setup_link
+from .netlink import link_states, netns_exists, set_mtu, setup_link
 from .metrics import LoopStats
 from .tap import BrokenPortError, Transmitter, open_tap, rx_loop
 
 NS = 1_000_000_000
+LINK_POLL_SECONDS = 1.0
 
 
 class TimerTask:
@@ -128,6 +129,7 @@ class App:
         self.subscribers: list[Callable[[Event], None]] = []
         self.captures: list[Any] = []         # shell/control.py Capture objects
         self.reload_lock = trio.Lock()
+        self.error_limiter = logmod.RateLimiter()
 
     # -- ports -----------------------------------------------------------------
     def open_ports(self, plans: list[PortPlan]) -> dict[int, PortTask]:
@@ -192,7 +194,7 @@ class App:
                 del self.ports[pt.plan.ifindex]
             opened = await trio.to_thread.run_sync(self.open_ports, to_open)
             for p in mtu_changes:
-                await trio.to_thread.run_sync(setup_link_mtu, p.name, p.mtu)
+                await trio.to_thread.run_sync(set_mtu, p.name, p.mtu, p.netns)
             # The switch: synchronous, between two frames.
             summary = self.router.adopt(new_router, frozenset(recreate))
             for pt in to_close:
@@ -225,6 +227,7 @@ class App:
             for pt in self.ports.values():
                 self.start_port(pt)
             await nursery.start(self._signals)
+            nursery.start_soon(self._link_monitor)
             control = ControlServer(self)
             await nursery.start(control.serve, self.cfg.control.socket)
             if self.cfg.metrics is not None:
@@ -235,6 +238,33 @@ class App:
                           pid=os.getpid(), control=self.cfg.control.socket)
             if ready_file:
                 Path(ready_file).write_text(f"{os.getpid()}\n")
+
+    async def _link_monitor(self) -> None:
+        """Follow the kernel side's admin state of every port (``ip link set X down`` in a
+        host namespace): Router.set_link flushes neighbours and kills routes on down.
+        A one-second poll in a worker thread; netlink events per namespace would be
+        quicker, at the price of one watcher thread per namespace."""
+        missing: set[str] = set()
+        while True:
+            await trio.sleep(LINK_POLL_SECONDS)
+            ports = [(pt.plan.name, pt.plan.netns) for pt in self.ports.values()]
+            try:
+                states = await trio.to_thread.run_sync(link_states, ports)
+            except Exception as e:  # netlink trouble must not take the dataplane down
+                self.log.warning("link.monitor_failed", error=f"{type(e).__name__}: {e}")
+                continue
+            now = int(trio.current_time() * NS)
+            for idx, pt in list(self.ports.items()):
+                up = states.get(pt.plan.name)
+                if up is None:
+                    if pt.plan.name not in missing:
+                        missing.add(pt.plan.name)
+                        self.log.warning("link.missing", port=pt.plan.name, netns=pt.plan.netns)
+                    continue
+                missing.discard(pt.plan.name)
+                if idx in self.router.ports and self.router.ports[idx].up != up:
+                    self.router.set_link(idx, up, now)
+            self.tx.flush()
 
     def metrics_text(self) -> str:
         from .metrics import render  # noqa: PLC0415
@@ -273,12 +303,6 @@ class App:
             self.log.error("reload.rejected", reason=f"device set-up failed: {e}")
             return {"error": f"device set-up failed: {e}"}
         return summary
-
-
-def setup_link_mtu(name: str, mtu: int) -> None:
-    from .netlink import set_mtu  # noqa: PLC0415
-
-    set_mtu(name, mtu)
 
 
 def run(cfg_path: str, log_format: str = "console", ready_file: str | None = None,

@@ -47,16 +47,41 @@ def setup_link(name: str, mtu: int, netns: str | None, peer: Any) -> None:
                      gateway=str(rt.via), family=10 if net.version == 6 else 2)
 
 
-def set_mtu(name: str, mtu: int) -> None:
-    """Change the MTU of a TAP wherever its kernel side lives (root ns first, then by name)."""
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=name)
-        if found:
-            ipr.link("set", index=found[0], mtu=mtu)
-            return
-    for ns in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
-        with NetNS(ns) as n:
-            found = n.link_lookup(ifname=name)
-            if found:
-                n.link("set", index=found[0], mtu=mtu)
-                return
+def set_mtu(name: str, mtu: int, netns: str | None) -> None:
+    """Change the MTU of a TAP whose kernel side lives in *netns* (None: this namespace)."""
+    if netns is None:
+        with IPRoute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], mtu=mtu)
+        return
+    with NetNS(netns) as ns:
+        ns.link("set", index=ns.link_lookup(ifname=name)[0], mtu=mtu)
+
+
+IFF_UP = 0x1
+
+
+def link_states(ports: list[tuple[str, str | None]]) -> dict[str, bool | None]:
+    """Whether each TAP's kernel side is administratively up (None: device not found).
+
+    Called once a second from a worker thread by the link monitor; one netlink
+    socket per namespace, opened and closed within the call so that no pyroute2
+    object crosses threads.
+    """
+    by_ns: dict[str | None, list[str]] = {}
+    for name, ns in ports:
+        by_ns.setdefault(ns, []).append(name)
+    out: dict[str, bool | None] = {}
+    for ns, names in by_ns.items():
+        try:
+            sock = IPRoute() if ns is None else NetNS(ns)
+        except OSError:
+            out.update(dict.fromkeys(names))
+            continue
+        with sock:
+            for name in names:
+                idx = sock.link_lookup(ifname=name)
+                if not idx:
+                    out[name] = None
+                    continue
+                out[name] = bool(sock.get_links(idx[0])[0]["flags"] & IFF_UP)
+    return out

@@ -117,7 +117,9 @@ async def rx_loop(app: App, ifindex: int, fd: int) -> None:
                     receive(ifindex, frame, now)
                 except Exception:                       # a bug, never bad input
                     router.drop(DropReason.INTERNAL_ERROR)
-                    log.exception("internal_error", port=name)
+                    if app.error_limiter.allow(time.monotonic()):
+                        log.exception("internal_error", port=name, frame=frame[:128].hex(),
+                                      suppressed=app.error_limiter.take_suppressed())
         except BlockingIOError:
             pass
         except OSError as e:

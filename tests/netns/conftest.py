@@ -294,12 +294,14 @@ class Topology:
     """A running router with hosts attached, built by the ``topology`` factory."""
 
     def __init__(self, tmp_path: Path, token: str, ports: list[Port], routes: list[dict],
-                 target: str):
+                 target: str, extra_config: dict | None = None):
         self.tmp = tmp_path
         self.token = token
         self.ports = {p.key: p for p in ports}
         self.routes = routes
         self.target = target
+        # Extra top-level config keys (e.g. ``metrics: {listen: ...}``), merged last.
+        self.extra_config: dict[str, Any] = dict(extra_config or {})
         self.netns: list[str] = []          # every namespace this topology created
         self.hosts: dict[str, str] = {}     # "h1" -> "pr-<hex>-h1"
         self.router_ns: str | None = None   # kernel target only
@@ -308,10 +310,18 @@ class Topology:
         self.ready_path = tmp_path / "router.ready"
         self.stats_path = tmp_path / "router.stats.json"
         self.log_path = tmp_path / "router.log"
+        # The router's control socket (``--socket``), unique per topology.  AF_UNIX paths
+        # are limited to 107 bytes: fall back to a private directory under /tmp.
+        self.socket_path = tmp_path / "ctl.sock"
+        self._socket_dir: Path | None = None
+        if len(str(self.socket_path)) > 100:
+            self._socket_dir = Path(f"/tmp/pyrouter-{token}")
+            self.socket_path = self._socket_dir / "ctl.sock"
         self._log_fh = None
         self.stopped = False
         self.exit_code: int | None = None
         self._ncap = 0
+        self._bg: list[subprocess.Popen] = []   # background CLI clients (cli_popen)
 
     # ---- names -----------------------------------------------------------
     def ns(self, host: str) -> str:
@@ -330,6 +340,14 @@ class Topology:
         return nsexec(self.ns(host), *cmd, **kw)
 
     # ---- construction ------------------------------------------------------
+    def add_host_netns(self, host: str) -> str:
+        """Create one more namespace ``pr-<token>-<host>`` (removed at teardown), e.g. for
+        a host behind another host; returns its name."""
+        ns = f"pr-{self.token}-{host}"
+        self._add_netns(ns)
+        self.hosts[host] = ns
+        return ns
+
     def _add_netns(self, ns: str) -> None:
         ip("netns", "add", ns)
         _CREATED_NETNS.add(ns)
@@ -352,7 +370,72 @@ class Topology:
         cfg: dict[str, Any] = {"interfaces": interfaces}
         if self.routes:
             cfg["routes"] = [dict(r) for r in self.routes]
+        for k, v in self.extra_config.items():
+            cfg[k] = v
         return cfg
+
+    def write_config(self, cfg: dict | str | None = None) -> None:
+        """Rewrite the config file: a dict (YAML-dumped), raw text (possibly invalid),
+        or None for ``config_dict()`` (after changing ``routes``/``extra_config``)."""
+        if cfg is None:
+            cfg = self.config_dict()
+        text = cfg if isinstance(cfg, str) else yaml.safe_dump(cfg, sort_keys=False)
+        tmp = self.cfg_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.cfg_path)
+
+    def cli(self, *args: Any, check: bool = True, timeout: float = 30.0,
+            user: str | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+        """``python -m pyrouter --socket S ARGS...`` against this topology's router.
+
+        ``user="nobody"`` runs the client unprivileged (setpriv, uid/gid 65534)."""
+        assert self.target == "pyrouter", "the operator CLI exists only for pyrouter"
+        cmd: list[Any] = [sys.executable, "-m", "pyrouter", "--socket", str(self.socket_path),
+                          *args]
+        if user is not None:
+            assert user == "nobody", user
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        cp = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                            timeout=timeout, cwd=str(REPO_ROOT), input=input)
+        if check and cp.returncode != 0:
+            raise AssertionError(
+                f"command failed (rc={cp.returncode}): {' '.join(map(str, cmd))}\n"
+                f"stdout:\n{cp.stdout}\nstderr:\n{cp.stderr}")
+        return cp
+
+    def cli_popen(self, *args: Any) -> subprocess.Popen:
+        """Start ``pyrouter --socket S ARGS...`` in the background (stdout/stderr piped,
+        text); killed at teardown if still running."""
+        assert self.target == "pyrouter", "the operator CLI exists only for pyrouter"
+        cmd = [sys.executable, "-m", "pyrouter", "--socket", str(self.socket_path), *args]
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=str(REPO_ROOT),
+                                stdin=subprocess.DEVNULL)
+        self._bg.append(proc)
+        return proc
+
+    def cli_json(self, *args: Any, **kw: Any) -> Any:
+        """``cli(*args, "--json")`` parsed."""
+        cp = self.cli(*args, "--json", **kw)
+        try:
+            return json.loads(cp.stdout)
+        except ValueError:
+            raise AssertionError(f"not JSON from pyrouter {' '.join(map(str, args))} --json:\n"
+                                 f"{cp.stdout}\n{cp.stderr}") from None
+
+    def reload(self, how: str = "cli", check: bool = True) -> subprocess.CompletedProcess | None:
+        """Reload the config file: ``pyrouter reload`` (returns the CompletedProcess) or
+        ``how="sighup"`` (returns None once the router logged the reload outcome)."""
+        if how == "cli":
+            return self.cli("reload", check=check)
+        assert how == "sighup" and self.proc is not None
+        n = len(self._reload_events())
+        self.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(self._reload_events()) > n, 10, what="the router to log a reload")
+        return None
+
+    def _reload_events(self) -> list[dict]:
+        return [e for e in self.log_events() if str(e.get("event", "")).startswith("reload")]
 
     def start(self) -> None:
         for p in self.ports.values():
@@ -369,7 +452,10 @@ class Topology:
         self._check_hosts_configured()
 
     def _start_pyrouter(self) -> None:
-        cmd = [sys.executable, "-m", "pyrouter", "run", "-c", str(self.cfg_path),
+        if self._socket_dir is not None:
+            self._socket_dir.mkdir(mode=0o700, exist_ok=True)
+        cmd = [sys.executable, "-m", "pyrouter", "--socket", str(self.socket_path),
+               "run", "-c", str(self.cfg_path),
                "--log-format", "json", "--ready-file", str(self.ready_path),
                "--stats-file", str(self.stats_path)]
         self._log_fh = open(self.log_path, "wb")
@@ -495,6 +581,13 @@ class Topology:
 
     def teardown(self) -> None:
         err: str | None = None
+        for bg in self._bg:
+            if bg.poll() is None:
+                bg.kill()
+            try:
+                bg.communicate(timeout=5)
+            except (subprocess.TimeoutExpired, ValueError, OSError):
+                pass
         was_running = self.target == "kernel" or (self.proc is not None and self.proc.poll() is None)
         already_stopped = self.stopped or (self.target == "pyrouter" and self.proc is None)
         try:
@@ -509,6 +602,8 @@ class Topology:
         finally:
             for ns in list(reversed(self.netns)):
                 _del_netns(ns)
+            if self._socket_dir is not None:
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
         if err:
             pytest.fail(f"{err}\nlog:\n{self.log_text()}", pytrace=False)
 
@@ -626,7 +721,7 @@ def nsexec_fixture() -> Callable[..., subprocess.CompletedProcess]:
 
 @pytest.fixture
 def topology(tmp_path: Path, request: pytest.FixtureRequest):
-    """Factory: ``topology(ports=None, extra_ports=(), mtu={}, routes=())`` -> Topology.
+    """Factory: ``topology(ports=None, extra_ports=(), mtu={}, routes=(), config={})`` -> Topology.
 
     * ``ports``: replace the default h1/h2 ports entirely (Port objects or dicts of
       Port fields, e.g. ``{"key": "c", "host": "h3", "addresses": ["10.0.3.1/24"],
@@ -635,6 +730,8 @@ def topology(tmp_path: Path, request: pytest.FixtureRequest):
     * ``extra_ports``: more ports (same forms) added to the default two.
     * ``mtu``: {"a": 1400} sets the MTU of a port (router side and host side).
     * ``routes``: extra contract ``routes:`` entries for the router.
+    * ``config``: extra top-level config keys, e.g. ``{"metrics": {"listen": "127.0.0.1:9101"}}``
+      (pyrouter target only; the control socket is always ``topo.socket_path``).
     """
     made: list[Topology] = []
     request.node._pyrouter_topologies = made
@@ -644,7 +741,8 @@ def topology(tmp_path: Path, request: pytest.FixtureRequest):
 
     def factory(ports: Iterable[Port | dict] | None = None,
                 extra_ports: Iterable[Port | dict] = (),
-                mtu: dict[str, int] | None = None, routes: Iterable[dict] = ()) -> Topology:
+                mtu: dict[str, int] | None = None, routes: Iterable[dict] = (),
+                config: dict | None = None) -> Topology:
         token = secrets.token_hex(4)
         plist = [as_port(p) for p in (ports if ports is not None else default_ports())]
         plist += [as_port(p) for p in extra_ports]
@@ -656,7 +754,7 @@ def topology(tmp_path: Path, request: pytest.FixtureRequest):
             assert len(p.name) <= 15, p.name
         sub = tmp_path / f"topo{len(made)}"
         sub.mkdir()
-        topo = Topology(sub, token, plist, list(routes), TARGET)
+        topo = Topology(sub, token, plist, list(routes), TARGET, extra_config=config)
         made.append(topo)
         try:
             topo.start()

@@ -7,13 +7,20 @@ import struct
 import time
 from typing import Any
 
+from ..wire.addr import ip4_str
+
+
+def _flags(d: dict[str, Any]) -> str:
+    return "BROADCAST,MULTICAST,UP,LOWER_UP" if d["operstate"] == "UP" else "BROADCAST,MULTICAST"
+
 
 def links(data: list[dict[str, Any]]) -> str:
     out = []
     for d in data:
-        flags = "BROADCAST,MULTICAST,UP,LOWER_UP" if d["operstate"] == "UP" else "BROADCAST,MULTICAST"
+        flags = _flags(d)
         s = d["stats"]
-        out.append(f"{d['ifindex']}: {d['ifname']}: <{flags}> mtu {d['mtu']} state {d['operstate']}")
+        out.append(f"{d['ifindex']}: {d['ifname']}: <{flags}> mtu {d['mtu']} "
+                   f"state {d['operstate']}")
         out.append(f"    link/ether {d['address']} brd ff:ff:ff:ff:ff:ff")
         out.append("    RX:  bytes packets dropped")
         out.append(f"    {s['rx_bytes']:>10} {s['rx_packets']:>7} {s['rx_dropped']:>7}")
@@ -25,8 +32,9 @@ def links(data: list[dict[str, Any]]) -> str:
 def addrs(data: list[dict[str, Any]]) -> str:
     out = []
     for d in data:
-        flags = "BROADCAST,MULTICAST,UP,LOWER_UP" if d["operstate"] == "UP" else "BROADCAST,MULTICAST"
-        out.append(f"{d['ifindex']}: {d['ifname']}: <{flags}> mtu {d['mtu']} state {d['operstate']}")
+        flags = _flags(d)
+        out.append(f"{d['ifindex']}: {d['ifname']}: <{flags}> mtu {d['mtu']} "
+                   f"state {d['operstate']}")
         out.append(f"    link/ether {d['address']} brd ff:ff:ff:ff:ff:ff")
         for a in d["addr_info"]:
             brd = f" brd {a['broadcast']}" if a.get("broadcast") else ""
@@ -186,13 +194,13 @@ def frame_summary(ts_ns: int, direction: str, port: str, frame: bytes) -> str:
     etype = struct.unpack_from("!H", frame, 12)[0]
     if etype == 0x0806 and len(frame) >= 42:
         op = struct.unpack_from("!H", frame, 20)[0]
-        spa, tpa = _ip(frame[28:32]), _ip(frame[38:42])
+        spa, tpa = ip4_str(frame[28:32]), ip4_str(frame[38:42])
         if op == 1:
             return f"{head} ARP, Request who-has {tpa} tell {spa}, length {len(frame) - 14}"
         return f"{head} ARP, Reply {spa} is-at {frame[22:28].hex(':')}, length {len(frame) - 14}"
     if etype == 0x0800 and len(frame) >= 34:
         ihl = (frame[14] & 0x0F) * 4
-        src, dst, proto, ttl = _ip(frame[26:30]), _ip(frame[30:34]), frame[23], frame[22]
+        src, dst, proto, ttl = ip4_str(frame[26:30]), ip4_str(frame[30:34]), frame[23], frame[22]
         total = struct.unpack_from("!H", frame, 16)[0]
         l4 = 14 + ihl
         if proto == 1 and len(frame) >= l4 + 4:
@@ -234,5 +242,3 @@ def explain(res: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _ip(b: bytes) -> str:
-    return ".".join(str(x) for x in b)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..wire.addr import ip4_str
 from ..wire.icmpv4 import ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
 from .actions import Event
 from .drops import Counters, DropReason
@@ -219,7 +220,7 @@ class Router:
         """arp_error_report(): each queued packet gets Host Unreachable."""
         if queued:
             self.events.append(Event("neigh.failed", {
-                "ifindex": entry.ifindex, "addr": _ip4(entry.addr), "queued": len(queued)}))
+                "ifindex": entry.ifindex, "addr": ip4_str(entry.addr), "queued": len(queued)}))
         for l3, ctx in queued:
             self.drop(DropReason.NEIGH_FAILED)
             if isinstance(ctx, PacketBuf) and not ctx.local_out:
@@ -298,17 +299,18 @@ class Router:
         for idx, np in new.ports.items():
             op = self.ports.get(idx)
             if op is not None and op.name == np.name:
-                np.rx_packets, np.rx_bytes, np.rx_dropped = op.rx_packets, op.rx_bytes, op.rx_dropped
-                np.tx_packets, np.tx_bytes, np.tx_dropped = op.tx_packets, op.tx_bytes, op.tx_dropped
-                np.up = op.up
+                for attr in ("rx_packets", "rx_bytes", "rx_dropped", "tx_packets", "tx_bytes",
+                             "tx_dropped", "up"):
+                    setattr(np, attr, getattr(op, attr))
         added = [n for n in new.ports_by_name if n not in self.ports_by_name]
         self.ports, self.ports_by_name = new.ports, new.ports_by_name
         self.fib = new.fib
         self.local4, self.local4_bytes, self.bcast4 = new.local4, new.local4_bytes, new.bcast4
         self.fwd_cache.clear()
-        summary = {"added": added, "removed": [p.name for p in gone if p.name not in recreated
-                                                and p.name not in new.ports_by_name],
-                   "recreated": sorted(recreated), "routes": len(self.fib.tables.get(254, ()) or ())}
+        removed = [p.name for p in gone
+                   if p.name not in recreated and p.name not in new.ports_by_name]
+        summary = {"added": added, "removed": removed, "recreated": sorted(recreated),
+                   "routes": sum(len(t) for t in self.fib.tables.values())}
         self.events.append(Event("reload.applied", summary))
         return summary
 
@@ -324,12 +326,8 @@ class Router:
             "interfaces": {p.name: p.counters() for p in self.ports.values()},
             "neighbours": [
                 {"port": self.ports[e.ifindex].name if e.ifindex in self.ports else e.ifindex,
-                 "addr": _ip4(e.addr), "lladdr": e.lladdr.hex(":") if e.lladdr else None,
+                 "addr": ip4_str(e.addr), "lladdr": e.lladdr.hex(":") if e.lladdr else None,
                  "state": e.state.value} for e in self.neigh4.entries.values()],
             "neigh_stats": dict(self.neigh4.stats),
             "reasm_queues": len(self.reasm), "reasm_mem": self.reasm.mem,
         }
-
-
-def _ip4(addr: int) -> str:
-    return f"{addr >> 24}.{(addr >> 16) & 255}.{(addr >> 8) & 255}.{addr & 255}"

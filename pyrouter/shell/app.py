@@ -37,8 +37,8 @@ from ..control.load import ConfigError, load
 from ..control.schema import Config
 from ..core import Event, Router
 from . import log as logmod
-from .netlink import link_states, netns_exists, set_mtu, setup_link
 from .metrics import LoopStats
+from .netlink import link_states, netns_exists, set_mtu, setup_link
 from .tap import BrokenPortError, Transmitter, open_tap, rx_loop
 
 NS = 1_000_000_000

@@ -34,12 +34,11 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .. import __version__
-from ..core import Event
-from ..core import introspect
-from ..core.ip.sock import send_echo, send_udp_probe
-from ..core.trace import Tracer, explain
 from ..control.explain import build_frame
 from ..control.load import ConfigError
+from ..core import Event, introspect
+from ..core.ip.sock import send_echo, send_udp_probe
+from ..core.trace import Tracer, explain
 
 if TYPE_CHECKING:
     from .app import App

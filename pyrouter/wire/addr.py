@@ -37,3 +37,10 @@ def stable_mac(name: str) -> bytes:
     """A locally administered unicast MAC derived from *name*, stable across runs."""
     digest = hashlib.sha256(name.encode()).digest()
     return bytes([0x02]) + digest[:5]
+
+
+def ip4_str(addr: int | bytes | bytearray) -> str:
+    """Dotted quad of an IPv4 address given as an int or 4 bytes (for logs and traces)."""
+    if not isinstance(addr, int):
+        addr = int.from_bytes(addr, "big")
+    return f"{addr >> 24}.{(addr >> 16) & 255}.{(addr >> 8) & 255}.{addr & 255}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from ...wire.addr import ip4_str
 from ...wire.ipv4 import IP_DF, IP_MF, IP_OFFSET, set_checksum
 from ..drops import DropReason
 from ..packet import PacketBuf
@@ -58,8 +59,8 @@ def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: 
                     nexthop=nexthop)
     r.counters.snmp["IpOutRequests"] += 1
     if r.trace is not None:
-        r.note("ip_local_out", src=_ip(saddr), dst=_ip(daddr), proto=proto, len=total,
-               table=route.table, route=f"{_ip(route.dst)}/{route.plen}", dev=port.name)
+        r.note("ip_local_out", src=ip4_str(saddr), dst=ip4_str(daddr), proto=proto, len=total,
+               table=route.table, route=f"{ip4_str(route.dst)}/{route.plen}", dev=port.name)
     if local:
         # To one of our own addresses: looped back into local delivery, as the
         # kernel's loopback device does.  The packet stays marked local_out, so
@@ -70,10 +71,6 @@ def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: 
         return True
     ip_output(r, pkt, route, port, nexthop, now)
     return True
-
-
-def _ip(a: int) -> str:
-    return f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}"
 
 
 def route_mtu(route: Route, port: Port) -> int:
@@ -163,7 +160,7 @@ def neigh_output(r: Router, port: Port, nexthop: int, l3: bytes | bytearray, ctx
         return
     if r.trace is not None:
         e = r.neigh4.get(port.ifindex, nexthop)
-        r.note("neigh_output", dev=port.name, nexthop=_ip(nexthop),
+        r.note("neigh_output", dev=port.name, nexthop=ip4_str(nexthop),
                state=e.state.value if e else "NONE",
                lladdr=e.lladdr.hex(":") if e and e.lladdr else None)
     lladdr = r.neigh4.event_send(port.ifindex, nexthop, bytes(l3), ctx, now)

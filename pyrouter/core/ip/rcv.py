@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...wire import icmpv4 as icmpw
+from ...wire.addr import ip4_str
 from ...wire.errors import MalformedError
 from ...wire.ipv4 import check_header
 from ..drops import DropReason
@@ -65,8 +66,8 @@ def ip_rcv(r: Router, port: Port, frame: bytes, l3off: int, pkt_type: PktType,
                     pkt_type=pkt_type, ihl=ihl, l2_src=frame[6:12])
     if r.trace is not None:
         d = pkt.data
-        r.note("ip_rcv", src=_ip(d[12:16]), dst=_ip(d[16:20]), proto=d[9], ttl=d[8], len=total,
-               ihl=ihl, id=(d[4] << 8) | d[5], flags_frag=f"0x{(d[6] << 8) | d[7]:04x}",
+        r.note("ip_rcv", src=ip4_str(d[12:16]), dst=ip4_str(d[16:20]), proto=d[9], ttl=d[8],
+               len=total, ihl=ihl, id=(d[4] << 8) | d[5], flags_frag=f"0x{(d[6] << 8) | d[7]:04x}",
                checks="ok")
     ip_route_input(r, pkt, port, now)
 
@@ -119,21 +120,17 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
     r.drop(reason, port)
 
 
-def _ip(b: bytes | bytearray) -> str:
-    return ".".join(str(x) for x in b)
-
-
 def route_note(r: Router, route: Route | None) -> dict[str, object]:
     """A route as a trace step shows it: table, prefix, type, device, gateway."""
     if route is None:
         return {"result": "no route", "tables": [rule.table for rule in r.fib.rules]}
-    d: dict[str, object] = {"table": route.table, "route": f"{_ip(route.dst.to_bytes(4, 'big'))}"
-                            f"/{route.plen}", "type": route.type.value, "metric": route.metric}
+    d: dict[str, object] = {"table": route.table, "route": f"{ip4_str(route.dst)}/{route.plen}",
+                            "type": route.type.value, "metric": route.metric}
     port = r.ports.get(route.oif)
     if port is not None:
         d["dev"] = port.name
     if route.gateway is not None:
-        d["gateway"] = _ip(route.gateway.to_bytes(4, "big"))
+        d["gateway"] = ip4_str(route.gateway)
     return d
 
 

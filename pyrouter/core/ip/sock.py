@@ -22,6 +22,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ...wire import icmpv4 as icmpw
+from ...wire.addr import ip4_str
 from ...wire.checksum import inet_checksum
 from ...wire.ipv4 import IPPROTO_ICMP, IPPROTO_UDP
 from ..actions import Event
@@ -60,7 +61,7 @@ def icmp_for_us(r: Router, pkt: PacketBuf, off: int, now: int) -> None:
     """An Echo Reply or ICMP error addressed to us: hand it to the probe that owns it."""
     data = pkt.data
     icmp_type, code = data[off], data[off + 1]
-    info: dict[str, Any] = {"type": icmp_type, "code": code, "from": _ip(data[12:16]),
+    info: dict[str, Any] = {"type": icmp_type, "code": code, "from": ip4_str(data[12:16]),
                             "ttl": data[8], "len": len(data), "now": now}
     if icmp_type == icmpw.ICMP_ECHOREPLY:
         if len(data) < off + 8:
@@ -84,7 +85,7 @@ def icmp_for_us(r: Router, pkt: PacketBuf, off: int, now: int) -> None:
         return
     t = q + qihl
     info["kind"] = "error"
-    info["orig_dst"] = _ip(data[q + 16:q + 20])
+    info["orig_dst"] = ip4_str(data[q + 16:q + 20])
     if icmp_type == icmpw.ICMP_DEST_UNREACH and code == icmpw.ICMP_FRAG_NEEDED:
         info["mtu"] = (data[off + 6] << 8) | data[off + 7]
     qproto = data[q + 9]
@@ -101,7 +102,3 @@ def icmp_for_us(r: Router, pkt: PacketBuf, off: int, now: int) -> None:
     else:
         return
     r.events.append(Event("sock.icmp", info))
-
-
-def _ip(b: bytes | bytearray) -> str:
-    return ".".join(str(x) for x in b)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from ...wire.addr import BROADCAST_MAC, ZERO_MAC
+from ...wire.addr import BROADCAST_MAC, ZERO_MAC, ip4_str
 from ...wire.arp import ARP_LEN, ARPOP_REPLY, ARPOP_REQUEST
 from ..drops import DropReason
 from ..packet import PktType
@@ -53,7 +53,7 @@ def arp_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
     snmp["ArpInRequests" if op == ARPOP_REQUEST else "ArpInReplies"] += 1
     if r.trace is not None:
         r.note("arp_rcv", op="request" if op == ARPOP_REQUEST else "reply",
-               sender=_ip(sip), target=_ip(tip), sha=sha.hex(":"))
+               sender=ip4_str(sip), target=ip4_str(tip), sha=sha.hex(":"))
     if sip in r.local4:
         # Someone claims one of our addresses: ip_route_input() fails on the
         # martian source, so nothing is answered and nothing is learned.
@@ -78,10 +78,6 @@ def arp_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
         else NudState.STALE
     override = now >= e.updated + r.neigh4.params.locktime or is_garp
     r.neigh4.update(port.ifindex, sip, sha, state, override, now)
-
-
-def _ip(a: int) -> str:
-    return f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}"
 
 
 def arp_send(r: Router, port: Port, op: int, dst_mac: bytes, sip: int, tha: bytes,

@@ -33,10 +33,19 @@ def request(path: str, cmd: str, args: dict[str, Any] | None = None
     except OSError as e:
         raise ControlError(f"cannot reach the router at {path}: {e.strerror or e}") from None
     with s:
-        s.sendall(json.dumps({"v": PROTOCOL_VERSION, "id": 1, "cmd": cmd,
-                              "args": args or {}}).encode() + b"\n")
+        try:
+            s.sendall(json.dumps({"v": PROTOCOL_VERSION, "id": 1, "cmd": cmd,
+                                  "args": args or {}}).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass              # the router refused and closed; its answer may still be there
         f = s.makefile("rb")
-        for line in f:
+        while True:
+            try:
+                line = f.readline()
+            except ConnectionResetError:
+                raise ControlError("the router reset the connection") from None
+            if not line:
+                break
             msg = json.loads(line)
             if "item" in msg:
                 yield "item", msg["item"]

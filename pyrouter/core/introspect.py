@@ -146,10 +146,10 @@ def route_get(r: Router, dst: int, src: int | None = None, iif: str | None = Non
             nexthop = rt.gateway if rt.gateway is not None else dst
             if rt.gateway is not None:
                 res["gateway"] = addr_str(4, rt.gateway)
-            s = src if src is not None and in_port is not None else \
-                (rt.prefsrc or port.primary_addr4(toward=nexthop))
-            if s is not None:
-                res["prefsrc"] = addr_str(4, s)
+            if in_port is None:          # an input lookup has no source to choose
+                s = src if src is not None else (rt.prefsrc or port.primary_addr4(toward=nexthop))
+                if s is not None:
+                    res["prefsrc"] = addr_str(4, s)
             res["mtu"] = route_mtu(rt, port)
             e = r.neigh4.get(port.ifindex, nexthop)
             res["neigh"] = {"addr": addr_str(4, nexthop),

@@ -68,6 +68,13 @@ def _int(args: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
     return v
 
 
+def _bool(args: dict[str, Any], key: str) -> bool:
+    v = args.get(key, False)
+    if not isinstance(v, bool):
+        raise ClientError(f"{key}: true or false")
+    return v
+
+
 def _float(args: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
     v = args.get(key, default)
     if not isinstance(v, int | float) or isinstance(v, bool) or not lo <= v <= hi:
@@ -154,8 +161,16 @@ class ControlServer:
                                           + b"\n")
 
             if uid not in (0, os.getuid()):
+                # Read what the client sent first, so that closing does not reset the
+                # connection before it has read the refusal.
+                with trio.move_on_after(0.5):
+                    await stream.receive_some(MAX_LINE)
                 await send({"v": PROTOCOL_VERSION, "id": None, "ok": False,
                             "error": "permission denied"})
+                with trio.move_on_after(0.5):
+                    await stream.send_eof()
+                    while await stream.receive_some(MAX_LINE):
+                        pass
                 return
             buf = bytearray()
             async with trio.open_nursery() as nursery:
@@ -191,10 +206,11 @@ class ControlServer:
             if req.get("v") != PROTOCOL_VERSION:
                 raise ClientError(f"unsupported protocol version {req.get('v')!r}; "
                                   f"this router speaks {PROTOCOL_VERSION}")
-            handler = self.handlers.get(req.get("cmd"))  # type: ignore[arg-type]
+            cmd = req.get("cmd")
+            handler = self.handlers.get(cmd) if isinstance(cmd, str) else None
             if handler is None:
-                raise ClientError(f"unknown command {req.get('cmd')!r}")
-            args = req.get("args") or {}
+                raise ClientError(f"unknown command {cmd!r}")
+            args = req.get("args", {})
             if not isinstance(args, dict):
                 raise ClientError("args must be an object")
 
@@ -246,6 +262,8 @@ class ControlServer:
         dst = _ip4(args.get("dst"), "dst")
         src = _ip4(args["from"], "from") if args.get("from") else None
         iif = args.get("iif")
+        if iif is not None and not isinstance(iif, str):
+            raise ClientError("iif: an interface name")
         mark = _int(args, "mark", 0, 0, 0xFFFFFFFF)
         return introspect.route_get(self.app.router, dst, src, iif, mark)
 
@@ -300,7 +318,7 @@ class ControlServer:
         count = _int(args, "count", 4, 1, 100000)
         size = _int(args, "size", 56, 0, 65507)
         ttl = _int(args, "ttl", 64, 1, 255)
-        df = bool(args.get("df", False))
+        df = _bool(args, "df")
         interval = _float(args, "interval", 1.0, 0.01, 60.0)
         timeout = _float(args, "timeout", 2.0, 0.01, 60.0)
         if src is not None and src not in r.local4:

@@ -14,6 +14,11 @@ def _flags(d: dict[str, Any]) -> str:
     return "BROADCAST,MULTICAST,UP,LOWER_UP" if d["operstate"] == "UP" else "BROADCAST,MULTICAST"
 
 
+# traceroute(8)'s annotations for Destination Unreachable codes.
+TRACEROUTE_MARKS = {0: "N", 1: "H", 2: "P", 4: "F", 5: "S", 9: "X", 10: "X", 13: "X", 14: "V",
+                    15: "C"}
+
+
 def links(data: list[dict[str, Any]]) -> str:
     out = []
     for d in data:
@@ -65,10 +70,9 @@ def route_line(d: dict[str, Any], show_table: bool = False) -> str:
         parts += ["src", d["prefsrc"]]
     if d.get("metric"):
         parts += ["metric", str(d["metric"])]
+    parts += d.get("flags", [])
     if d.get("mtu"):
         parts += ["mtu", str(d["mtu"])]
-    for f in d.get("flags", []):
-        parts.append(f)
     return " ".join(parts)
 
 
@@ -110,6 +114,8 @@ def stats(data: dict[str, Any], all_: bool = False) -> str:
 
 def route_get(d: dict[str, Any]) -> str:
     if d.get("error") and "type" not in d:
+        if d["error"].startswith("Cannot find device"):
+            return d["error"]
         return f"RTNETLINK answers: {d['error']}"
     if d.get("error"):
         return f"RTNETLINK answers: {d['error']}  ({d['type']} {d['prefix']} table {d['table']})"
@@ -121,7 +127,8 @@ def route_get(d: dict[str, Any]) -> str:
         parts += ["via", d["gateway"]]
     if d.get("dev"):
         parts += ["dev", d["dev"]]
-    parts += ["table", d["table"]]
+    if d["table"] != "main":
+        parts += ["table", d["table"]]
     if d.get("prefsrc"):
         parts += ["src", d["prefsrc"]]
     if d.get("iif"):
@@ -179,8 +186,9 @@ def traceroute_line(it: dict[str, Any]) -> str:
             parts.append(p["from"])
             last = p["from"]
         mark = ""
-        if p["icmp_type"] == 3 and p["icmp_code"] not in (3,):
-            mark = {0: " !N", 1: " !H", 2: " !P", 4: " !F", 13: " !X"}.get(p["icmp_code"], " !")
+        if p["icmp_type"] == 3 and p["icmp_code"] != 3:
+            code = p["icmp_code"]
+            mark = " !" + TRACEROUTE_MARKS.get(code, f"<{code}>")
         parts.append(f"{p['rtt_ms']:.3f} ms{mark}")
     return "  ".join(parts)
 

@@ -63,6 +63,9 @@ def build_frame(r: Router, args: dict[str, Any]) -> tuple[int, bytes, dict[str, 
     tos = _num(args, "tos", 0, 0, 255)
     sport = _num(args, "sport", 40000, 0, 65535)
     dport = _num(args, "dport", 33434, 0, 65535)
+    df = args.get("df", False)
+    if not isinstance(df, bool):
+        raise ValueError("df: true or false")
     payload = bytes(size)
     pseudo = int(src) + int(dst) + proto
     if proto == 1:
@@ -91,13 +94,13 @@ def build_frame(r: Router, args: dict[str, Any]) -> tuple[int, bytes, dict[str, 
         raise ValueError("size: the packet would exceed 65535 bytes")
     ip = bytearray(20)
     struct.pack_into("!BBHHHBBH4s4s", ip, 0, 0x45, tos, total, 0x4242,
-                     IP_DF if args.get("df") else 0, ttl, proto, 0, src.packed, dst.packed)
+                     IP_DF if df else 0, ttl, proto, 0, src.packed, dst.packed)
     set_checksum(ip, 0, 20)
     e = r.neigh4.get(port.ifindex, int(src))
     smac = e.lladdr if e is not None and e.lladdr else PLACEHOLDER_MAC
     frame = port.mac + smac + b"\x08\x00" + bytes(ip) + bytes(l4)
     desc = {"iif": port.name, "src": str(src), "dst": str(dst), "proto": proto, "ttl": ttl,
-            "len": total, "df": bool(args.get("df")), "tos": tos}
+            "len": total, "df": df, "tos": tos}
     if proto in (6, 17):
         desc.update(sport=sport, dport=dport)
     return port.ifindex, frame, desc

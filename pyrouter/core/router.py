@@ -223,7 +223,7 @@ class Router:
                 "ifindex": entry.ifindex, "addr": ip4_str(entry.addr), "queued": len(queued)}))
         for l3, ctx in queued:
             self.drop(DropReason.NEIGH_FAILED)
-            if isinstance(ctx, PacketBuf) and not ctx.local_out:
+            if isinstance(ctx, PacketBuf):
                 err = PacketBuf(bytearray(l3), iif=ctx.iif, pkt_type=ctx.pkt_type,
                                 ihl=(l3[0] & 0x0F) << 2)
                 icmp_send(self, err, ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, 0, now)

@@ -25,6 +25,7 @@ import json
 import os
 import random
 import socket
+import stat
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -119,7 +120,9 @@ class ControlServer:
     async def serve(self, path: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        if os.path.exists(path):
+        if os.path.lexists(path):
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise OSError(f"control socket path {path} exists and is not a socket")
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 probe.connect(path)
@@ -177,17 +180,25 @@ class ControlServer:
                 while True:
                     data = await stream.receive_some(65536)
                     if not data:
-                        break
+                        break        # half-closed: requests in flight still get answers
                     buf += data
-                    while b"\n" in buf:
-                        line, _, rest = bytes(buf).partition(b"\n")
-                        buf = bytearray(rest)
+                    too_long = False
+                    while True:
+                        nl = buf.find(b"\n")
+                        if nl < 0:
+                            too_long = len(buf) > MAX_LINE
+                            break
+                        if nl > MAX_LINE:
+                            too_long = True
+                            break
+                        line = bytes(buf[:nl])
+                        del buf[:nl + 1]
                         nursery.start_soon(self.dispatch, line, send)
-                    if len(buf) > MAX_LINE:
+                    if too_long:
                         await send({"v": PROTOCOL_VERSION, "id": None, "ok": False,
                                     "error": f"request longer than {MAX_LINE} bytes"})
+                        nursery.cancel_scope.cancel()
                         return
-                nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:

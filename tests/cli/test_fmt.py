@@ -95,10 +95,6 @@ def test_route_line(route: dict[str, Any], show_table: bool, line: str) -> None:
     assert fmt.route_line(route, show_table) == line
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: fmt.route_line prints 'mtu N' before the flags; iproute2's print_route prints "
-    "flags (dead, linkdown) right after metric and the metrics (mtu) after them: "
-    "'... dead linkdown mtu 1280'"))
 def test_route_line_flags_come_before_mtu() -> None:
     route = rt(dst="10.8.0.0/16", dev="small0", gateway="10.0.4.254", mtu=1280,
                flags=["dead", "linkdown"])
@@ -155,22 +151,22 @@ def rget(n: Net, dst: str, src: str | None = None, iif: str | None = None,
 def test_route_get_success() -> None:
     n = Net(CONFIG)
     assert rget(n, "10.9.1.1") == (
-        "10.9.1.1 via 10.0.2.254 dev wan0 table main src 10.0.2.1\n"
+        "10.9.1.1 via 10.0.2.254 dev wan0 src 10.0.2.1\n"
         "    mtu 1500 route 10.9.0.0/16 neigh 10.0.2.254 NONE")
     n.reachable(GW)
     assert rget(n, "10.8.1.1") == (
-        "10.8.1.1 via 10.0.2.254 dev wan0 table main src 10.0.2.1\n"
+        "10.8.1.1 via 10.0.2.254 dev wan0 src 10.0.2.1\n"
         "    mtu 1280 route 10.8.0.0/16 neigh 10.0.2.254 lladdr 02:20:00:00:00:fe REACHABLE")
     assert rget(n, "10.0.20.30") == (
-        "10.0.20.30 dev wan0 table main src 10.0.20.1\n"
+        "10.0.20.30 dev wan0 src 10.0.20.1\n"
         "    mtu 1500 route 10.0.20.0/24 neigh 10.0.20.30 NONE")
     assert rget(n, "10.0.1.1") == ("local 10.0.1.1 dev lan0 table local src 10.0.1.1\n"
                                    "    route 10.0.1.1/32")
     assert rget(n, "10.0.1.255").splitlines()[0] == "broadcast 10.0.1.255 dev lan0 table local"
     assert rget(n, H2.ip, H1.ip, "lan0").splitlines()[0] == \
-        "10.0.2.20 from 10.0.1.10 dev wan0 table main iif lan0"
+        "10.0.2.20 from 10.0.1.10 dev wan0 iif lan0"
     assert rget(n, H2.ip, "10.0.1.1").splitlines()[0] == \
-        "10.0.2.20 from 10.0.1.1 dev wan0 table main src 10.0.1.1"
+        "10.0.2.20 from 10.0.1.1 dev wan0 src 10.0.1.1"
     assert "mark 0x20" in rget(n, H2.ip, H1.ip, "lan0", mark=0x20).splitlines()[0]
 
 
@@ -347,10 +343,6 @@ def test_traceroute_line_stars() -> None:
     assert again.split() == ["7", "10.0.2.254", "1.000", "ms", "*", "3.000", "ms"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: traceroute_line marks unreachable codes 9 and 10 (network/host administratively "
-    "prohibited) with a bare ' !'; traceroute(8) prints !X for 9, 10 and 13, and !<code> "
-    "for codes it has no letter for"))
 def test_traceroute_line_admin_prohibited_codes() -> None:
     for code in (9, 10):
         assert fmt.traceroute_line({"hop": 2, "probes": [probe("10.0.2.254", 1.0, 3, code)]}) \

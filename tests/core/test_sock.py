@@ -316,11 +316,6 @@ def test_ping_to_a_router_address_unregistered_is_silent() -> None:
     assert n.drain() == [] and sock_events(n) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a UDP probe to one of the router's own addresses gets no Port Unreachable: "
-    "icmp_send() suppresses errors about local_out packets, while Linux answers looped-back "
-    "packets (traceroute to the router's own address reaches it at hop 1; pyrouter's "
-    "UDP traceroute to it never ends)"))
 def test_udp_probe_to_a_router_address_gets_port_unreachable() -> None:
     n = world()
     n.router.sockets["udp"].add(40001)

@@ -255,11 +255,6 @@ def test_tracing_never_changes_the_output() -> None:
     assert snap_traced == snap_plain                     # same counters, drops, neighbours
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the fast path does not refresh the neighbour's `used` time (the slow path does, in "
-    "NeighbourTable.event_send), so after the REACHABLE timer a traced (slow-path) flow goes "
-    "REACHABLE->DELAY at the timer while an untraced one goes ->STALE and only enters DELAY "
-    "with the next packet: the unicast ARP probe leaves at a different time"))
 def test_tracing_never_changes_neighbour_timing_under_steady_traffic() -> None:
     def run(trace: bool) -> list[Any]:
         n = Net()

@@ -392,10 +392,6 @@ def test_a_line_longer_than_the_limit_without_newline_closes(env: Env) -> None:
     env.run(body)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ControlServer.handle only checks the buffer length after splitting off complete "
-    "lines, so a request line of 64 KiB < n < ~128 KiB that arrives whole (two reads of 64 KiB) "
-    "is parsed and executed instead of getting 'request longer than 65536 bytes'"))
 def test_a_complete_line_longer_than_the_limit_is_refused(env: Env) -> None:
     async def body(e: Env) -> None:
         c = await connect(e.path)
@@ -471,10 +467,6 @@ def test_a_stale_socket_file_is_replaced(env: Env) -> None:
     env.run(body)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ControlServer.serve unlinks whatever is at control.socket when connect() fails, "
-    "without checking that it is a socket: a regular file at that path (a config mistake) "
-    "is deleted"))
 def test_a_regular_file_at_the_socket_path_is_not_deleted(env: Env) -> None:
     os.makedirs(os.path.dirname(env.path), mode=0o700)
     Path(env.path).write_text("precious")
@@ -552,10 +544,6 @@ def test_a_client_leaving_mid_stream_does_not_break_the_server(env: Env) -> None
     env.run(body)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ControlServer.handle cancels every in-flight request when the client's read side "
-    "reaches EOF, so a client that half-closes after sending its request "
-    "(`echo '{...}' | socat - UNIX-CONNECT:...`, `nc -N`) never gets an answer"))
 def test_a_half_closed_client_still_gets_its_answer(env: Env) -> None:
     async def body(e: Env) -> None:
         c = await connect(e.path)
@@ -756,7 +744,7 @@ def test_cli_client_and_main(env: Env, capsys: pytest.CaptureFixture[str]) -> No
 
     env.run(body)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "10.0.2.7 from 10.0.1.2 dev b table main iif a"
+    assert out[0] == "10.0.2.7 from 10.0.1.2 dev b iif a"
     assert out[1].startswith("    mtu 1500 route 10.0.2.0/24 neigh 10.0.2.7")
     assert out[2] == "RTNETLINK answers: Network is unreachable"
     assert out[3:] == ["10.0.1.0/24 dev a proto kernel scope link src 10.0.1.1",

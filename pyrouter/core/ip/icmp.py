@@ -58,8 +58,8 @@ def icmp_send(r: Router, pkt: PacketBuf, icmp_type: int, code: int, info: int,
     if r.trace is not None:
         r.note("icmp_send", type=icmp_type, code=code, info=info)
     data = pkt.data
-    if pkt.pkt_type is not PktType.HOST or pkt.local_out:
-        return _suppressed(r, "not PACKET_HOST or our own packet")
+    if pkt.pkt_type is not PktType.HOST:
+        return _suppressed(r, "not PACKET_HOST")
     dst = int.from_bytes(data[16:20], "big")
     src = int.from_bytes(data[12:16], "big")
     if _is_bcast_or_mcast(r, dst):

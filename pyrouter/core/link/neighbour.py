@@ -199,9 +199,13 @@ class NeighbourTable:
                 # "neighbour table overflow": dropped silently (NEIGH_CREATEFAIL).
                 self.owner.neigh_dropped(None, "table_full")
                 return None
-        e.used = now
         st = e.state
-        if st in CONNECTED or st is NudState.DELAY or st is NudState.PROBE:
+        if st in CONNECTED:
+            # The kernel's cached-header output (neigh_hh_output) does not touch
+            # ``used`` for connected entries; only neigh_resolve_output does.
+            return e.lladdr
+        e.used = now
+        if st is NudState.DELAY or st is NudState.PROBE:
             return e.lladdr
         if st is NudState.STALE:
             self._set_state(e, NudState.DELAY, now)

@@ -58,8 +58,14 @@ def request(path: str, cmd: str, args: dict[str, Any] | None = None
 
 
 def call(path: str, cmd: str, args: dict[str, Any] | None = None) -> Any:
-    result = None
+    """One answer; a streamed list (items, then {"streamed": n}) is joined back up."""
+    result: Any = None
+    chunks: list[Any] = []
     for kind, obj in request(path, cmd, args):
         if kind == "result":
             result = obj
+        else:
+            chunks.extend(obj if isinstance(obj, list) else [obj])
+    if isinstance(result, dict) and set(result) == {"streamed"}:
+        return chunks
     return result

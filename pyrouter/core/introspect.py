@@ -76,15 +76,19 @@ def addrs(r: Router) -> list[dict[str, Any]]:
     return out
 
 
+def route_objects(r: Router, table: str = "main") -> list[Route]:
+    """The routes of ``ip route show table X`` (``all`` for every table), as objects:
+    a cheap list of references the caller may turn into dicts a chunk at a time."""
+    out: list[Route] = []
+    for tid in sorted(r.fib.tables, reverse=True):
+        if table == "all" or table_name(tid) == table:
+            out.extend(r.fib.tables[tid].routes())
+    return out
+
+
 def routes(r: Router, table: str = "main") -> list[dict[str, Any]]:
     """``ip route show table X`` (``all`` for every table)."""
-    out = []
-    for tid in sorted(r.fib.tables, reverse=True):
-        if table != "all" and table_name(tid) != table:
-            continue
-        for rt in r.fib.tables[tid].routes():
-            out.append(route_dict(r, rt))
-    return out
+    return [route_dict(r, rt) for rt in route_objects(r, table)]
 
 
 def neighbours(r: Router, now: int) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ Protocol (version 1): one JSON object per line each way.
   request:   {"v": 1, "id": N, "cmd": "show", "args": {...}}
   answer:    {"v": 1, "id": N, "ok": true, "result": ...}
   streaming: {"v": 1, "id": N, "item": ...} ... then {"v": 1, "id": N, "ok": true, "end": true}
+             (``show routes`` of a large table streams lists of routes as items and
+             ends with the result {"streamed": count})
   error:     {"v": 1, "id": N, "ok": false, "error": "why"}
 A request line longer than MAX_LINE, bad JSON or an unknown command gets an
 error answer; the router never raises because of a client.  Requests run as
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
 PROTOCOL_VERSION = 1
 MAX_LINE = 64 * 1024
+STREAM_CHUNK = 1000          # list answers longer than this are streamed in chunks
 NS = 1_000_000_000
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -259,7 +262,15 @@ class ControlServer:
         if what == "addrs":
             return introspect.addrs(r)
         if what == "routes":
-            return introspect.routes(r, str(args.get("table", "main")))
+            objs = introspect.route_objects(r, str(args.get("table", "main")))
+            if len(objs) <= STREAM_CHUNK:
+                return [introspect.route_dict(r, rt) for rt in objs]
+            # Large tables stream: a chunk at a time, yielding to the dataplane between.
+            for i in range(0, len(objs), STREAM_CHUNK):
+                await item([introspect.route_dict(self.app.router, rt)
+                            for rt in objs[i:i + STREAM_CHUNK]])
+                await trio.lowlevel.checkpoint()
+            return {"streamed": len(objs)}
         if what == "neigh":
             return introspect.neighbours(r, self._now())
         if what == "stats":

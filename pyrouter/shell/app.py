@@ -121,6 +121,7 @@ class App:
         self.stats_file = stats_file
         self.rng = random.Random(os.urandom(16))
         self.ports: dict[int, PortTask] = {}
+        self.fds: dict[int, int] = {}          # ifindex -> TAP fd, for the transmitter
         self.router: Router = None  # type: ignore[assignment]   # set in run()
         self.tx: Transmitter = None  # type: ignore[assignment]
         self.timers = TimerTask(self)
@@ -148,7 +149,14 @@ class App:
 
     def start_port(self, pt: PortTask) -> None:
         assert self.nursery is not None
+        self.fds[pt.plan.ifindex] = pt.dev.fileno()
         self.nursery.start_soon(self._port_main, pt)
+
+    def stop_port(self, pt: PortTask) -> None:
+        self.fds.pop(pt.plan.ifindex, None)
+        self.ports.pop(pt.plan.ifindex, None)
+        pt.scope.cancel()
+        pt.close()
 
     async def _port_main(self, pt: PortTask) -> None:
         with pt.scope:
@@ -189,9 +197,7 @@ class App:
                            and new[n].mtu != old[n].plan.mtu]
             # Close the TAPs that will be re-created first: the name must be free.
             for pt in (old[n] for n in recreate):
-                pt.scope.cancel()
-                pt.close()
-                del self.ports[pt.plan.ifindex]
+                self.stop_port(pt)
             opened = await trio.to_thread.run_sync(self.open_ports, to_open)
             for p in mtu_changes:
                 await trio.to_thread.run_sync(set_mtu, p.name, p.mtu, p.netns)
@@ -199,9 +205,7 @@ class App:
             summary = self.router.adopt(new_router, frozenset(recreate))
             for pt in to_close:
                 if pt.plan.name not in recreate:
-                    pt.scope.cancel()
-                    pt.close()
-                    self.ports.pop(pt.plan.ifindex, None)
+                    self.stop_port(pt)
             for idx, pt in opened.items():
                 self.ports[idx] = pt
                 self.start_port(pt)

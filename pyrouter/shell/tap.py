@@ -63,18 +63,18 @@ class Transmitter:
         if tx:
             r.tx = []
             write = os.write
-            ports = app.ports
+            fds = app.fds
             captures = app.captures
             for ifindex, frame in tx:
-                pt = ports.get(ifindex)
-                if pt is None:
+                fd = fds.get(ifindex)
+                if fd is None:
                     r.drop(DropReason.PORT_DOWN)
                     continue
                 if captures:
                     for c in captures:
                         c.offer("out", ifindex, frame)
                 try:
-                    write(pt.dev.fileno(), frame)
+                    write(fd, frame)
                 except BlockingIOError:
                     r.drop(DropReason.TX_RING_FULL)
                     r.ports[ifindex].tx_dropped += 1
@@ -89,6 +89,11 @@ class Transmitter:
             app.on_events(events)
 
 
+def _name(app: App, ifindex: int) -> str:
+    p = app.router.ports.get(ifindex)
+    return p.name if p is not None else str(ifindex)
+
+
 async def rx_loop(app: App, ifindex: int, fd: int) -> None:
     read = os.read
     clock = trio.current_time
@@ -96,11 +101,11 @@ async def rx_loop(app: App, ifindex: int, fd: int) -> None:
     tx = app.tx
     log = app.log
     stats = app.loop
+    router = app.router                 # reload mutates this same object (Router.adopt)
+    receive = router.receive
+    captures = app.captures
+    rearm = app.timers.rearm
     while True:
-        router = app.router                 # re-read each batch: a reload may replace state
-        receive = router.receive
-        captures = app.captures
-        name = router.ports[ifindex].name if ifindex in router.ports else str(ifindex)
         t0 = perf()
         now = int(clock() * 1_000_000_000)
         n = 0
@@ -108,7 +113,7 @@ async def rx_loop(app: App, ifindex: int, fd: int) -> None:
             while n < BATCH:
                 frame = read(fd, MAX_FRAME)
                 if not frame:                           # EOF: the device is gone
-                    raise BrokenPortError(f"read from {name}: end of file")
+                    raise BrokenPortError(f"read from {_name(app, ifindex)}: end of file")
                 n += 1
                 if captures:
                     for c in captures:
@@ -118,15 +123,16 @@ async def rx_loop(app: App, ifindex: int, fd: int) -> None:
                 except Exception:                       # a bug, never bad input
                     router.drop(DropReason.INTERNAL_ERROR)
                     if app.error_limiter.allow(time.monotonic()):
-                        log.exception("internal_error", port=name, frame=frame[:128].hex(),
+                        log.exception("internal_error", port=_name(app, ifindex),
+                                      frame=frame[:128].hex(),
                                       suppressed=app.error_limiter.take_suppressed())
         except BlockingIOError:
             pass
         except OSError as e:
-            log.error("port.broken", port=name, error=str(e))
-            raise BrokenPortError(f"read from {name}: {e}") from e
+            log.error("port.broken", port=_name(app, ifindex), error=str(e))
+            raise BrokenPortError(f"read from {_name(app, ifindex)}: {e}") from e
         tx.flush()
-        app.timers.rearm()
+        rearm()
         if n:
             stats.observe(n, (perf() - t0) / 1e9)
         if n < BATCH:

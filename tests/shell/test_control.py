@@ -896,13 +896,19 @@ def test_rate_limiter_refills_up_to_burst_only() -> None:
 def test_rate_limiter_in_the_rx_loop(env: Env) -> None:
     """An exception escaping Router.receive is counted, and logged at most burst times."""
     async def body(e: Env) -> None:
-        def boom(ifindex: int, frame: bytes, now: int) -> None:
+        import pyrouter.core.router as core_router
+
+        def boom(r: object, port: object, frame: bytes, now: int) -> None:
             raise RuntimeError("bug")
 
-        e.app.router.receive = boom  # type: ignore[method-assign]
-        for _ in range(30):
-            e.pairs[1][0].send(arp_request(bytes([10, 0, 1, 2]), bytes([10, 0, 1, 1])))
-        await until(lambda: e.app.router.snapshot()["drops"]["internal_error"] >= 30)
+        saved = core_router.eth_rcv          # the slow path, looked up on every frame
+        core_router.eth_rcv = boom  # type: ignore[assignment]
+        try:
+            for _ in range(30):
+                e.pairs[1][0].send(arp_request(bytes([10, 0, 1, 2]), bytes([10, 0, 1, 1])))
+            await until(lambda: e.app.router.snapshot()["drops"]["internal_error"] >= 30)
+        finally:
+            core_router.eth_rcv = saved
         snap = e.app.router.snapshot()
         assert snap["drops"]["internal_error"] == 30
 

@@ -77,6 +77,7 @@ def make() -> tuple[App, dict[int, tuple[socket.socket, socket.socket]], Log]:
         outer.setblocking(False)
         pairs[p.ifindex] = (outer, inner)
         app.ports[p.ifindex] = PortTask(p, FakeDev(inner))
+        app.fds[p.ifindex] = inner.fileno()
     return app, pairs, log
 
 

@@ -6,7 +6,7 @@ other: ingress port, L2 classification, mark, the route result, and room for
 offload metadata (a virtio-net header's checksum-partial start/offset and GSO
 size/type) for when TAP offloads are switched on.
 
-The fast path (core/ip/fastpath.py) does not build a PacketBuf at all; see
+The fast path (Router.receive in core/router.py) does not build a PacketBuf; see
 docs/architecture.md for why.
 
 Invariants: ``data`` holds exactly one IPv4 (or ARP/IPv6) packet, trimmed to

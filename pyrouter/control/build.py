@@ -21,6 +21,7 @@ from typing import Any
 from ..core.port import Port
 from ..core.route.fib import Route, RouteType, Scope
 from ..core.router import Router
+from ..core.sysctl import Ipv4Sysctl
 from ..wire.addr import mac_from_str, stable_mac
 from .load import ConfigError
 from .schema import Config, Interface
@@ -122,7 +123,7 @@ def _onlink_port(plans: list[PortPlan], gw: Any, dev: str | None) -> PortPlan | 
 def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
           ifindexes: dict[str, int] | None = None) -> Router:
     plans = check(cfg, file, ifindexes)
-    r = Router(rng, now)
+    r = Router(rng, now, sysctl=Ipv4Sysctl(**cfg.ipv4.model_dump()))
     for p in plans:
         r.add_port(Port(p.ifindex, p.name, p.mac, p.mtu))
     for p in plans:

@@ -116,9 +116,22 @@ class Metrics(_Model):
         return v
 
 
+class Ipv4Knobs(_Model):
+    """net.ipv4.* sysctls the router honours, under their kernel names and defaults."""
+
+    ip_default_ttl: int = Field(default=64, ge=1, le=255)
+    icmp_echo_ignore_all: bool = False
+    icmp_echo_ignore_broadcasts: bool = True
+    icmp_ratelimit: int = Field(default=1000, ge=0, le=3_600_000)
+    icmp_ratemask: int = Field(default=0x1818, ge=0, le=0x7FFFF)
+    icmp_msgs_per_sec: int = Field(default=1000, ge=0, le=1_000_000)
+    icmp_msgs_burst: int = Field(default=50, ge=0, le=1_000_000)
+
+
 class Config(_Model):
     interfaces: dict[str, Interface] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
+    ipv4: Ipv4Knobs = Field(default_factory=Ipv4Knobs)
     control: Control = Field(default_factory=Control)
     metrics: Metrics | None = None
 

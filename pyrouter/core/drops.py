@@ -72,6 +72,7 @@ SNMP_COUNTERS = (
     "TcpInSegs", "TcpOutRsts", "TcpInErrs", "TcpInCsumErrors",
     "ArpInRequests", "ArpInReplies", "ArpOutRequests", "ArpOutReplies",
     "IpExtInTruncatedPkts", "IpExtInNoRoutes", "IpExtInCsumErrors",
+    "IcmpOutRateLimitGlobal", "IcmpOutRateLimitHost",
 )
 
 

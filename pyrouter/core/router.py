@@ -35,6 +35,7 @@ from .actions import Event
 from .drops import Counters, DropReason
 from .ip.fragment import Reassembler
 from .ip.icmp import icmp_send
+from .ip.icmp_limit import IcmpLimiter
 from .link.arp import arp_solicit
 from .link.ethernet import eth_rcv
 from .link.neighbour import NeighbourEntry, NeighbourTable, NeighParams
@@ -42,6 +43,7 @@ from .packet import PacketBuf
 from .port import Port
 from .route.fib import RT_TABLE_LOCAL, RT_TABLE_MAIN, Route, RouteType, Scope
 from .route.lookup import Fib
+from .sysctl import Ipv4Sysctl
 from .time import SECOND, Instant, TimerQueue
 from .trace import Tracer
 
@@ -56,8 +58,11 @@ _NEIGH_DROPS = {"queue_full": DropReason.NEIGH_QUEUE_FULL,
 
 class Router:
     def __init__(self, rng: Any, now: Instant = 0,
-                 neigh_params: NeighParams | None = None) -> None:
+                 neigh_params: NeighParams | None = None,
+                 sysctl: Ipv4Sysctl | None = None) -> None:
         self.rng = rng
+        self.sysctl = sysctl or Ipv4Sysctl()
+        self.icmp_limiter = IcmpLimiter(self.sysctl.icmp_limits(), rng)
         self.ports: dict[int, Port] = {}
         self.ports_by_name: dict[str, Port] = {}
         self.fib = Fib()
@@ -306,6 +311,8 @@ class Router:
         self.ports, self.ports_by_name = new.ports, new.ports_by_name
         self.fib = new.fib
         self.local4, self.local4_bytes, self.bcast4 = new.local4, new.local4_bytes, new.bcast4
+        self.sysctl = new.sysctl
+        self.icmp_limiter.limits = new.icmp_limiter.limits
         self.fwd_cache.clear()
         removed = [p.name for p in gone
                    if p.name not in recreated and p.name not in new.ports_by_name]

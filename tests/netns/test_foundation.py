@@ -225,6 +225,16 @@ def test_ttl_exceeded(topo: Topology) -> None:
     assert te[0][IPerror].dst == H2
 
 
+def test_icmp_errors_are_rate_limited_per_destination(topo: Topology) -> None:
+    """Ten TTL-1 probes within 0.1 s: the per-destination bucket (icmp_ratelimit 1 s,
+    burst factor 6) answers the first six and no more, on either target."""
+    with topo.capture("h1", "icmp") as cap:
+        topo.exec("h1", "ping", "-n", "-c", "10", "-i", "0.01", "-t", "1", "-W", "1", H2,
+                  timeout=20)
+    te = icmp_pkts(cap.stop(), src=R_A, type_=11)
+    assert len(te) == 6, [p.summary() for p in te]
+
+
 # --------------------------------------------------------------------------
 # 5. route types
 # --------------------------------------------------------------------------

@@ -15,8 +15,10 @@ Follows net/ipv4/icmp.c __icmp_send() and RFC 1812 section 4.3.2:
 * TOS ``(tos & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL``, TTL 64, DF
   clear (the kernel's ICMP socket uses IP_PMTUDISC_DONT).
 
-Rate limiting (icmp_ratelimit, icmp_msgs_per_sec) arrives with the routing
-issue; until then every eligible error is sent.
+Rate limiting follows the kernel (core/ip/icmp_limit.py): the host-wide bucket
+first, then the per-destination bucket, for the types in icmp_ratemask; a
+limited message is counted (IcmpOutRateLimitGlobal / IcmpOutRateLimitHost) and
+not sent.  Messages about our own looped-back packets are never limited.
 """
 
 from __future__ import annotations
@@ -72,6 +74,17 @@ def icmp_send(r: Router, pkt: PacketBuf, icmp_type: int, code: int, info: int,
         return _suppressed(r, "about an ICMP error")
     if src == 0 or _is_bcast_or_mcast(r, src) or src >> 24 == 127:
         return _suppressed(r, "source unusable")
+    limiter = r.icmp_limiter
+    limited = not pkt.local_out and limiter.limited_type(icmp_type, code)
+    if limited:
+        if not limiter.global_allow(now):
+            r.counters.snmp["IcmpOutRateLimitGlobal"] += 1
+            return _suppressed(r, "icmp_msgs_per_sec")
+        if src not in r.local4:
+            if not limiter.peer_allow(src, now):
+                r.counters.snmp["IcmpOutRateLimitHost"] += 1
+                return _suppressed(r, "icmp_ratelimit")
+            limiter.consume()
     saddr = dst if dst in r.local4 else None
     tos = (data[1] & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL
     room = ICMP_MAX_ERROR_LEN - 20 - icmpw.ICMP_HLEN

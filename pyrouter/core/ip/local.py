@@ -91,8 +91,8 @@ def icmp_rcv(r: Router, pkt: PacketBuf, now: int, broadcast: bool) -> None:
         return
     if t == icmpw.ICMP_ECHO:
         snmp["IcmpInEchos"] += 1
-        if broadcast:
-            r.drop(DropReason.BROADCAST_IGNORED)       # icmp_echo_ignore_broadcasts=1
+        if r.sysctl.icmp_echo_ignore_all or (broadcast and r.sysctl.icmp_echo_ignore_broadcasts):
+            r.drop(DropReason.BROADCAST_IGNORED if broadcast else DropReason.ICMP_IGNORED)
             return
         icmp_echo_reply(r, pkt, off, now)
     else:

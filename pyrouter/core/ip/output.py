@@ -1,7 +1,7 @@
 """Output: ip_local_out() for the router's own packets, ip_output() with
 fragmentation (ip_fragment), and neigh_output() onto the wire.
 
-ip_local_out builds the IPv4 header (TTL 64 = sysctl ip_default_ttl, DF clear
+ip_local_out builds the IPv4 header (TTL from the ip_default_ttl sysctl, 64, DF clear
 as the kernel's ICMP socket does, id from the router's ident counter), looks
 up the output route (the route's preferred source, else the egress port's
 address in the next hop's subnet, as inet_select_addr()), then ip_output.
@@ -31,14 +31,16 @@ if TYPE_CHECKING:
     from ..port import Port
     from ..router import Router
 
-IP_DEFAULT_TTL = 64
 _HDR = struct.Struct("!BBHHHBBH4s4s")
 _ETH_IP = b"\x08\x00"
 
 
 def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: bytes,
-                 now: int, tos: int = 0, ttl: int = IP_DEFAULT_TTL, df: bool = False) -> bool:
-    """Send a packet the router originates; False when it has no route."""
+                 now: int, tos: int = 0, ttl: int | None = None, df: bool = False) -> bool:
+    """Send a packet the router originates; False when it has no route.  TTL defaults
+    to the ip_default_ttl sysctl."""
+    if ttl is None:
+        ttl = r.sysctl.ip_default_ttl
     route = r.fib.lookup(FlowKey(4, daddr, saddr or 0, proto=proto), r.route_usable)
     if route is None or route.type not in (RouteType.UNICAST, RouteType.LOCAL):
         r.counters.snmp["IpOutNoRoutes"] += 1

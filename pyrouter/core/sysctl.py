@@ -1,0 +1,23 @@
+"""The kernel knobs the core honours, named as the sysctls they stand in for
+(net.ipv4.*), with the kernel's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .ip.icmp_limit import IcmpLimits
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv4Sysctl:
+    ip_default_ttl: int = 64
+    icmp_echo_ignore_all: bool = False
+    icmp_echo_ignore_broadcasts: bool = True
+    icmp_ratelimit: int = 1000          # ms; 0 disables the per-destination limit
+    icmp_ratemask: int = 0x1818
+    icmp_msgs_per_sec: int = 1000
+    icmp_msgs_burst: int = 50
+
+    def icmp_limits(self) -> IcmpLimits:
+        return IcmpLimits(self.icmp_ratelimit, self.icmp_ratemask, self.icmp_msgs_per_sec,
+                          self.icmp_msgs_burst)

@@ -126,6 +126,7 @@ class Ipv4Knobs(_Model):
     icmp_ratemask: int = Field(default=0x1818, ge=0, le=0x7FFFF)
     icmp_msgs_per_sec: int = Field(default=1000, ge=0, le=1_000_000)
     icmp_msgs_burst: int = Field(default=50, ge=0, le=1_000_000)
+    send_redirects: bool = True
 
 
 class Config(_Model):

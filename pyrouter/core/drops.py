@@ -67,7 +67,7 @@ SNMP_COUNTERS = (
     "IpReasmReqds", "IpReasmOKs", "IpReasmFails", "IpFragOKs", "IpFragFails", "IpFragCreates",
     "IcmpInMsgs", "IcmpInErrors", "IcmpInCsumErrors", "IcmpInEchos", "IcmpInEchoReps",
     "IcmpInDestUnreachs", "IcmpInTimeExcds", "IcmpOutMsgs", "IcmpOutEchoReps",
-    "IcmpOutDestUnreachs", "IcmpOutTimeExcds", "IcmpOutParmProbs",
+    "IcmpOutDestUnreachs", "IcmpOutTimeExcds", "IcmpOutParmProbs", "IcmpOutRedirects",
     "UdpInDatagrams", "UdpNoPorts", "UdpInErrors", "UdpInCsumErrors",
     "TcpInSegs", "TcpOutRsts", "TcpInErrs", "TcpInCsumErrors",
     "ArpInRequests", "ArpInReplies", "ArpOutRequests", "ArpOutReplies",

@@ -36,6 +36,7 @@ from .drops import Counters, DropReason
 from .ip.fragment import Reassembler
 from .ip.icmp import icmp_send
 from .ip.icmp_limit import IcmpLimiter
+from .ip.redirect import RedirectLimiter
 from .link.arp import arp_solicit
 from .link.ethernet import eth_rcv
 from .link.neighbour import NeighbourEntry, NeighbourTable, NeighParams
@@ -63,6 +64,7 @@ class Router:
         self.rng = rng
         self.sysctl = sysctl or Ipv4Sysctl()
         self.icmp_limiter = IcmpLimiter(self.sysctl.icmp_limits(), rng)
+        self.redirects = RedirectLimiter()
         self.ports: dict[int, Port] = {}
         self.ports_by_name: dict[str, Port] = {}
         self.fib = Fib()

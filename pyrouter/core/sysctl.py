@@ -17,6 +17,7 @@ class Ipv4Sysctl:
     icmp_ratemask: int = 0x1818
     icmp_msgs_per_sec: int = 1000
     icmp_msgs_burst: int = 50
+    send_redirects: bool = True
 
     def icmp_limits(self) -> IcmpLimits:
         return IcmpLimits(self.icmp_ratelimit, self.icmp_ratemask, self.icmp_msgs_per_sec,

@@ -235,6 +235,20 @@ def test_icmp_errors_are_rate_limited_per_destination(topo: Topology) -> None:
     assert len(te) == 6, [p.summary() for p in te]
 
 
+def test_redirect_for_an_onlink_gateway(topology) -> None:
+    """h1 sends to 10.0.7.0/24, which the router reaches through 10.0.1.3 on h1's own
+    link: the router answers with ICMP Redirect (host) naming 10.0.1.3, from its LAN
+    address, quoting the packet with its TTL already decremented, on either target."""
+    topo = topology(routes=[{"to": "10.0.7.0/24", "via": "10.0.1.3"}])
+    with topo.capture("h1", "icmp") as cap:
+        ping(topo, "h1", "10.0.7.7", count=1, wait=1)
+    red = icmp_pkts(cap.stop(), src=R_A, type_=5)
+    assert len(red) == 1, [p.summary() for p in red]
+    assert red[0][ICMP].code == 1 and red[0][ICMP].gw == "10.0.1.3"
+    assert red[0][IP].dst == H1 and red[0][IPerror].dst == "10.0.7.7"
+    assert red[0][IPerror].ttl == 63
+
+
 # --------------------------------------------------------------------------
 # 5. route types
 # --------------------------------------------------------------------------

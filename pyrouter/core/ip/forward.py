@@ -5,10 +5,13 @@
 3. TTL <= 1 -> Time Exceeded (code 0), quoting the received TTL (FWD-05);
 4. longer than the egress MTU with DF set -> Frag Needed with that MTU (FWD-07);
 5. decrement TTL with the incremental checksum (FWD-08);
-6. ip_output: fragment if needed, then neighbour output.
+6. out the port it came in on, source and next hop on-link there -> ICMP
+   Redirect (host) to the next hop, with the kernel's back-off (ip/redirect.py);
+   the packet is still forwarded (FWD-09);
+7. ip_output: fragment if needed, then neighbour output.
 
-Redirects, the FORWARD hook and learned PMTU arrive with later issues; their
-places are marked below.  A successful forward through a REACHABLE neighbour
+The FORWARD hook and learned PMTU arrive with later issues; their places are
+marked below.  A successful forward through a REACHABLE neighbour
 fills the router's forwarding cache so that later packets to the same
 destination take the fast path (core/router.py).
 """
@@ -18,16 +21,53 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...wire import icmpv4 as icmpw
+from ...wire.addr import ip4_str
 from ...wire.ipv4 import IP_DF, decrease_ttl
 from ..drops import DropReason
 from ..link.neighbour import CONNECTED
 from ..packet import PacketBuf, PktType
+from ..port import Port
 from ..route.fib import Route
 from .icmp import icmp_send
 from .output import ip_output, route_mtu
 
 if TYPE_CHECKING:
     from ..router import Router
+
+ICMP_REDIR_HOST = 1
+
+
+def _maybe_redirect(r: Router, pkt: PacketBuf, port: Port, nexthop: int, now: int) -> None:
+    """RTCF_DOREDIRECT + ip_rt_send_redirect(): source and next hop on-link together,
+    no source-route option, and the back-off allows it."""
+    data = pkt.data
+    src = int.from_bytes(data[12:16], "big")
+    onlink = any((src ^ a) & m == 0 and (nexthop ^ a) & m == 0
+                 for a, m in ((a, (0xFFFFFFFF << (32 - p)) & 0xFFFFFFFF) for a, p in port.addrs4))
+    if not onlink or _has_source_route(data, pkt.ihl):
+        return
+    if r.redirects.allow(src, now):
+        if r.trace is not None:
+            r.note("ip_rt_send_redirect", gateway=ip4_str(nexthop))
+        icmp_send(r, pkt, icmpw.ICMP_REDIRECT, ICMP_REDIR_HOST, nexthop, now)
+
+
+def _has_source_route(data: bytearray, ihl: int) -> bool:
+    """An LSRR (131) or SSRR (137) option: such packets never cause a redirect (OPT-09)."""
+    i = 20
+    while i < ihl:
+        t = data[i]
+        if t == 0:
+            return False
+        if t == 1:
+            i += 1
+            continue
+        if t in (131, 137):
+            return True
+        if i + 1 >= ihl or data[i + 1] < 2:
+            return False
+        i += data[i + 1]
+    return False
 
 
 def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
@@ -55,9 +95,11 @@ def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     if r.trace is not None:
         r.note("ip_forward", ttl_out=data[8], mtu=mtu, out=port.name,
                fragment=len(data) > mtu)
-    # (redirect check and the FORWARD hook go here)
-    r.counters.snmp["IpForwDatagrams"] += 1
     nexthop = route.gateway if route.gateway is not None else int.from_bytes(data[16:20], "big")
+    if route.oif == pkt.iif and r.sysctl.send_redirects:
+        _maybe_redirect(r, pkt, port, nexthop, now)
+    # (the FORWARD hook goes here)
+    r.counters.snmp["IpForwDatagrams"] += 1
     ip_output(r, pkt, route, port, nexthop, now)
     if len(data) <= mtu and route.oif != pkt.iif:
         e = r.neigh4.get(port.ifindex, nexthop)

@@ -42,6 +42,7 @@ IPTOS_PREC_INTERNETCONTROL = 0xC0
 _OUT_COUNTER = {icmpw.ICMP_DEST_UNREACH: "IcmpOutDestUnreachs",
                 icmpw.ICMP_TIME_EXCEEDED: "IcmpOutTimeExcds",
                 icmpw.ICMP_PARAMETERPROB: "IcmpOutParmProbs",
+                icmpw.ICMP_REDIRECT: "IcmpOutRedirects",
                 icmpw.ICMP_ECHOREPLY: "IcmpOutEchoReps"}
 
 

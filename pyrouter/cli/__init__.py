@@ -57,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", help="validate a config file (exit 0 valid, 2 invalid)")
     chk.add_argument("-c", "--config", required=True)
     show = sub.add_parser("show", help="interfaces, addresses, routes, neighbours, counters")
-    show.add_argument("what", choices=("link", "addr", "route", "neigh", "stats"))
+    show.add_argument("what", choices=("link", "addr", "route", "rule", "neigh", "stats"))
     show.add_argument("rest", nargs="*", help="route: table NAME|all; stats: all")
     show.add_argument("--json", action="store_true")
     rt = sub.add_parser("route", help="route get ADDR [from SRC] [iif IF] [mark N]")
@@ -152,14 +152,15 @@ def _client(args: argparse.Namespace, path: str) -> int:
         print(f"reloaded: {json.dumps(res)}")
         return 0
     if args.cmd == "show":
-        what = {"link": "links", "addr": "addrs", "route": "routes", "neigh": "neigh",
-                "stats": "stats"}[args.what]
+        what = {"link": "links", "addr": "addrs", "route": "routes", "rule": "rules",
+                "neigh": "neigh", "stats": "stats"}[args.what]
         req: dict[str, Any] = {"what": what}
         if args.what == "route" and len(args.rest) == 2 and args.rest[0] == "table":
             req["table"] = args.rest[1]
         data = call(path, "show", req)
         human = {"links": lambda: fmt.links(data), "addrs": lambda: fmt.addrs(data),
                  "routes": lambda: fmt.routes(data, req.get("table") == "all"),
+                 "rules": lambda: fmt.rules(data),
                  "neigh": lambda: fmt.neighbours(data),
                  "stats": lambda: fmt.stats(data, "all" in args.rest)}[what]()
         _out(args, data, human)

@@ -80,6 +80,26 @@ def routes(data: list[dict[str, Any]], show_table: bool = False) -> str:
     return "\n".join(route_line(d, show_table) for d in data)
 
 
+def rules(data: list[dict[str, Any]]) -> str:
+    """``ip rule`` format: ``PRIO:\tfrom SRC [to DST] [selectors] lookup TABLE``."""
+    out = []
+    for d in data:
+        parts = [f"{d['priority']}:\tfrom {d['src']}"]
+        for key in ("dst", "iif", "oif", "fwmark", "tos", "ipproto", "sport", "dport"):
+            if key in d:
+                parts.append(f"{'to' if key == 'dst' else key} {d[key]}")
+        if "table" in d:
+            parts.append(f"lookup {d['table']}")
+            if "suppress_prefixlength" in d:
+                parts.append(f"suppress_prefixlength {d['suppress_prefixlength']}")
+        elif "goto" in d:
+            parts.append(f"goto {d['goto']}")
+        else:
+            parts.append(d["action"])
+        out.append(" ".join(parts))
+    return "\n".join(out)
+
+
 def neighbours(data: list[dict[str, Any]]) -> str:
     out = []
     for d in data:

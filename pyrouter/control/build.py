@@ -8,7 +8,9 @@ touches a device:
   nor ``dev`` (as ``ip route add unreachable ...``);
 * a gateway must be on-link: inside a connected IPv4/IPv6 subnet (of ``dev``
   when given), or the kernel's "Nexthop has invalid gateway" applies;
-* ``peer`` requires ``netns``.
+* ``peer`` requires ``netns``;
+* a rule has exactly one action (table, goto or type), a goto points to a later
+  priority, and its interfaces exist (``iif lo`` means the router's own traffic).
 Ports get ifindex 1..N in config order.
 """
 
@@ -20,6 +22,7 @@ from typing import Any
 
 from ..core.port import Port
 from ..core.route.fib import Route, RouteType, Scope
+from ..core.route.lookup import PolicyRule
 from ..core.router import Router
 from ..core.sysctl import Ipv4Sysctl
 from ..wire.addr import mac_from_str, stable_mac
@@ -83,6 +86,7 @@ def check(cfg: Config, file: str = "<config>",
         if rc.dev is not None and rc.dev not in names:
             raise ConfigError(file, f"{where}.dev", f"no interface named {rc.dev!r}")
         if rc.type != "unicast":
+            # blackhole/unreachable/prohibit/throw take neither gateway nor device.
             if rc.via is not None:
                 raise ConfigError(file, f"{where}.via", f"a {rc.type} route has no gateway")
             if rc.dev is not None:
@@ -98,7 +102,53 @@ def check(cfg: Config, file: str = "<config>",
                 raise ConfigError(file, f"{where}.via",
                                   f"gateway {rc.via} is not in a connected subnet"
                                   + (f" of {rc.dev}" if rc.dev else ""))
+    for i, rule in enumerate(cfg.rules):
+        where = f"rules[{i}]"
+        actions = [a for a in ("table", "goto", "type") if getattr(rule, a) is not None]
+        if len(actions) != 1:
+            raise ConfigError(file, where, "a rule needs exactly one action: table, goto or type")
+        if rule.goto is not None and rule.goto <= rule.priority:
+            raise ConfigError(file, f"{where}.goto", "a goto must point to a later priority")
+        for key in ("iif", "oif"):
+            name = getattr(rule, key)
+            if name is not None and name not in names and not (key == "iif" and name == "lo"):
+                raise ConfigError(file, f"{where}.{key}", f"no interface named {name!r}")
+        fams = {ip_network(p).version for p in (rule.from_, rule.to) if p is not None}
+        if len(fams) > 1:
+            raise ConfigError(file, where, "from and to are of different address families")
+        if rule.suppress_prefixlength is not None and rule.table is None:
+            raise ConfigError(file, f"{where}.suppress_prefixlength", "only with a table lookup")
     return plans
+
+
+def build_rules(cfg: Config, plans: list[PortPlan]) -> list[PolicyRule]:
+    """Config rules as core PolicyRules (ifindexes resolved; ``iif lo`` is 0)."""
+    idx = {p.name: p.ifindex for p in plans}
+    out = []
+    for rule in cfg.rules:
+        nets = {k: ip_network(v) for k, v in (("src", rule.from_), ("dst", rule.to)) if v}
+        fam = next(iter({n.version for n in nets.values()}), 0)
+        mark, mask = rule.fwmark if rule.fwmark is not None else (None, 0xFFFFFFFF)
+        out.append(PolicyRule(
+            priority=rule.priority,
+            table=rule.table or 0,
+            action="lookup" if rule.table is not None else
+                   ("goto" if rule.goto is not None else str(rule.type)),
+            goto=rule.goto or 0,
+            src=_net_pair(nets.get("src")),
+            dst=_net_pair(nets.get("dst")),
+            iif=None if rule.iif is None else (0 if rule.iif == "lo" else idx[rule.iif]),
+            oif=None if rule.oif is None else idx[rule.oif],
+            fwmark=mark, fwmask=mask, tos=rule.tos, ipproto=rule.ipproto,
+            sport=rule.sport, dport=rule.dport,
+            suppress_prefixlength=-1 if rule.suppress_prefixlength is None
+            else rule.suppress_prefixlength,
+            family=fam))
+    return out
+
+
+def _net_pair(net: IPv4Network | IPv6Network | None) -> tuple[int, int] | None:
+    return None if net is None else (int(net.network_address), net.prefixlen)
 
 
 def _dst_network(to: str, via: Any) -> IPv4Network | IPv6Network:
@@ -132,6 +182,7 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
                 r.add_address(p.ifindex, int(a.ip), a.network.prefixlen)
             else:
                 r.ports[p.ifindex].addrs6.append((int(a.ip), a.network.prefixlen))
+    r.fib.set_rules(build_rules(cfg, plans))
     by_name = {p.name: p for p in plans}
     for rc in cfg.routes:
         dst = _dst_network(rc.to, rc.via)

@@ -86,14 +86,78 @@ class Interface(_Model):
         return v
 
 
+def _port_range(v: object) -> tuple[int, int] | None:
+    if v is None:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool):
+        lo = hi = v
+    elif isinstance(v, str) and re.fullmatch(r"\d{1,5}(-\d{1,5})?", v):
+        a, _, b = v.partition("-")
+        lo, hi = int(a), int(b or a)
+    else:
+        raise ValueError("a port or a range such as 1000-2000")
+    if not 0 <= lo <= hi <= 65535:
+        raise ValueError("ports are 0-65535, low-high")
+    return (lo, hi)
+
+
+def _fwmark(v: object) -> tuple[int, int] | None:
+    if v is None:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool):
+        mark, mask = v, 0xFFFFFFFF
+    elif isinstance(v, str) and re.fullmatch(r"(0x[0-9a-fA-F]+|\d+)(/(0x[0-9a-fA-F]+|\d+))?", v):
+        a, _, b = v.partition("/")
+        mark, mask = int(a, 0), int(b, 0) if b else 0xFFFFFFFF
+    else:
+        raise ValueError("a mark such as 0x10 or 0x10/0xff")
+    if not (0 <= mark <= 0xFFFFFFFF and 0 <= mask <= 0xFFFFFFFF):
+        raise ValueError("mark and mask are 32-bit")
+    return (mark, mask)
+
+
+def _prefix(v: object) -> str | None:
+    if v is None or v == "all":
+        return None
+    if not isinstance(v, str):
+        raise ValueError("a prefix such as 10.0.1.0/24, or 'all'")
+    return str(ip_network(v, strict=True))
+
+
+PROTO_NAMES = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132}
+
+
+def _ipproto(v: object) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, str) and v in PROTO_NAMES:
+        return PROTO_NAMES[v]
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255:
+        return v
+    raise ValueError(f"a protocol name ({', '.join(PROTO_NAMES)}) or a number 0-255")
+
+
+TABLE_IDS = {"local": 255, "main": 254, "default": 253}
+
+
+def _table(v: object) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, str) and v in TABLE_IDS:
+        return TABLE_IDS[v]
+    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 0xFFFFFFFF:
+        return v
+    raise ValueError("a table number or local/main/default")
+
+
 class RouteConfig(_Model):
     to: Destination
     via: IpAddr | None = None
     dev: str | None = None
     metric: int = Field(default=0, ge=0, le=0xFFFFFFFF)
-    table: int = Field(default=254, ge=1, le=0xFFFFFFFF)
+    table: Annotated[int, BeforeValidator(_table)] = 254
     mtu: int | None = Field(default=None, ge=68, le=65535)
-    type: Literal["unicast", "blackhole", "unreachable", "prohibit"] = "unicast"
+    type: Literal["unicast", "blackhole", "unreachable", "prohibit", "throw"] = "unicast"
 
 
 class Control(_Model):
@@ -116,6 +180,27 @@ class Metrics(_Model):
         return v
 
 
+class RuleConfig(_Model):
+    """One policy routing rule, as ``ip rule add``: selectors, then one action."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    priority: int = Field(ge=1, le=0xFFFFFFFF)
+    from_: Annotated[str | None, BeforeValidator(_prefix)] = Field(default=None, alias="from")
+    to: Annotated[str | None, BeforeValidator(_prefix)] = None
+    iif: str | None = None
+    oif: str | None = None
+    fwmark: Annotated[tuple[int, int] | None, BeforeValidator(_fwmark)] = None
+    tos: int | None = Field(default=None, ge=0, le=255)
+    ipproto: Annotated[int | None, BeforeValidator(_ipproto)] = None
+    sport: Annotated[tuple[int, int] | None, BeforeValidator(_port_range)] = None
+    dport: Annotated[tuple[int, int] | None, BeforeValidator(_port_range)] = None
+    table: Annotated[int | None, BeforeValidator(_table)] = None
+    goto: int | None = Field(default=None, ge=1, le=0xFFFFFFFF)
+    type: Literal["blackhole", "unreachable", "prohibit"] | None = None
+    suppress_prefixlength: int | None = Field(default=None, ge=0, le=128)
+
+
 class Ipv4Knobs(_Model):
     """net.ipv4.* sysctls the router honours, under their kernel names and defaults."""
 
@@ -132,6 +217,7 @@ class Ipv4Knobs(_Model):
 class Config(_Model):
     interfaces: dict[str, Interface] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
     ipv4: Ipv4Knobs = Field(default_factory=Ipv4Knobs)
     control: Control = Field(default_factory=Control)
     metrics: Metrics | None = None

@@ -91,6 +91,44 @@ def routes(r: Router, table: str = "main") -> list[dict[str, Any]]:
     return [route_dict(r, rt) for rt in route_objects(r, table)]
 
 
+def rules(r: Router) -> list[dict[str, Any]]:
+    """``ip rule``: priority, selectors and action of every rule, in order."""
+    names = {p.ifindex: p.name for p in r.ports.values()}
+    out = []
+    for rule in r.fib.rules:
+        fam = rule.family or 4
+        d: dict[str, Any] = {"priority": rule.priority,
+                             "src": f"{addr_str(fam, rule.src[0])}/{rule.src[1]}" if rule.src
+                             else "all"}
+        if rule.dst:
+            d["dst"] = f"{addr_str(fam, rule.dst[0])}/{rule.dst[1]}"
+        if rule.iif is not None:
+            d["iif"] = "lo" if rule.iif == 0 else names.get(rule.iif, rule.iif)
+        if rule.oif is not None:
+            d["oif"] = names.get(rule.oif, rule.oif)
+        if rule.fwmark is not None:
+            d["fwmark"] = f"0x{rule.fwmark:x}" + (f"/0x{rule.fwmask:x}"
+                                                   if rule.fwmask != 0xFFFFFFFF else "")
+        if rule.tos is not None:
+            d["tos"] = f"0x{rule.tos:02x}"
+        if rule.ipproto is not None:
+            d["ipproto"] = rule.ipproto
+        for key in ("sport", "dport"):
+            rng = getattr(rule, key)
+            if rng is not None:
+                d[key] = str(rng[0]) if rng[0] == rng[1] else f"{rng[0]}-{rng[1]}"
+        if rule.action == "lookup":
+            d["table"] = table_name(rule.table)
+            if rule.suppress_prefixlength >= 0:
+                d["suppress_prefixlength"] = rule.suppress_prefixlength
+        elif rule.action == "goto":
+            d["goto"] = rule.goto
+        else:
+            d["action"] = rule.action
+        out.append(d)
+    return out
+
+
 def neighbours(r: Router, now: int) -> list[dict[str, Any]]:
     """``ip -s neigh``: state, lladdr, probes and the used/confirmed/updated ages in seconds."""
     out = []

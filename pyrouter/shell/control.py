@@ -273,12 +273,14 @@ class ControlServer:
             return {"streamed": len(objs)}
         if what == "neigh":
             return introspect.neighbours(r, self._now())
+        if what == "rules":
+            return introspect.rules(r)
         if what == "stats":
             snap = r.snapshot()
             return {"snmp": snap["snmp"], "drops": snap["drops"], "loop": self.app.loop.as_dict(),
                     "neigh_stats": snap["neigh_stats"], "reasm_queues": snap["reasm_queues"],
                     "fast_forwarded": snap["fast_forwarded"]}
-        raise ClientError("show what? links, addrs, routes, neigh or stats")
+        raise ClientError("show what? links, addrs, routes, rules, neigh or stats")
 
     async def h_route_get(self, args: dict[str, Any], item: Send) -> Any:
         dst = _ip4(args.get("dst"), "dst")

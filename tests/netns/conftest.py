@@ -224,6 +224,25 @@ def _route_args(r: dict) -> list[str]:
     return args
 
 
+def _rule_args(r: dict) -> list[str]:
+    """Translate a contract rule dict into `ip rule add` arguments."""
+    args = ["pref", str(r["priority"])]
+    for key, word in (("from", "from"), ("to", "to"), ("iif", "iif"), ("oif", "oif"),
+                      ("fwmark", "fwmark"), ("tos", "tos"), ("ipproto", "ipproto"),
+                      ("sport", "sport"), ("dport", "dport")):
+        if r.get(key) is not None:
+            args += [word, str(r[key])]
+    if r.get("table") is not None:
+        args += ["lookup", str(r["table"])]
+    elif r.get("goto") is not None:
+        args += ["goto", str(r["goto"])]
+    else:
+        args.append(str(r["type"]))
+    if r.get("suppress_prefixlength") is not None:
+        args += ["suppress_prefixlength", str(r["suppress_prefixlength"])]
+    return args
+
+
 class Capture:
     """tcpdump running in a namespace, writing a pcap read back with scapy."""
 
@@ -495,6 +514,8 @@ class Topology:
                 ip("-n", p.netns, "route", "add", *_route_args(rt))
         for rt in self.routes:
             ip("-n", r, "route", "add", *_route_args(rt))
+        for rule in self.extra_config.get("rules", []):
+            ip("-n", r, "rule", "add", *_rule_args(rule))
         self.ready_path.write_text("kernel\n")
 
     def _check_hosts_configured(self) -> None:

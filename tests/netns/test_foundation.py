@@ -249,6 +249,20 @@ def test_redirect_for_an_onlink_gateway(topology) -> None:
     assert red[0][IPerror].ttl == 63
 
 
+@pytest.mark.parametrize("action, expect", [
+    ({"table": 100}, "Destination Host Unreachable"),      # table 100: unreachable route
+    ({"type": "prohibit"}, "Packet filtered"),
+    ({"type": "unreachable"}, "Destination Net Unreachable"),  # a rule's unreachable: -ENETUNREACH
+])
+def test_policy_rule_by_source(topology, action: dict, expect: str) -> None:
+    """A rule for h1's address sends its traffic elsewhere than the main table does:
+    same ICMP answer from both targets."""
+    topo = topology(routes=[{"to": "10.0.2.0/24", "type": "unreachable", "table": 100}],
+                    config={"rules": [{"priority": 100, "from": f"{H1}/32", **action}]})
+    cp = ping(topo, "h1", H2, count=1, wait=1)
+    assert errors(cp.stdout) == [(R_A, expect)], show(cp)
+
+
 # --------------------------------------------------------------------------
 # 5. route types
 # --------------------------------------------------------------------------

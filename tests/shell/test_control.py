@@ -234,7 +234,7 @@ def test_show_each_what(env: Env) -> None:
         assert "wakeups" in stats["loop"]
         for bad in ({}, {"what": "bogus"}):
             err = await c.error("show", bad)
-            assert err == "show what? links, addrs, routes, neigh or stats"
+            assert err == "show what? links, addrs, routes, rules, neigh or stats"
         await c.aclose()
 
     env.run(body)

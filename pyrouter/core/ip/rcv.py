@@ -96,8 +96,14 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
         # Multicast: not joined to any group yet, and no multicast routing.
         r.drop(DropReason.MARTIAN_DST, port)
         return
+    sport = dport = 0
+    if r.fib.uses_ports and data[9] in (6, 17) and not ((data[6] << 8) | data[7]) & 0x1FFF \
+            and len(data) >= pkt.ihl + 4:
+        sport = (data[pkt.ihl] << 8) | data[pkt.ihl + 1]
+        dport = (data[pkt.ihl + 2] << 8) | data[pkt.ihl + 3]
     route = r.fib.lookup(FlowKey(4, dst, src, iif=port.ifindex, tos=data[1] & 0x1E,
-                                 mark=pkt.mark, proto=data[9]), r.route_usable)
+                                 mark=pkt.mark, proto=data[9], sport=sport, dport=dport),
+                         r.route_usable)
     kind = route.type if route is not None else None
     pkt.route = route
     if r.trace is not None:

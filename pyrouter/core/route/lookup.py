@@ -1,9 +1,22 @@
 """fib_lookup(): walk the policy rules in priority order (Linux fib_rules_lookup).
 
 The default rule set is the kernel's: 0 lookup local, 32766 lookup main,
-32767 lookup default.  A THROW result continues with the next rule; nothing
-found is "network unreachable" (-ENETUNREACH).  Nexthops on ports that are down
-are skipped (RTNH_F_DEAD).
+32767 lookup default; configured rules sit between them by priority (ties keep
+config order).  A rule matches on source/destination prefix, input interface
+(``lo``, ifindex 0 here, for the router's own traffic), output interface,
+fwmark/mask, TOS, IP protocol and port ranges.  Its action is one of:
+
+* lookup TABLE: a THROW result, or a route whose prefix length is at most the
+  rule's suppress_prefixlength, is ignored and the walk goes on;
+* goto PRIORITY: continue with the rule of exactly that priority (later in the
+  list); with no such rule the goto is unresolved and the walk just goes on;
+* blackhole / unreachable / prohibit: the lookup ends with -EINVAL (silent
+  drop), -ENETUNREACH (net unreachable, code 0, like no route at all: not the
+  host-unreachable of an *unreachable route*) or -EACCES (packet filtered), as
+  fib4_rule_action() does.
+
+Nothing found is "network unreachable" (-ENETUNREACH).  Nexthops on ports that
+are down are skipped (RTNH_F_DEAD).
 """
 
 from __future__ import annotations
@@ -13,15 +26,63 @@ from dataclasses import dataclass, field
 from .fib import RT_TABLE_DEFAULT, RT_TABLE_LOCAL, RT_TABLE_MAIN, FibTable, Route, RouteType
 from .flow import FlowKey
 
+RULE_ACTIONS = ("lookup", "goto", "blackhole", "unreachable", "prohibit")
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyRule:
     priority: int
-    table: int
+    table: int = 0
+    action: str = "lookup"
+    goto: int = 0
+    src: tuple[int, int] | None = None      # (network, prefix length)
+    dst: tuple[int, int] | None = None
+    iif: int | None = None                  # ifindex; 0 = lo (locally generated)
+    oif: int | None = None
+    fwmark: int | None = None
+    fwmask: int = 0xFFFFFFFF
+    tos: int | None = None
+    ipproto: int | None = None
+    sport: tuple[int, int] | None = None
+    dport: tuple[int, int] | None = None
+    suppress_prefixlength: int = -1
+    family: int = 0                         # 0: both; 4 or 6 when a prefix is given
+
+    def matches(self, flow: FlowKey) -> bool:
+        """fib4_rule_match() + fib_rule_match()."""
+        if self.family and flow.family != self.family:
+            return False
+        if self.src is not None and not _in(flow.src, self.src, flow.family):
+            return False
+        if self.dst is not None and not _in(flow.dst, self.dst, flow.family):
+            return False
+        if self.iif is not None and flow.iif != self.iif:
+            return False
+        if self.oif is not None and flow.oif != self.oif:
+            return False
+        if self.fwmark is not None and (flow.mark ^ self.fwmark) & self.fwmask:
+            return False
+        if self.tos is not None and flow.tos != self.tos:
+            return False
+        if self.ipproto is not None and flow.proto != self.ipproto:
+            return False
+        if self.sport is not None and not self.sport[0] <= flow.sport <= self.sport[1]:
+            return False
+        return self.dport is None or self.dport[0] <= flow.dport <= self.dport[1]
+
+
+def _in(addr: int, net: tuple[int, int], family: int) -> bool:
+    bits = 32 if family == 4 else 128
+    plen = net[1]
+    if plen == 0:
+        return True
+    return (addr ^ net[0]) >> (bits - plen) == 0
 
 
 DEFAULT_RULES = (PolicyRule(0, RT_TABLE_LOCAL), PolicyRule(32766, RT_TABLE_MAIN),
                  PolicyRule(32767, RT_TABLE_DEFAULT))
+
+_REJECT = {"blackhole": RouteType.BLACKHOLE, "prohibit": RouteType.PROHIBIT}
 
 
 @dataclass(slots=True)
@@ -31,6 +92,11 @@ class Fib:
     tables: dict[int, FibTable] = field(default_factory=dict)
     rules: tuple[PolicyRule, ...] = DEFAULT_RULES
     generation: int = 0          # bumped on every change: caches compare it
+    uses_ports: bool = False     # some rule matches on ports: lookups need them
+
+    @property
+    def custom_rules(self) -> bool:
+        return self.rules != DEFAULT_RULES
 
     def table(self, table_id: int) -> FibTable:
         t = self.tables.get(table_id)
@@ -47,13 +113,37 @@ class Fib:
         self.generation += 1
         return ok
 
+    def set_rules(self, extra: list[PolicyRule]) -> None:
+        """The default rules plus *extra*, ordered by priority (stable for ties)."""
+        self.rules = tuple(sorted([*DEFAULT_RULES, *extra], key=lambda r: r.priority))
+        self.uses_ports = any(r.sport is not None or r.dport is not None for r in self.rules)
+        self.generation += 1
+
     def lookup(self, flow: FlowKey, usable: object = None) -> Route | None:
-        for rule in self.rules:
-            t = self.tables.get(rule.table)
-            if t is None:
+        rules = self.rules
+        i, n = 0, len(rules)
+        while i < n:
+            rule = rules[i]
+            i += 1
+            if rule.priority != 0 and not rule.matches(flow):
                 continue
-            r = t.lookup(flow.family, flow.dst, usable)
-            if r is None or r.type is RouteType.THROW:
+            action = rule.action
+            if action == "lookup":
+                t = self.tables.get(rule.table)
+                if t is None:
+                    continue
+                r = t.lookup(flow.family, flow.dst, usable)
+                if r is None or r.type is RouteType.THROW or r.plen <= rule.suppress_prefixlength:
+                    continue
+                return r
+            if action == "goto":
+                # To the rule with exactly that priority; an unresolved goto falls through.
+                for j in range(i, n):
+                    if rules[j].priority == rule.goto:
+                        i = j
+                        break
                 continue
-            return r
+            if action == "unreachable":
+                return None          # fib4_rule_action: -ENETUNREACH, as if nothing matched
+            return Route(flow.family, 0, 0, _REJECT[action], table=0, proto="rule")
         return None

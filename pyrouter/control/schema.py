@@ -212,6 +212,7 @@ class Ipv4Knobs(_Model):
     icmp_msgs_per_sec: int = Field(default=1000, ge=0, le=1_000_000)
     icmp_msgs_burst: int = Field(default=50, ge=0, le=1_000_000)
     send_redirects: bool = True
+    rp_filter: int = Field(default=0, ge=0, le=2)
 
 
 class Config(_Model):

@@ -58,6 +58,7 @@ class DropReason(Enum):
     IP_NOPROTO_LOCAL = "ip_noproto_local"
     NEIGH_DEAD = "neigh_dead"
     REASM_DUP = "reasm_dup"
+    RP_FILTER = "rp_filter"
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).
@@ -72,7 +73,7 @@ SNMP_COUNTERS = (
     "TcpInSegs", "TcpOutRsts", "TcpInErrs", "TcpInCsumErrors",
     "ArpInRequests", "ArpInReplies", "ArpOutRequests", "ArpOutReplies",
     "IpExtInTruncatedPkts", "IpExtInNoRoutes", "IpExtInCsumErrors",
-    "IcmpOutRateLimitGlobal", "IcmpOutRateLimitHost",
+    "IcmpOutRateLimitGlobal", "IcmpOutRateLimitHost", "TcpExtIPReversePathFilter",
 )
 
 

@@ -18,6 +18,7 @@ class Ipv4Sysctl:
     icmp_msgs_per_sec: int = 1000
     icmp_msgs_burst: int = 50
     send_redirects: bool = True
+    rp_filter: int = 0                  # 0 off, 1 strict, 2 loose (RFC 3704)
 
     def icmp_limits(self) -> IcmpLimits:
         return IcmpLimits(self.icmp_ratelimit, self.icmp_ratemask, self.icmp_msgs_per_sec,

@@ -516,6 +516,11 @@ class Topology:
             ip("-n", r, "route", "add", *_route_args(rt))
         for rule in self.extra_config.get("rules", []):
             ip("-n", r, "rule", "add", *_rule_args(rule))
+        for knob, value in self.extra_config.get("ipv4", {}).items():
+            # The contract's ipv4: keys are the kernel's sysctl names.
+            name = f"net.ipv4.conf.all.{knob}" if knob in ("rp_filter", "send_redirects") \
+                else f"net.ipv4.{knob}"
+            nsexec(r, "sysctl", "-qw", f"{name}={int(value)}", check=True)
         self.ready_path.write_text("kernel\n")
 
     def _check_hosts_configured(self) -> None:

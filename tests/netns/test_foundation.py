@@ -571,3 +571,21 @@ def test_stats_file_contract(topo: Topology, target: str) -> None:
     assert s1["snmp"]["IpInReceives"] - s0["snmp"]["IpInReceives"] >= 6
     events = [e.get("event") for e in topo.log_events()]
     assert "ready" in events and "counters" in events, events[-20:]
+
+
+@pytest.mark.parametrize("rp_filter, spoofed_arrives", [(0, True), (1, False), (2, True)])
+def test_reverse_path_filter(topology, rp_filter: int, spoofed_arrives: bool) -> None:
+    """h1 sends with a source from h2's subnet (the reverse route points out the other
+    port): strict rp_filter drops it, loose and off let it through; on either target."""
+    topo = topology(config={"ipv4": {"rp_filter": rp_filter}})
+    assert ping(topo, "h1", H2, count=1).returncode == 0
+    rmac = topo.neigh_mac("h1", R_A)
+    eth = Ether(dst=rmac, src=topo.mac("h1"), type=0x0800)
+    port = 41000 + int.from_bytes(os.urandom(1), "big")
+    spoofed = IP(src="10.0.2.77", dst=H2, ttl=64) / UDP(sport=1234, dport=port) / b"spoof"
+    honest = IP(src=H1, dst=H2, ttl=64) / UDP(sport=1234, dport=port + 1) / b"honest"
+    with topo.capture("h2", "udp") as cap:
+        sendp(topo, "h1", bytes(eth) + bytes(spoofed), bytes(eth) + bytes(honest))
+        assert cap.wait_for(lambda p: UDP in p and p[UDP].dport == port + 1)
+    seen = {p[UDP].dport for p in cap.stop() if UDP in p}
+    assert (port in seen) == spoofed_arrives, seen

@@ -101,9 +101,10 @@ def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     # (the FORWARD hook goes here)
     r.counters.snmp["IpForwDatagrams"] += 1
     ip_output(r, pkt, route, port, nexthop, now)
-    if len(data) <= mtu and route.oif != pkt.iif and not r.fib.custom_rules:
+    if len(data) <= mtu and route.oif != pkt.iif and not r.fib.custom_rules \
+            and not r.sysctl.rp_filter:
         # The forwarding cache is keyed by destination alone: exact only while the
-        # default rules are the only ones.
+        # default rules are the only ones and no reverse-path check depends on the source.
         e = r.neigh4.get(port.ifindex, nexthop)
         if e is not None and e.state in CONNECTED and e.lladdr is not None:
             r.fwd_cache_fill(bytes(data[16:20]), port, e.lladdr + port.mac, mtu)

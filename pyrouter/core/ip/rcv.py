@@ -9,11 +9,12 @@ Route input (ip_route_input_slow):
 * source multicast or limited broadcast -> martian source;
 * destination limited broadcast (or 0.0.0.0 from 0.0.0.0) -> local broadcast delivery;
 * source 0.0.0.0/8 -> martian source; destination 0.0.0.0/8 or 127/8 -> martian
-  destination; source 127/8 or one of the router's own addresses -> martian
-  source (class E sources are accepted, as in current kernels);
+  destination; source 127/8 -> martian source (class E sources are accepted,
+  as in current kernels);
 * then the FIB: local -> ip_local_deliver, broadcast -> local delivery as
   broadcast, unicast -> ip_forward, otherwise ip_error (ICMP code by route type,
-  blackhole silent).
+  blackhole silent); for the first three the source is validated first
+  (route/validate.py: one of our own addresses is a martian; rp_filter).
 Every drop is counted with its reason; no exception leaves this module.
 """
 
@@ -29,6 +30,7 @@ from ..drops import DropReason
 from ..packet import PacketBuf, PktType
 from ..route.fib import Route, RouteType
 from ..route.flow import FlowKey
+from ..route.validate import EXDEV, fib_validate_source
 from .forward import ip_forward
 from .icmp import icmp_send, route_error_code
 from .local import ip_local_deliver
@@ -88,10 +90,6 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
         return _martian(r, port, DropReason.MARTIAN_DST)
     if s8 == 127:
         return _martian(r, port, DropReason.MARTIAN_SRC)
-    if src in r.local4:
-        # fib_validate_source(): with rp_filter off and no custom local routes, a
-        # source that is one of our own addresses is still a martian.
-        return _martian(r, port, DropReason.MARTIAN_SRC)
     if d8 >= 224 and d8 < 240:
         # Multicast: not joined to any group yet, and no multicast routing.
         r.drop(DropReason.MARTIAN_DST, port)
@@ -108,11 +106,14 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
     pkt.route = route
     if r.trace is not None:
         r.note("fib_lookup", **route_note(r, route))
-    if kind is RouteType.LOCAL:
-        return ip_local_deliver(r, pkt, now)
-    if kind is RouteType.BROADCAST:
-        return ip_local_deliver(r, pkt, now, broadcast=True)
+    tos = data[1] & 0x1E
+    if kind is RouteType.LOCAL or kind is RouteType.BROADCAST:
+        if _source_invalid(r, port, src, 0, tos):
+            return None
+        return ip_local_deliver(r, pkt, now, broadcast=kind is RouteType.BROADCAST)
     if kind is RouteType.UNICAST and route is not None and port.forwarding:
+        if _source_invalid(r, port, src, route.oif, tos):
+            return None
         return ip_forward(r, pkt, route, now)
     # ip_error(): ICMP chosen by the route type, only while forwarding is on.
     if route is None:
@@ -138,6 +139,19 @@ def route_note(r: Router, route: Route | None) -> dict[str, object]:
     if route.gateway is not None:
         d["gateway"] = ip4_str(route.gateway)
     return d
+
+
+def _source_invalid(r: Router, port: Port, src: int, oif: int, tos: int) -> bool:
+    """fib_validate_source(), counted: a martian source or a reverse-path failure."""
+    v = fib_validate_source(r, port, src, 0, tos, oif)
+    if v >= 0:
+        return False
+    if v == EXDEV:
+        r.counters.snmp["TcpExtIPReversePathFilter"] += 1
+        r.drop(DropReason.RP_FILTER, port)
+    else:
+        _martian(r, port, DropReason.MARTIAN_SRC)
+    return True
 
 
 def _martian(r: Router, port: Port, reason: DropReason) -> None:

@@ -59,6 +59,7 @@ class DropReason(Enum):
     NEIGH_DEAD = "neigh_dead"
     REASM_DUP = "reasm_dup"
     RP_FILTER = "rp_filter"
+    SOURCE_ROUTE = "source_route"
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).

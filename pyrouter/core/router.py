@@ -79,6 +79,7 @@ class Router:
         self.events: list[Event] = []
         self.fwd_cache: dict[bytes, tuple[int, bytes, int, Port]] = {}
         self.fast_forwarded = 0
+        self.wall_offset_ns = 0                # wall clock minus ``now`` (set by the shell)
         self.sockets: dict[str, set[int]] = {"icmp": set(), "udp": set()}   # ip/sock.py
         self.tracer: Tracer | None = None      # core/trace.py
         self.trace: list[dict[str, Any]] | None = None
@@ -197,6 +198,10 @@ class Router:
             self.trace.append({"stage": "xmit", "dev": port.name, "len": len(frame),
                                "dst_mac": bytes(frame[0:6]).hex(":"),
                                "ethertype": f"0x{(frame[12] << 8) | frame[13]:04x}"})
+
+    def ms_of_day(self, now: Instant) -> int:
+        """Milliseconds since midnight UTC (RFC 791 timestamps), from the shell's offset."""
+        return ((now + self.wall_offset_ns) // 1_000_000) % 86_400_000
 
     def route_usable(self, route: Route) -> bool:
         """Dead nexthops (port down) are skipped, RTNH_F_DEAD."""

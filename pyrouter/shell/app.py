@@ -26,6 +26,7 @@ import os
 import random
 import signal
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,7 @@ class App:
         now = int(trio.current_time() * NS)
         self.router = build(self.cfg, self.rng, now, self.cfg_path,
                             {p.plan.name: i for i, p in self.ports.items()})
+        self.router.wall_offset_ns = time.time_ns() - now
         self.tx = Transmitter(self)
         async with trio.open_nursery() as nursery:
             self.nursery = nursery

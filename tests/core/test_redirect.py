@@ -89,9 +89,11 @@ def test_no_redirect_when_source_is_not_onlink_or_disabled() -> None:
     assert redirects == [] and len(forwarded) == 1
 
 
-def test_no_redirect_with_a_source_route_option() -> None:
+def test_source_routed_packets_are_dropped_without_a_redirect() -> None:
     n = net()
     lsrr = bytes([131, 7, 4]) + bytes(4) + b"\x00"                # LSRR + EOL, 8 bytes
     l3 = ipv4(H1.ip, "10.0.7.7", udp(H1.ip, "10.0.7.7"), options=lsrr)
     redirects, forwarded = split(n.send(LAN, frame_from(H1, l3)))
-    assert redirects == [] and len(forwarded) == 1
+    # accept_source_route = 0 (the default): source-routed packets are dropped outright.
+    assert redirects == [] and forwarded == []
+    assert n.drops() == {"source_route": 1}

@@ -589,3 +589,13 @@ def test_reverse_path_filter(topology, rp_filter: int, spoofed_arrives: bool) ->
         assert cap.wait_for(lambda p: UDP in p and p[UDP].dport == port + 1)
     seen = {p[UDP].dport for p in cap.stop() if UDP in p}
     assert (port in seen) == spoofed_arrives, seen
+
+
+def test_record_route_through_the_router(topo: Topology) -> None:
+    """ping -R: the router records its egress address in each direction, exactly as a
+    kernel router does (the recorded route is compared, not just its presence)."""
+    cp = ping(topo, "h1", H2, "-R", count=1)
+    assert cp.returncode == 0, show(cp)
+    m = re.search(r"RR:\s+((?:[\d.]+\s+)+)", cp.stdout)
+    assert m, show(cp)
+    assert m.group(1).split() == [H1, "10.0.2.1", H2, H2, R_A, H1], show(cp)

@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING
 
 from ...wire import icmpv4 as icmpw
 from ...wire.addr import ip4_str
-from ...wire.ipv4 import IP_DF, decrease_ttl
+from ...wire.ipv4 import IP_DF, decrease_ttl, set_checksum
 from ..drops import DropReason
 from ..link.neighbour import CONNECTED
 from ..packet import PacketBuf, PktType
 from ..port import Port
 from ..route.fib import Route
 from .icmp import icmp_send
+from .options import ip_forward_options
 from .output import ip_output, route_mtu
 
 if TYPE_CHECKING:
@@ -99,6 +100,11 @@ def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     if route.oif == pkt.iif and r.sysctl.send_redirects:
         _maybe_redirect(r, pkt, port, nexthop, now)
     # (the FORWARD hook goes here)
+    if pkt.opts is not None:
+        # ip_forward_options(): Record Route / Timestamp get this hop's egress address.
+        src = route.prefsrc or port.primary_addr4(toward=nexthop) or 0
+        if ip_forward_options(data, pkt.opts, src, r.ms_of_day(now)):
+            set_checksum(data, 0, pkt.ihl)
     r.counters.snmp["IpForwDatagrams"] += 1
     ip_output(r, pkt, route, port, nexthop, now)
     if len(data) <= mtu and route.oif != pkt.iif and not r.fib.custom_rules \

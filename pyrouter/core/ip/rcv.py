@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from ...wire import icmpv4 as icmpw
 from ...wire.addr import ip4_str
 from ...wire.errors import MalformedError
-from ...wire.ipv4 import check_header
+from ...wire.ipv4 import check_header, set_checksum
 from ..drops import DropReason
 from ..packet import PacketBuf, PktType
 from ..route.fib import Route, RouteType
@@ -34,6 +34,7 @@ from ..route.validate import EXDEV, fib_validate_source
 from .forward import ip_forward
 from .icmp import icmp_send, route_error_code
 from .local import ip_local_deliver
+from .options import OptionError, ip_options_compile
 
 if TYPE_CHECKING:
     from ..port import Port
@@ -108,11 +109,12 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
         r.note("fib_lookup", **route_note(r, route))
     tos = data[1] & 0x1E
     if kind is RouteType.LOCAL or kind is RouteType.BROADCAST:
-        if _source_invalid(r, port, src, 0, tos):
+        if _source_invalid(r, port, src, 0, tos) or (pkt.ihl > 20 and _options_bad(r, pkt, now)):
             return None
         return ip_local_deliver(r, pkt, now, broadcast=kind is RouteType.BROADCAST)
     if kind is RouteType.UNICAST and route is not None and port.forwarding:
-        if _source_invalid(r, port, src, route.oif, tos):
+        if _source_invalid(r, port, src, route.oif, tos) or \
+                (pkt.ihl > 20 and _options_bad(r, pkt, now)):
             return None
         return ip_forward(r, pkt, route, now)
     # ip_error(): ICMP chosen by the route type, only while forwarding is on.
@@ -139,6 +141,27 @@ def route_note(r: Router, route: Route | None) -> dict[str, object]:
     if route.gateway is not None:
         d["gateway"] = ip4_str(route.gateway)
     return d
+
+
+def _options_bad(r: Router, pkt: PacketBuf, now: int) -> bool:
+    """ip_rcv_options(): compile the options (Parameter Problem if malformed) and drop
+    source-routed packets (accept_source_route = 0)."""
+    try:
+        st = ip_options_compile(pkt.data, pkt.ihl, r.ms_of_day(now), r.local4)
+    except OptionError as e:
+        r.counters.snmp["IpInHdrErrors"] += 1
+        if r.trace is not None:
+            r.note("ip_options", error_at=e.pointer)
+        icmp_send(r, pkt, icmpw.ICMP_PARAMETERPROB, 0, e.pointer, now)
+        r.drop(DropReason.IP_OPTIONS_ERROR, r.ports.get(pkt.iif))
+        return True
+    if st.changed:
+        set_checksum(pkt.data, 0, pkt.ihl)
+    if st.srr:
+        r.drop(DropReason.SOURCE_ROUTE, r.ports.get(pkt.iif))
+        return True
+    pkt.opts = st
+    return False
 
 
 def _source_invalid(r: Router, port: Port, src: int, oif: int, tos: int) -> bool:

@@ -156,6 +156,9 @@ def route_get(d: dict[str, Any]) -> str:
     if d.get("mark"):
         parts += ["mark", hex(d["mark"])]
     line = " ".join(parts)
+    if d.get("cache"):
+        c = d["cache"]
+        line += f"\n    cache expires {c['expires']}sec mtu {'lock ' if c['locked'] else ''}{c['mtu']}"
     extra = []
     if d.get("mtu"):
         extra.append(f"mtu {d['mtu']}")

@@ -196,5 +196,5 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
             gw = int(rc.via) if rc.via is not None else None         # type: ignore[arg-type]
         scope = Scope.LINK if kind is RouteType.UNICAST and gw is None else Scope.UNIVERSE
         r.add_route(Route(dst.version, int(dst.network_address), dst.prefixlen, kind, oif, gw,
-                          rc.metric, None, rc.mtu or 0, scope, rc.table, "static"))
+                          rc.metric, None, rc.mtu or 0, rc.mtu_lock, scope, rc.table, "static"))
     return r

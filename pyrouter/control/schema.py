@@ -157,6 +157,7 @@ class RouteConfig(_Model):
     metric: int = Field(default=0, ge=0, le=0xFFFFFFFF)
     table: Annotated[int, BeforeValidator(_table)] = 254
     mtu: int | None = Field(default=None, ge=68, le=65535)
+    mtu_lock: bool = False
     type: Literal["unicast", "blackhole", "unreachable", "prohibit", "throw"] = "unicast"
 
 
@@ -213,6 +214,9 @@ class Ipv4Knobs(_Model):
     icmp_msgs_burst: int = Field(default=50, ge=0, le=1_000_000)
     send_redirects: bool = True
     rp_filter: int = Field(default=0, ge=0, le=2)
+    ip_forward_use_pmtu: bool = False
+    route_min_pmtu: int = Field(default=552, ge=68, le=65535)
+    route_mtu_expires: int = Field(default=600, ge=1, le=86400)
 
 
 class Config(_Model):

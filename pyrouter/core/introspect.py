@@ -12,7 +12,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
-from .ip.output import route_mtu
+from .ip.pmtu import path_mtu
 from .route.fib import RT_TABLE_DEFAULT, RT_TABLE_LOCAL, RT_TABLE_MAIN, Route, RouteType
 from .route.flow import FlowKey
 from .time import SECOND
@@ -148,7 +148,7 @@ def neighbours(r: Router, now: int) -> list[dict[str, Any]]:
 
 
 def route_get(r: Router, dst: int, src: int | None = None, iif: str | None = None,
-              mark: int = 0) -> dict[str, Any]:
+              mark: int = 0, now: int = 0) -> dict[str, Any]:
     """``ip route get DST [from SRC] [iif IF] [mark N]``.
 
     Without ``iif`` this is an output lookup (the router's own traffic); with
@@ -192,7 +192,13 @@ def route_get(r: Router, dst: int, src: int | None = None, iif: str | None = Non
                 s = src if src is not None else (rt.prefsrc or port.primary_addr4(toward=nexthop))
                 if s is not None:
                     res["prefsrc"] = addr_str(4, s)
-            res["mtu"] = route_mtu(rt, port)
+            own = in_port is None               # the router's own traffic uses what it learned
+            res["mtu"] = path_mtu(r, rt, port, dst, now,
+                                  own or r.sysctl.ip_forward_use_pmtu)
+            exc = r.fnhe.get(rt.oif, rt.gateway or 0, dst, now)
+            if exc is not None:
+                res["cache"] = {"expires": max(0, (exc.expires - now) // SECOND),
+                                "mtu": exc.pmtu, "locked": exc.locked}
             e = r.neigh4.get(port.ifindex, nexthop)
             res["neigh"] = {"addr": addr_str(4, nexthop),
                             "state": e.state.value if e else "NONE",

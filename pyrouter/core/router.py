@@ -43,6 +43,7 @@ from .link.neighbour import NeighbourEntry, NeighbourTable, NeighParams
 from .packet import PacketBuf
 from .port import Port
 from .route.fib import RT_TABLE_LOCAL, RT_TABLE_MAIN, Route, RouteType, Scope
+from .route.exceptions import ExceptionTable
 from .route.lookup import Fib
 from .sysctl import Ipv4Sysctl
 from .time import SECOND, Instant, TimerQueue
@@ -65,6 +66,8 @@ class Router:
         self.sysctl = sysctl or Ipv4Sysctl()
         self.icmp_limiter = IcmpLimiter(self.sysctl.icmp_limits(), rng)
         self.redirects = RedirectLimiter()
+        self.fnhe = ExceptionTable(self.sysctl.route_min_pmtu,
+                                   self.sysctl.route_mtu_expires * SECOND)
         self.ports: dict[int, Port] = {}
         self.ports_by_name: dict[str, Port] = {}
         self.fib = Fib()
@@ -280,10 +283,12 @@ class Router:
     def add_route(self, route: Route) -> None:
         self.fib.insert(route)
         self.fwd_cache.clear()
+        self.fnhe.flush()
 
     def delete_route(self, route: Route) -> bool:
         ok = self.fib.delete(route)
         self.fwd_cache.clear()
+        self.fnhe.flush()
         return ok
 
     def set_link(self, ifindex: int, up: bool, now: Instant) -> None:
@@ -295,6 +300,7 @@ class Router:
         if not up:
             self.neigh4.flush_dev(ifindex)
         self.fwd_cache.clear()
+        self.fnhe.flush()
         self.events.append(Event("link.up" if up else "link.down", {"port": port.name}))
 
     def adopt(self, new: Router, recreated: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -320,6 +326,8 @@ class Router:
         self.local4, self.local4_bytes, self.bcast4 = new.local4, new.local4_bytes, new.bcast4
         self.sysctl = new.sysctl
         self.icmp_limiter.limits = new.icmp_limiter.limits
+        self.fnhe.flush()
+        self.fnhe.min_pmtu, self.fnhe.expires = new.fnhe.min_pmtu, new.fnhe.expires
         self.fwd_cache.clear()
         removed = [p.name for p in gone
                    if p.name not in recreated and p.name not in new.ports_by_name]

@@ -19,6 +19,9 @@ class Ipv4Sysctl:
     icmp_msgs_burst: int = 50
     send_redirects: bool = True
     rp_filter: int = 0                  # 0 off, 1 strict, 2 loose (RFC 3704)
+    ip_forward_use_pmtu: bool = False   # forwarded packets honour learned path MTUs
+    route_min_pmtu: int = 552           # net.ipv4.route.min_pmtu
+    route_mtu_expires: int = 600        # net.ipv4.route.mtu_expires, seconds
 
     def icmp_limits(self) -> IcmpLimits:
         return IcmpLimits(self.icmp_ratelimit, self.icmp_ratemask, self.icmp_msgs_per_sec,

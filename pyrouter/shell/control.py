@@ -289,7 +289,7 @@ class ControlServer:
         if iif is not None and not isinstance(iif, str):
             raise ClientError("iif: an interface name")
         mark = _int(args, "mark", 0, 0, 0xFFFFFFFF)
-        return introspect.route_get(self.app.router, dst, src, iif, mark)
+        return introspect.route_get(self.app.router, dst, src, iif, mark, self._now())
 
     async def h_reload(self, args: dict[str, Any], item: Send) -> Any:
         try:
@@ -347,7 +347,7 @@ class ControlServer:
         timeout = _float(args, "timeout", 2.0, 0.01, 60.0)
         if src is not None and src not in r.local4:
             raise ClientError(f"src {IPv4Address(src)} is not one of the router's addresses")
-        rg = introspect.route_get(r, dst, src)
+        rg = introspect.route_get(r, dst, src, now=self._now())
         if "error" in rg:
             raise ClientError(f"connect: {rg['error']}")
         ident = self._free_id(r.sockets["icmp"])
@@ -403,7 +403,7 @@ class ControlServer:
         if mode not in ("udp", "icmp"):
             raise ClientError("mode: udp or icmp")
         port = _int(args, "port", 33434, 1, 65535)
-        rg = introspect.route_get(r, dst)
+        rg = introspect.route_get(r, dst, now=self._now())
         if "error" in rg:
             raise ClientError(f"connect: {rg['error']}")
         table = r.sockets["icmp" if mode == "icmp" else "udp"]

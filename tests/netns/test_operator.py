@@ -34,7 +34,7 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import RawPcapReader
 
-from .conftest import REPO_ROOT, TARGET, Topology, wait_for
+from .conftest import REPO_ROOT, TARGET, Topology, nsexec, wait_for
 
 pytestmark = [
     pytest.mark.netns,
@@ -1060,3 +1060,42 @@ def test_capture_to_pcap_and_lines(topology) -> None:
         assert re.match(rf"\d\d:\d\d:\d\d\.\d{{6}} {a} (in |out) IP ({H1} > {H2}: ICMP echo request"
                         rf", ttl 64|{H2} > {H1}: ICMP echo reply, ttl 63), length 84$", ln), ln
     assert {ln.split()[2] for ln in lines} == {"in", "out"}, out
+
+
+def test_pmtu_exception_learned_shown_and_used(topology) -> None:
+    """h1 - pyrouter - h2 (a kernel router) - h3, the h2-h3 link with MTU 1400.
+    `pyrouter ping -M do -s 1472` to h3 is answered by h2 with Frag Needed 1400; the
+    router learns a nexthop exception that `route get` shows (cache expires ~600 s, mtu
+    1400); its next DF ping fails locally with that MTU; and with ip_forward_use_pmtu a
+    DF packet forwarded from h1 is answered by pyrouter itself with Frag Needed 1400."""
+    topo = topology(routes=[{"to": "10.0.3.0/24", "via": H2}],
+                    config={"ipv4": {"ip_forward_use_pmtu": True}})
+    h2 = topo.ns("h2")
+    h3 = topo.add_host_netns("h3")
+    tag = topo.token[:6]
+    a, b = f"q{tag}a", f"q{tag}b"
+    ip_cmd = ["ip", "link", "add", a, "netns", h2, "type", "veth", "peer", "name", b,
+              "netns", h3]
+    assert subprocess.run(ip_cmd, capture_output=True).returncode == 0
+    for ns, dev, addr in ((h2, a, "10.0.3.1/24"), (h3, b, "10.0.3.2/24")):
+        nsexec(ns, "ip", "link", "set", dev, "mtu", "1400", "up", check=True)
+        nsexec(ns, "ip", "addr", "add", addr, "dev", dev, check=True)
+    nsexec(h3, "ip", "route", "add", "default", "via", "10.0.3.1", check=True)
+    nsexec(h2, "sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
+    assert topo.cli("ping", "-c", "1", "-W", "1", "10.0.3.2").returncode == 0
+
+    first = topo.cli("ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1472", "10.0.3.2",
+                     check=False)
+    assert "Frag needed and DF set (mtu = 1400)" in first.stdout, first.stdout
+    rg = topo.cli_json("route", "get", "10.0.3.2")
+    assert rg["cache"]["mtu"] == 1400 and 590 <= rg["cache"]["expires"] <= 600, rg
+    human = topo.cli("route", "get", "10.0.3.2").stdout
+    assert re.search(r"cache expires \d+sec mtu 1400", human), human
+    second = topo.cli("ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1472", "10.0.3.2",
+                      check=False)
+    assert "message too long, mtu=1400" in second.stdout, second.stdout
+
+    cp = topo.exec("h1", "ping", "-n", "-c", "1", "-W", "1", "-M", "do", "-s", "1472",
+                   "10.0.3.2")
+    assert re.search(r"From 10\.0\.1\.1 .*Frag needed and DF set \(mtu = 1400\)", cp.stdout), \
+        cp.stdout

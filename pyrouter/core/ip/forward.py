@@ -30,7 +30,8 @@ from ..port import Port
 from ..route.fib import Route
 from .icmp import icmp_send
 from .options import ip_forward_options
-from .output import ip_output, route_mtu
+from .output import ip_output
+from .pmtu import path_mtu
 
 if TYPE_CHECKING:
     from ..router import Router
@@ -86,7 +87,8 @@ def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
         r.drop(DropReason.TTL_EXCEEDED, in_port)
         return
     port = r.ports[route.oif]
-    mtu = route_mtu(route, port)
+    mtu = path_mtu(r, route, port, int.from_bytes(data[16:20], "big"), now,
+                   r.sysctl.ip_forward_use_pmtu)
     if len(data) > mtu and ((data[6] << 8) | data[7]) & IP_DF:
         r.counters.snmp["IpFragFails"] += 1
         icmp_send(r, pkt, icmpw.ICMP_DEST_UNREACH, icmpw.ICMP_FRAG_NEEDED, mtu, now)

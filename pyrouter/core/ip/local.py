@@ -28,6 +28,7 @@ from ..drops import DropReason
 from ..packet import PacketBuf, PktType
 from .icmp import icmp_echo_reply, icmp_send
 from .output import ip_local_out
+from .pmtu import learn_from_frag_needed
 from .sock import icmp_for_us
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ def icmp_rcv(r: Router, pkt: PacketBuf, now: int, broadcast: bool) -> None:
             snmp["IcmpInEchoReps"] += 1
         elif t == icmpw.ICMP_DEST_UNREACH:
             snmp["IcmpInDestUnreachs"] += 1
+            if data[off + 1] == icmpw.ICMP_FRAG_NEEDED and not broadcast:
+                learn_from_frag_needed(r, pkt, off, now)
         elif t == icmpw.ICMP_TIME_EXCEEDED:
             snmp["IcmpInTimeExcds"] += 1
         if not broadcast:

@@ -26,6 +26,7 @@ from ..drops import DropReason
 from ..packet import PacketBuf
 from ..route.fib import Route, RouteType
 from ..route.flow import FlowKey
+from .pmtu import path_mtu
 
 if TYPE_CHECKING:
     from ..port import Port
@@ -83,7 +84,10 @@ def route_mtu(route: Route, port: Port) -> int:
 def ip_output(r: Router, pkt: PacketBuf, route: Route, port: Port, nexthop: int,
               now: int) -> None:
     data = pkt.data
-    mtu = route_mtu(route, port)
+    if pkt.local_out:
+        mtu = path_mtu(r, route, port, int.from_bytes(data[16:20], "big"), now, True)
+    else:
+        mtu = route_mtu(route, port)
     if len(data) <= mtu:
         neigh_output(r, port, nexthop, data, pkt, now)
         return

@@ -54,6 +54,7 @@ class Route:
     metric: int = 0
     prefsrc: int | None = None
     mtu: int = 0                  # 0 = use the device MTU
+    mtu_locked: bool = False      # `mtu lock N`: path MTU discovery never lowers it
     scope: Scope = Scope.UNIVERSE
     table: int = RT_TABLE_MAIN
     proto: str = "static"         # kernel | static | boot | ...

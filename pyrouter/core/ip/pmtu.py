@@ -1,0 +1,57 @@
+"""Path MTU: learning from ICMP Frag Needed (ipv4_update_pmtu) and the MTU a packet
+gets (ipv4_mtu / ip_dst_mtu_maybe_forward).
+
+A Frag Needed (type 3 code 4) addressed to us, quoting a packet one of our
+addresses sent, lowers the path MTU toward the quoted destination in the
+nexthop exception of the route we would use (route/exceptions.py).  The
+router's own packets then use it; forwarded ones only with ip_forward_use_pmtu.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...wire.addr import ip4_str
+from ..route.fib import Route, RouteType
+from ..route.flow import FlowKey
+
+if TYPE_CHECKING:
+    from ..packet import PacketBuf
+    from ..port import Port
+    from ..router import Router
+
+
+def path_mtu(r: Router, route: Route, port: Port, daddr: int, now: int,
+             with_exceptions: bool) -> int:
+    """ipv4_mtu(): a live learned PMTU, else the route's mtu metric, else the device's."""
+    if with_exceptions and len(r.fnhe):
+        e = r.fnhe.get(route.oif, route.gateway or 0, daddr, now)
+        if e is not None:
+            return e.pmtu
+    return route.mtu or port.mtu
+
+
+def learn_from_frag_needed(r: Router, pkt: PacketBuf, off: int, now: int) -> None:
+    data = pkt.data
+    q = off + 8
+    if len(data) < q + 20 or data[q] >> 4 != 4:
+        return
+    qsrc = int.from_bytes(data[q + 12:q + 16], "big")
+    if qsrc not in r.local4:
+        return
+    qdst = int.from_bytes(data[q + 16:q + 20], "big")
+    mtu = (data[off + 6] << 8) | data[off + 7]
+    route = r.fib.lookup(FlowKey(4, qdst, qsrc), r.route_usable)
+    if route is None or route.type is not RouteType.UNICAST:
+        return
+    port = r.ports.get(route.oif)
+    if port is None:
+        return
+    before = len(r.fnhe), r.fnhe.generation
+    e = r.fnhe.update_pmtu(route.oif, route.gateway or 0, qdst, mtu,
+                           path_mtu(r, route, port, qdst, now, True), route.mtu_locked, now)
+    if (len(r.fnhe), r.fnhe.generation) != before:
+        r.fwd_cache.clear()
+    if r.trace is not None:
+        r.note("pmtu_update", dst=ip4_str(qdst), mtu=mtu,
+               learned=e.pmtu if e is not None else None)

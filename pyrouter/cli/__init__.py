@@ -113,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ap.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "check":
-        from ..control.build import check
+        import random
+
+        from ..control.build import build
         from ..control.load import ConfigError, load
 
         try:
-            check(load(args.config), args.config)
+            build(load(args.config), random.Random(0), 0, args.config)
         except ConfigError as e:
             print(f"invalid: {e}", file=sys.stderr)
             return 2

@@ -17,6 +17,7 @@ Ports get ifindex 1..N in config order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from typing import Any
 
@@ -27,6 +28,7 @@ from ..core.router import Router
 from ..core.sysctl import Ipv4Sysctl
 from ..wire.addr import mac_from_str, stable_mac
 from .load import ConfigError
+from .routes_file import parse_routes
 from .schema import Config, Interface
 
 DEFAULT_MTU = 1500
@@ -197,4 +199,20 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
         scope = Scope.LINK if kind is RouteType.UNICAST and gw is None else Scope.UNIVERSE
         r.add_route(Route(dst.version, int(dst.network_address), dst.prefixlen, kind, oif, gw,
                           rc.metric, None, rc.mtu or 0, rc.mtu_lock, scope, rc.table, "static"))
+    if cfg.routes_file:
+        path = Path(cfg.routes_file)
+        if not path.is_absolute():
+            path = Path(file).parent / path
+        if not path.is_file():
+            raise ConfigError(file, "routes_file", f"no such file: {path}")
+
+        def onlink(gw: Any, dev: str | None) -> int | None:
+            if gw is None:
+                return by_name[dev].ifindex if dev in by_name else None
+            p = _onlink_port(plans, gw, dev)
+            return p.ifindex if p is not None else None
+
+        for route in parse_routes(path, onlink):
+            r.fib.insert(route)
+        r.fwd_cache.clear()
     return r

@@ -222,6 +222,7 @@ class Ipv4Knobs(_Model):
 class Config(_Model):
     interfaces: dict[str, Interface] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
+    routes_file: str | None = None      # bulk routes, ip-route lines (control/routes_file.py)
     rules: list[RuleConfig] = Field(default_factory=list)
     ipv4: Ipv4Knobs = Field(default_factory=Ipv4Knobs)
     control: Control = Field(default_factory=Control)

@@ -222,9 +222,9 @@ class App:
     async def main(self, ready_file: str | None) -> None:
         from .control import ControlServer  # noqa: PLC0415 (control imports this module)
 
+        # The router was built (pure, and checked) before any device was touched; its
+        # clock starts now: periodic timers are re-based on their first tick.
         now = int(trio.current_time() * NS)
-        self.router = build(self.cfg, self.rng, now, self.cfg_path,
-                            {p.plan.name: i for i, p in self.ports.items()})
         self.router.wall_offset_ns = time.time_ns() - now
         self.tx = Transmitter(self)
         async with trio.open_nursery() as nursery:
@@ -324,6 +324,13 @@ def run(cfg_path: str, log_format: str = "console", ready_file: str | None = Non
         cfg = cfg.model_copy(update={"control": cfg.control.model_copy(
             update={"socket": socket_path})})
     app = App(cfg_path, cfg, plans, log, stats_file)
+    try:
+        # Everything the file implies, bulk routes included, is built and checked
+        # before a single device is touched.
+        app.router = build(cfg, app.rng, 0, cfg_path)
+    except ConfigError as e:
+        log.error("config.invalid", file=e.file, path=e.path, reason=e.reason)
+        return 2
     try:
         app.ports = app.open_ports(plans)
         for pt in app.ports.values():

@@ -81,7 +81,10 @@ class FibTable:
         if bucket is None:
             bucket = by_plen[route.plen] = {}
             self._plens[route.family] = sorted(by_plen, reverse=True)
-        routes = bucket.setdefault(route.dst, [])
+        routes = bucket.get(route.dst)
+        if routes is None:
+            bucket[route.dst] = [route]
+            return
         if route in routes:
             return
         routes.append(route)

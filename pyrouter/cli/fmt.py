@@ -73,7 +73,12 @@ def route_line(d: dict[str, Any], show_table: bool = False) -> str:
     parts += d.get("flags", [])
     if d.get("mtu"):
         parts += ["mtu", str(d["mtu"])]
-    return " ".join(parts)
+    line = " ".join(parts)
+    for nh in d.get("nexthops", []):
+        via = f"via {nh['gateway']} " if nh.get("gateway") else ""
+        line += f"\n\tnexthop {via}dev {nh['dev']} weight {nh['weight']}" \
+                + (" dead" if nh.get("dead") else "")
+    return line
 
 
 def routes(data: list[dict[str, Any]], show_table: bool = False) -> str:
@@ -158,7 +163,8 @@ def route_get(d: dict[str, Any]) -> str:
     line = " ".join(parts)
     if d.get("cache"):
         c = d["cache"]
-        line += f"\n    cache expires {c['expires']}sec mtu {'lock ' if c['locked'] else ''}{c['mtu']}"
+        lock = "lock " if c["locked"] else ""
+        line += f"\n    cache expires {c['expires']}sec mtu {lock}{c['mtu']}"
     extra = []
     if d.get("mtu"):
         extra.append(f"mtu {d['mtu']}")

@@ -17,8 +17,8 @@ Ports get ifindex 1..N in config order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from typing import Any
 
 from ..core.port import Port
@@ -87,6 +87,22 @@ def check(cfg: Config, file: str = "<config>",
         where = f"routes[{i}]"
         if rc.dev is not None and rc.dev not in names:
             raise ConfigError(file, f"{where}.dev", f"no interface named {rc.dev!r}")
+        if rc.nexthops is not None:
+            if rc.type != "unicast" or rc.via is not None or rc.dev is not None:
+                raise ConfigError(file, f"{where}.nexthops",
+                                  "a multipath route is unicast, with no via/dev of its own")
+            dst = _dst_network(rc.to, rc.nexthops[0].via)
+            for j, nh in enumerate(rc.nexthops):
+                nw = f"{where}.nexthops[{j}]"
+                if nh.dev is not None and nh.dev not in names:
+                    raise ConfigError(file, f"{nw}.dev", f"no interface named {nh.dev!r}")
+                if nh.via is None and nh.dev is None:
+                    raise ConfigError(file, nw, "a nexthop needs 'via' or 'dev'")
+                if nh.via is not None and (nh.via.version != dst.version   # type: ignore[attr-defined]
+                                           or _onlink_port(plans, nh.via, nh.dev) is None):
+                    raise ConfigError(file, f"{nw}.via",
+                                      f"gateway {nh.via} is not in a connected subnet")
+            continue
         if rc.type != "unicast":
             # blackhole/unreachable/prohibit/throw take neither gateway nor device.
             if rc.via is not None:
@@ -149,6 +165,23 @@ def build_rules(cfg: Config, plans: list[PortPlan]) -> list[PolicyRule]:
     return out
 
 
+def _multipath(rc: Any, plans: list[PortPlan], by_name: dict[str, PortPlan]) -> Route:
+    dst = _dst_network(rc.to, rc.nexthops[0].via)
+    paths = []
+    for nh in rc.nexthops:
+        port = _onlink_port(plans, nh.via, nh.dev) if nh.via is not None else by_name[nh.dev]
+        assert port is not None
+        gw = int(nh.via) if nh.via is not None else None
+        paths.append(Route(dst.version, int(dst.network_address), dst.prefixlen,
+                           RouteType.UNICAST, port.ifindex, gw, rc.metric, None, rc.mtu or 0,
+                           rc.mtu_lock, Scope.UNIVERSE if gw is not None else Scope.LINK,
+                           rc.table, "static", mp=True))
+    return Route(dst.version, int(dst.network_address), dst.prefixlen, RouteType.UNICAST,
+                 paths[0].oif, None, rc.metric, None, rc.mtu or 0, rc.mtu_lock, Scope.UNIVERSE,
+                 rc.table, "static", paths=tuple(paths),
+                 weights=tuple(nh.weight for nh in rc.nexthops))
+
+
 def _net_pair(net: IPv4Network | IPv6Network | None) -> tuple[int, int] | None:
     return None if net is None else (int(net.network_address), net.prefixlen)
 
@@ -186,7 +219,13 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
                 r.ports[p.ifindex].addrs6.append((int(a.ip), a.network.prefixlen))
     r.fib.set_rules(build_rules(cfg, plans))
     by_name = {p.name: p for p in plans}
+    r.fib.multipath_hash_policy = cfg.ipv4.fib_multipath_hash_policy
+    if cfg.ipv4.fib_multipath_hash_policy == 1 and any(rc.nexthops for rc in cfg.routes):
+        r.fib.uses_ports = True
     for rc in cfg.routes:
+        if rc.nexthops is not None:
+            r.add_route(_multipath(rc, plans, by_name))
+            continue
         dst = _dst_network(rc.to, rc.via)
         kind = RouteType(rc.type)
         oif, gw = 0, None

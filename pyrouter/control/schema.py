@@ -150,10 +150,19 @@ def _table(v: object) -> int | None:
     raise ValueError("a table number or local/main/default")
 
 
+class NexthopConfig(_Model):
+    """One path of a multipath route (``ip route add ... nexthop via X weight N``)."""
+
+    via: IpAddr | None = None
+    dev: str | None = None
+    weight: int = Field(default=1, ge=1, le=256)
+
+
 class RouteConfig(_Model):
     to: Destination
     via: IpAddr | None = None
     dev: str | None = None
+    nexthops: list[NexthopConfig] | None = Field(default=None, min_length=1)
     metric: int = Field(default=0, ge=0, le=0xFFFFFFFF)
     table: Annotated[int, BeforeValidator(_table)] = 254
     mtu: int | None = Field(default=None, ge=68, le=65535)
@@ -215,6 +224,7 @@ class Ipv4Knobs(_Model):
     send_redirects: bool = True
     rp_filter: int = Field(default=0, ge=0, le=2)
     ip_forward_use_pmtu: bool = False
+    fib_multipath_hash_policy: int = Field(default=0, ge=0, le=1)
     route_min_pmtu: int = Field(default=552, ge=68, le=65535)
     route_mtu_expires: int = Field(default=600, ge=1, le=86400)
 

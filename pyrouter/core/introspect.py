@@ -48,6 +48,12 @@ def route_dict(r: Router, rt: Route) -> dict[str, Any]:
         d["mtu"] = rt.mtu
     if port is not None and not port.up:
         d["flags"] = ["dead", "linkdown"]
+    if rt.paths:
+        d.pop("dev", None)
+        d["nexthops"] = [{"gateway": addr_str(p.family, p.gateway) if p.gateway is not None
+                          else None, "dev": r.ports[p.oif].name if p.oif in r.ports else p.oif,
+                          "weight": w, "dead": not r.route_usable(p)}
+                         for p, w in zip(rt.paths, rt.weights, strict=True)]
     return d
 
 

@@ -42,8 +42,8 @@ from .link.ethernet import eth_rcv
 from .link.neighbour import NeighbourEntry, NeighbourTable, NeighParams
 from .packet import PacketBuf
 from .port import Port
-from .route.fib import RT_TABLE_LOCAL, RT_TABLE_MAIN, Route, RouteType, Scope
 from .route.exceptions import ExceptionTable
+from .route.fib import RT_TABLE_LOCAL, RT_TABLE_MAIN, Route, RouteType, Scope
 from .route.lookup import Fib
 from .sysctl import Ipv4Sysctl
 from .time import SECOND, Instant, TimerQueue
@@ -71,6 +71,7 @@ class Router:
         self.ports: dict[int, Port] = {}
         self.ports_by_name: dict[str, Port] = {}
         self.fib = Fib()
+        self.fib.hash_seed = rng.getrandbits(32)
         self.timers = TimerQueue()
         self.counters = Counters()
         self.neigh4 = NeighbourTable(self, self.timers, rng, neigh_params)
@@ -207,7 +208,10 @@ class Router:
         return ((now + self.wall_offset_ns) // 1_000_000) % 86_400_000
 
     def route_usable(self, route: Route) -> bool:
-        """Dead nexthops (port down) are skipped, RTNH_F_DEAD."""
+        """Dead nexthops (port down) are skipped, RTNH_F_DEAD; a multipath route lives
+        while one of its paths does."""
+        if route.paths:
+            return any(self.route_usable(p) for p in route.paths)
         if route.oif == 0:
             return True
         p = self.ports.get(route.oif)
@@ -322,6 +326,7 @@ class Router:
                     setattr(np, attr, getattr(op, attr))
         added = [n for n in new.ports_by_name if n not in self.ports_by_name]
         self.ports, self.ports_by_name = new.ports, new.ports_by_name
+        new.fib.hash_seed = self.fib.hash_seed       # flows keep their paths across reloads
         self.fib = new.fib
         self.local4, self.local4_bytes, self.bcast4 = new.local4, new.local4_bytes, new.bcast4
         self.sysctl = new.sysctl

@@ -110,9 +110,10 @@ def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     r.counters.snmp["IpForwDatagrams"] += 1
     ip_output(r, pkt, route, port, nexthop, now)
     if len(data) <= mtu and route.oif != pkt.iif and not r.fib.custom_rules \
-            and not r.sysctl.rp_filter:
+            and not r.sysctl.rp_filter and not route.mp:
         # The forwarding cache is keyed by destination alone: exact only while the
-        # default rules are the only ones and no reverse-path check depends on the source.
+        # default rules are the only ones, no reverse-path check depends on the source and
+        # the route is not multipath (whose path depends on the flow).
         e = r.neigh4.get(port.ifindex, nexthop)
         if e is not None and e.state in CONNECTED and e.lladdr is not None:
             r.fwd_cache_fill(bytes(data[16:20]), port, e.lladdr + port.mac, mtu)

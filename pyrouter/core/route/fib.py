@@ -58,6 +58,9 @@ class Route:
     scope: Scope = Scope.UNIVERSE
     table: int = RT_TABLE_MAIN
     proto: str = "static"         # kernel | static | boot | ...
+    paths: tuple[Route, ...] = ()  # multipath: one single-nexthop Route per path
+    weights: tuple[int, ...] = ()
+    mp: bool = False              # this Route is one path of a multipath route
 
 
 def mask_of(family: int, plen: int) -> int:

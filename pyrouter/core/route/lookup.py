@@ -71,6 +71,15 @@ class PolicyRule:
         return self.dport is None or self.dport[0] <= flow.dport <= self.dport[1]
 
 
+def _fmix32(h: int) -> int:
+    """MurmurHash3's finaliser: a cheap, well-mixed 32-bit hash of *h*."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
 def _in(addr: int, net: tuple[int, int], family: int) -> bool:
     bits = 32 if family == 4 else 128
     plen = net[1]
@@ -92,7 +101,9 @@ class Fib:
     tables: dict[int, FibTable] = field(default_factory=dict)
     rules: tuple[PolicyRule, ...] = DEFAULT_RULES
     generation: int = 0          # bumped on every change: caches compare it
-    uses_ports: bool = False     # some rule matches on ports: lookups need them
+    uses_ports: bool = False     # some rule (or L4 multipath hashing) needs the ports
+    hash_seed: int = 0           # multipath hash key (the kernel's is random per boot)
+    multipath_hash_policy: int = 0
 
     @property
     def custom_rules(self) -> bool:
@@ -112,6 +123,26 @@ class Fib:
         ok = self.table(route.table).delete(route)
         self.generation += 1
         return ok
+
+    def select_path(self, route: Route, flow: FlowKey, usable: object = None) -> Route:
+        """fib_select_multipath(): hash the flow (L3: addresses; L4 with
+        fib_multipath_hash_policy 1: addresses, protocol and ports) onto the live
+        paths in proportion to their weights; a flow keeps its path while the set of
+        live paths stays the same."""
+        live = [(p, w) for p, w in zip(route.paths, route.weights, strict=True)
+                if usable is None or usable(p)]  # type: ignore[operator]
+        if not live:
+            return route.paths[0]
+        h = self.hash_seed ^ flow.src ^ (flow.dst * 0x9E3779B1)
+        if self.multipath_hash_policy == 1:
+            h ^= (flow.proto << 24) ^ (flow.sport << 16) ^ flow.dport
+        h = _fmix32(h & 0xFFFFFFFF ^ (h >> 32) & 0xFFFFFFFF)
+        point = h % sum(w for _, w in live)
+        for p, w in live:
+            if point < w:
+                return p
+            point -= w
+        return live[-1][0]
 
     def set_rules(self, extra: list[PolicyRule]) -> None:
         """The default rules plus *extra*, ordered by priority (stable for ties)."""
@@ -135,7 +166,7 @@ class Fib:
                 r = t.lookup(flow.family, flow.dst, usable)
                 if r is None or r.type is RouteType.THROW or r.plen <= rule.suppress_prefixlength:
                     continue
-                return r
+                return self.select_path(r, flow, usable) if r.paths else r
             if action == "goto":
                 # To the rule with exactly that priority; an unresolved goto falls through.
                 for j in range(i, n):

@@ -87,6 +87,9 @@ def check(cfg: Config, file: str = "<config>",
         where = f"routes[{i}]"
         if rc.dev is not None and rc.dev not in names:
             raise ConfigError(file, f"{where}.dev", f"no interface named {rc.dev!r}")
+        if rc.src is not None and rc.src not in seen:
+            # "Invalid prefsrc address": it must be one of the router's own addresses.
+            raise ConfigError(file, f"{where}.src", f"{rc.src} is not an address of this router")
         if rc.nexthops is not None:
             if rc.type != "unicast" or rc.via is not None or rc.dev is not None:
                 raise ConfigError(file, f"{where}.nexthops",
@@ -236,8 +239,10 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
             oif = port.ifindex
             gw = int(rc.via) if rc.via is not None else None         # type: ignore[arg-type]
         scope = Scope.LINK if kind is RouteType.UNICAST and gw is None else Scope.UNIVERSE
+        prefsrc = int(rc.src) if rc.src is not None else None          # type: ignore[arg-type]
         r.add_route(Route(dst.version, int(dst.network_address), dst.prefixlen, kind, oif, gw,
-                          rc.metric, None, rc.mtu or 0, rc.mtu_lock, scope, rc.table, "static"))
+                          rc.metric, prefsrc, rc.mtu or 0, rc.mtu_lock, scope, rc.table,
+                          "static"))
     if cfg.routes_file:
         path = Path(cfg.routes_file)
         if not path.is_absolute():

@@ -163,6 +163,7 @@ class RouteConfig(_Model):
     via: IpAddr | None = None
     dev: str | None = None
     nexthops: list[NexthopConfig] | None = Field(default=None, min_length=1)
+    src: IpAddr | None = None          # preferred source for the router's own traffic
     metric: int = Field(default=0, ge=0, le=0xFFFFFFFF)
     table: Annotated[int, BeforeValidator(_table)] = 254
     mtu: int | None = Field(default=None, ge=68, le=65535)
@@ -225,6 +226,7 @@ class Ipv4Knobs(_Model):
     rp_filter: int = Field(default=0, ge=0, le=2)
     ip_forward_use_pmtu: bool = False
     fib_multipath_hash_policy: int = Field(default=0, ge=0, le=1)
+    log_martians: bool = False
     route_min_pmtu: int = Field(default=552, ge=68, le=65535)
     route_mtu_expires: int = Field(default=600, ge=1, le=86400)
 

@@ -84,6 +84,9 @@ class Router:
         self.fwd_cache: dict[bytes, tuple[int, bytes, int, Port]] = {}
         self.fast_forwarded = 0
         self.wall_offset_ns = 0                # wall clock minus ``now`` (set by the shell)
+        self.last_now = now
+        self._martian_tokens = 10.0
+        self._martian_stamp = now
         self.sockets: dict[str, set[int]] = {"icmp": set(), "udp": set()}   # ip/sock.py
         self.tracer: Tracer | None = None      # core/trace.py
         self.trace: list[dict[str, Any]] | None = None
@@ -202,6 +205,16 @@ class Router:
             self.trace.append({"stage": "xmit", "dev": port.name, "len": len(frame),
                                "dst_mac": bytes(frame[0:6]).hex(":"),
                                "ethertype": f"0x{(frame[12] << 8) | frame[13]:04x}"})
+
+    def martian_log_allow(self, now: Instant) -> bool:
+        """net_ratelimit(): 10 messages of burst, one more every 0.5 s."""
+        self._martian_tokens = min(10.0, self._martian_tokens
+                                   + (now - self._martian_stamp) / (SECOND / 2))
+        self._martian_stamp = now
+        if self._martian_tokens >= 1:
+            self._martian_tokens -= 1
+            return True
+        return False
 
     def ms_of_day(self, now: Instant) -> int:
         """Milliseconds since midnight UTC (RFC 791 timestamps), from the shell's offset."""

@@ -21,6 +21,7 @@ class Ipv4Sysctl:
     rp_filter: int = 0                  # 0 off, 1 strict, 2 loose (RFC 3704)
     ip_forward_use_pmtu: bool = False   # forwarded packets honour learned path MTUs
     fib_multipath_hash_policy: int = 0  # 0: L3 (addresses), 1: L4 (5-tuple)
+    log_martians: bool = False
     route_min_pmtu: int = 552           # net.ipv4.route.min_pmtu
     route_mtu_expires: int = 600        # net.ipv4.route.mtu_expires, seconds
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import H1, H2, LAN, R_IP, TOPOLOGY, Net, frame_from, ipv4, udp
+from .helpers import H1, H2, LAN, R_IP, SECOND, TOPOLOGY, Net, frame_from, ipv4, udp
 
 SPOOF = "10.0.2.77"            # reverse route: out wan0, not lan0
 NOWHERE = "100.64.0.1"         # no reverse route at all (no default route)
@@ -40,3 +40,31 @@ def test_strict_mode_keeps_the_fast_path_out() -> None:
         assert send(n, H1.ip)
         assert send(n, SPOOF) == []
     assert n.router.fast_forwarded == 0
+
+
+def test_log_martians_is_rate_limited_and_off_by_default() -> None:
+    n = Net(TOPOLOGY)
+    n.reachable(H1)
+    for _ in range(5):
+        send(n, "127.0.0.9")
+    assert not [e for e in n.events if e.name.startswith("martian")]
+    n2 = Net(TOPOLOGY + "ipv4: {log_martians: true}\n")
+    n2.reachable(H1)
+    for _ in range(30):
+        send(n2, "127.0.0.9")
+    logged = [e for e in n2.events if e.name == "martian.source"]
+    assert len(logged) == 10                                   # burst of net_ratelimit
+    assert logged[0].fields == {"src": "127.0.0.9", "dst": H2.ip, "dev": "lan0"}
+    assert n2.drops()["martian_src"] == 30
+    n2.now += 5 * SECOND
+    send(n2, "127.0.0.9")
+    assert len([e for e in n2.events if e.name == "martian.source"]) == 11
+
+
+def test_route_preferred_source() -> None:
+    from pyrouter.core.introspect import route_get
+
+    n = Net(TOPOLOGY.replace("  - {to: 10.9.0.0/16, via: 10.0.2.254}",
+                             "  - {to: 10.9.0.0/16, via: 10.0.2.254, src: 10.0.5.1}"))
+    assert route_get(n.router, int.from_bytes(bytes([10, 9, 1, 1]), "big"))["prefsrc"] == \
+        "10.0.5.1"

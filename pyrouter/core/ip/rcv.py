@@ -111,7 +111,8 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
         r.note("fib_lookup", **route_note(r, route))
     tos = data[1] & 0x1E
     if kind is RouteType.LOCAL or kind is RouteType.BROADCAST:
-        if _source_invalid(r, port, src, 0, tos, data) or (pkt.ihl > 20 and _options_bad(r, pkt, now)):
+        if _source_invalid(r, port, src, 0, tos, data) or \
+                (pkt.ihl > 20 and _options_bad(r, pkt, now)):
             return None
         return ip_local_deliver(r, pkt, now, broadcast=kind is RouteType.BROADCAST)
     if kind is RouteType.UNICAST and route is not None and port.forwarding:

@@ -22,7 +22,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror
 from scapy.layers.l2 import Ether
 
-from .conftest import Topology, wait_for
+from .conftest import Topology, nsexec, wait_for
 
 # Helpers come from conftest.py through fixtures / the Topology object (conftest is
 # not imported as a module, so this file does not depend on pytest's import mode).
@@ -599,3 +599,55 @@ def test_record_route_through_the_router(topo: Topology) -> None:
     m = re.search(r"RR:\s+((?:[\d.]+\s+)+)", cp.stdout)
     assert m, show(cp)
     assert m.group(1).split() == [H1, "10.0.2.1", H2, H2, R_A, H1], show(cp)
+
+
+def test_reassembly_timeout_time_exceeded(topology) -> None:
+    """Only the first fragment of a datagram to the router: after ipfrag_time (2 s here)
+    the router gives up with Time Exceeded code 1 quoting it; a lone *later* fragment
+    expires silently. Same on either target."""
+    topo = topology(config={"ipv4": {"ipfrag_time": 2}})
+    assert ping(topo, "h1", R_A, count=1).returncode == 0
+    rmac = topo.neigh_mac("h1", R_A)
+    eth = Ether(dst=rmac, src=topo.mac("h1"), type=0x0800)
+    first = IP(src=H1, dst=R_A, id=0x5151, flags="MF", frag=0, proto=17) / (b"\x00" * 64)
+    later = IP(src=H1, dst=R_A, id=0x5252, flags=0, frag=8, proto=17) / (b"\x00" * 64)
+    with topo.capture("h1", "icmp") as cap:
+        sendp(topo, "h1", bytes(eth) + bytes(first), bytes(eth) + bytes(later))
+        time.sleep(3.5)
+    te = icmp_pkts(cap.stop(), src=R_A, type_=11)
+    assert [(p[ICMP].code, p[IPerror].id) for p in te] == [(1, 0x5151)], \
+        [p.summary() for p in te]
+
+
+def test_redirect_is_honoured_by_the_host(topology) -> None:
+    """h1 and h1b share the router's LAN link (a bridge in h1); 10.0.7.0/24 sits behind
+    h1b. The router forwards h1's packet there and redirects h1, and h1's kernel then
+    shows the redirected route (`cache <redirected>`, via 10.0.1.3). Either target."""
+    topo = topology(routes=[{"to": "10.0.7.0/24", "via": "10.0.1.3"}])
+    h1, dev = topo.ns("h1"), topo.port_of("h1").name
+    h1b = topo.add_host_netns("h1b")
+    tag = topo.token[:6]
+    br, va, vb = f"b{tag}", f"r{tag}a", f"r{tag}b"
+    steps = [
+        (h1, ["ip", "link", "add", br, "type", "bridge"]),
+        (h1, ["ip", "addr", "flush", "dev", dev]),
+        (h1, ["ip", "link", "set", dev, "master", br]),
+        (h1, ["ip", "link", "add", va, "type", "veth", "peer", "name", vb, "netns", h1b]),
+        (h1, ["ip", "link", "set", va, "master", br, "up"]),
+        (h1, ["ip", "link", "set", br, "up"]),
+        (h1, ["ip", "addr", "add", f"{H1}/24", "dev", br]),
+        (h1, ["ip", "route", "replace", "default", "via", R_A]),
+        (h1b, ["ip", "link", "set", vb, "up"]),
+        (h1b, ["ip", "link", "set", "lo", "up"]),
+        (h1b, ["ip", "addr", "add", "10.0.1.3/24", "dev", vb]),
+        (h1b, ["ip", "addr", "add", "10.0.7.1/32", "dev", "lo"]),
+        (h1b, ["ip", "route", "add", "default", "via", R_A]),
+    ]
+    for ns, cmd in steps:
+        nsexec(ns, *cmd, check=True)
+    wait_for(lambda: topo.exec("h1", "ping", "-c", "1", "-W", "1", "10.0.1.3").returncode == 0,
+             10, what="h1 to reach h1b over the bridge")
+    cp = topo.exec("h1", "ping", "-n", "-c", "2", "-i", "0.3", "-W", "1", "10.0.7.1")
+    assert cp.returncode == 0, show(cp)
+    rg = topo.exec("h1", "ip", "route", "get", "10.0.7.1").stdout
+    assert "via 10.0.1.3" in rg and "redirected" in rg, rg

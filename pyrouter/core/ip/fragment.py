@@ -6,7 +6,7 @@ there; a fragment that partly overlaps held data drops the whole datagram
 (Linux since the FragmentSmack fix, DEFRAG-05) while one that lies wholly
 inside held data is a duplicate and is ignored; a non-last fragment whose
 length is not a multiple of 8 is trimmed, as ip_frag_queue() does.  After
-ipfrag_time (30 s) an incomplete queue is freed and, if its first fragment
+ipfrag_time (30 s by default) an incomplete queue is freed and, if its first fragment
 was seen, ICMP Time Exceeded code 1 quotes it (DEFRAG-07).  Memory is bounded:
 above ipfrag_high_thresh (4 MiB) the oldest queues are evicted until below
 ipfrag_low_thresh (3 MiB) (DEFRAG-08).  A datagram over 65535 bytes fails.
@@ -29,7 +29,6 @@ from ..time import SECOND
 if TYPE_CHECKING:
     from ..router import Router
 
-IPFRAG_TIME = 30 * SECOND
 IPFRAG_HIGH_THRESH = 4 * 1024 * 1024
 IPFRAG_LOW_THRESH = 3 * 1024 * 1024
 FRAG_OVERHEAD = 256      # per-fragment accounting overhead, like skb truesize
@@ -86,7 +85,7 @@ class Reassembler:
         q = self.queues.get(key)
         if q is None:
             self._evict(r, now)
-            q = self.queues[key] = FragQueue(key, now + IPFRAG_TIME, pkt.iif)
+            q = self.queues[key] = FragQueue(key, now + r.sysctl.ipfrag_time * SECOND, pkt.iif)
             r.timers.schedule(q.deadline, ("frag", key))
         if end > 65535 - ihl:
             return self._fail(r, q, DropReason.REASM_TOO_BIG)

@@ -211,6 +211,8 @@ def _route_args(r: dict) -> list[str]:
     if rtype != "unicast":
         args.append(rtype)
     args.append(str(r["to"]))
+    for nh in r.get("nexthops") or ():
+        args += ["nexthop", "via", str(nh["via"]), "weight", str(nh.get("weight", 1))]
     if r.get("via"):
         args += ["via", str(r["via"])]
     if r.get("dev"):

@@ -198,6 +198,11 @@ class Router:
             self.trace.append({"stage": "drop", "reason": reason.value})
 
     def xmit(self, port: Port, frame: bytes | bytearray) -> None:
+        if not port.up:
+            # No carrier: the device drops what it is given (dev_queue_xmit).
+            port.tx_dropped += 1
+            self.drop(DropReason.PORT_DOWN)
+            return
         port.tx_packets += 1
         port.tx_bytes += len(frame)
         self.tx.append((port.ifindex, frame))
@@ -221,14 +226,15 @@ class Router:
         return ((now + self.wall_offset_ns) // 1_000_000) % 86_400_000
 
     def route_usable(self, route: Route) -> bool:
-        """Dead nexthops (port down) are skipped, RTNH_F_DEAD; a multipath route lives
-        while one of its paths does."""
+        """A nexthop on a port without carrier (the kernel's RTNH_F_LINKDOWN) is still
+        used unless ignore_routes_with_linkdown is set, as in the kernel; a multipath
+        route lives while one of its paths does."""
         if route.paths:
             return any(self.route_usable(p) for p in route.paths)
         if route.oif == 0:
             return True
         p = self.ports.get(route.oif)
-        return p is not None and p.up
+        return p is not None and (p.up or not self.sysctl.ignore_routes_with_linkdown)
 
     def fwd_cache_fill(self, dst: bytes, port: Port, l2: bytes, mtu: int) -> None:
         if len(self.fwd_cache) >= FWD_CACHE_MAX:

@@ -23,6 +23,7 @@ class Ipv4Sysctl:
     fib_multipath_hash_policy: int = 0  # 0: L3 (addresses), 1: L4 (5-tuple)
     log_martians: bool = False
     ipfrag_time: int = 30               # seconds an incomplete datagram is kept
+    ignore_routes_with_linkdown: bool = False
     route_min_pmtu: int = 552           # net.ipv4.route.min_pmtu
     route_mtu_expires: int = 600        # net.ipv4.route.mtu_expires, seconds
 

@@ -62,8 +62,26 @@ def test_hash_policy(policy: int, spread: bool) -> None:
     assert (len(used) == 2) == spread
 
 
-def test_dead_path_is_skipped_and_comes_back() -> None:
+def test_linkdown_paths_stay_in_use_by_default() -> None:
     n = net()
+    fl = flows(60)
+    before = [egress_or_none(n, s, d) for s, d in fl]
+    n.router.set_link(SMALL, False, n.now)
+    # Flows hashed to the dead link are not moved (they wait on resolution there).
+    after = [egress_or_none(n, s, d) for s, d in fl]
+    assert [a for a in after if a is not None] and SMALL not in after
+    assert all(b == a for b, a in zip(before, after, strict=True) if a is not None)
+
+
+def egress_or_none(n: Net, src: str, dst: str) -> int | None:
+    host = Host(src, H1.mac, LAN)
+    tx = n.send(LAN, frame_from(host, ipv4(src, dst, udp(src, dst))))
+    ports = {i for i, f in tx if f[12:14] == b"\x08\x00"}
+    return ports.pop() if ports else None
+
+
+def test_dead_path_is_skipped_and_comes_back() -> None:
+    n = net(extra="ipv4: {ignore_routes_with_linkdown: true}\n")
     fl = flows(100)
     before = [egress(n, s, d) for s, d in fl]
     n.router.set_link(SMALL, False, n.now)

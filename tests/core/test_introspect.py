@@ -299,10 +299,16 @@ def test_route_get_unknown_iif() -> None:
     assert rget(net(), H2.ip, H1.ip, "eth9") == {"error": 'Cannot find device "eth9"'}
 
 
-def test_route_get_skips_dead_routes() -> None:
-    n = net()
+def test_route_get_skips_dead_routes_with_ignore_routes_with_linkdown() -> None:
+    n = Net(CONFIG + "ipv4: {ignore_routes_with_linkdown: true}\n")
     n.router.set_link(SMALL, False, n.now)
     assert rget(n, H4.ip) == {"dst": H4.ip, "error": "Network is unreachable"}
+
+
+def test_route_get_keeps_linkdown_routes_by_default() -> None:
+    n = net()
+    n.router.set_link(SMALL, False, n.now)
+    assert rget(n, H4.ip)["dev"] == "small0"
 
 
 def test_route_get_from_without_iif_reports_the_source_the_packet_gets() -> None:

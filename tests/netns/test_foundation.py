@@ -679,3 +679,14 @@ def test_multipath_spreads_flows_and_keeps_each_on_one_path(topology) -> None:
     assert len(s2) + len(s3) == 3 * 48, (len(s2), len(s3))
     assert s2 and s3, "only one path used"
     assert not set(s2) & set(s3), "a flow was split across paths"
+
+
+def test_link_down_behind_the_router(topo: Topology) -> None:
+    """h2 takes its link down: the router's route there stays (the kernel's linkdown, with
+    ignore_routes_with_linkdown=0), its neighbour entry goes, resolution fails, and h1's
+    ping gets Destination Host Unreachable from the router. Either target."""
+    assert ping(topo, "h1", H2, count=1).returncode == 0
+    topo.exec("h2", "ip", "link", "set", topo.port_of("h2").name, "down", check=True)
+    time.sleep(1.5)                      # pyrouter notices within its 1 s link poll
+    cp = ping(topo, "h1", H2, count=1, wait=6)
+    assert errors(cp.stdout) == [(R_A, "Destination Host Unreachable")], show(cp)

@@ -161,9 +161,6 @@ def options_fragment(hdr: bytes) -> bytes:
 def neigh_output(r: Router, port: Port, nexthop: int, l3: bytes | bytearray, ctx: PacketBuf,
                  now: int) -> None:
     """Resolve *nexthop* on *port* and transmit, or queue while resolving."""
-    if not port.up:
-        r.drop(DropReason.PORT_DOWN)
-        return
     if r.trace is not None:
         e = r.neigh4.get(port.ifindex, nexthop)
         r.note("neigh_output", dev=port.name, nexthop=ip4_str(nexthop),

@@ -99,7 +99,7 @@ def arp_solicit(r: Router, e: NeighbourEntry, unicast: bool) -> None:
     subnet (inet_select_addr).
     """
     port = r.ports.get(e.ifindex)
-    if port is None or not port.up:
+    if port is None:
         return
     sip = None
     if e.queue:

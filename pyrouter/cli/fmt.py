@@ -164,7 +164,9 @@ def route_get(d: dict[str, Any]) -> str:
     if d.get("cache"):
         c = d["cache"]
         lock = "lock " if c["locked"] else ""
-        line += f"\n    cache expires {c['expires']}sec mtu {lock}{c['mtu']}"
+        red = "<redirected> " if c.get("redirected") else ""
+        mtu = f" mtu {lock}{c['mtu']}" if c["mtu"] else ""
+        line += f"\n    cache {red}expires {c['expires']}sec{mtu}"
     extra = []
     if d.get("mtu"):
         extra.append(f"mtu {d['mtu']}")

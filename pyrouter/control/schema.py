@@ -229,6 +229,7 @@ class Ipv4Knobs(_Model):
     log_martians: bool = False
     ipfrag_time: int = Field(default=30, ge=1, le=3600)
     ignore_routes_with_linkdown: bool = False
+    accept_redirects: bool = False
     route_min_pmtu: int = Field(default=552, ge=68, le=65535)
     route_mtu_expires: int = Field(default=600, ge=1, le=86400)
 

@@ -68,7 +68,7 @@ SNMP_COUNTERS = (
     "IpInDiscards", "IpInDelivers", "IpOutRequests", "IpOutDiscards", "IpOutNoRoutes",
     "IpReasmReqds", "IpReasmOKs", "IpReasmFails", "IpFragOKs", "IpFragFails", "IpFragCreates",
     "IcmpInMsgs", "IcmpInErrors", "IcmpInCsumErrors", "IcmpInEchos", "IcmpInEchoReps",
-    "IcmpInDestUnreachs", "IcmpInTimeExcds", "IcmpOutMsgs", "IcmpOutEchoReps",
+    "IcmpInDestUnreachs", "IcmpInTimeExcds", "IcmpInRedirects", "IcmpRedirectsRejected", "IcmpOutMsgs", "IcmpOutEchoReps",
     "IcmpOutDestUnreachs", "IcmpOutTimeExcds", "IcmpOutParmProbs", "IcmpOutRedirects",
     "UdpInDatagrams", "UdpNoPorts", "UdpInErrors", "UdpInCsumErrors",
     "TcpInSegs", "TcpOutRsts", "TcpInErrs", "TcpInCsumErrors",

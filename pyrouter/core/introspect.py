@@ -205,6 +205,9 @@ def route_get(r: Router, dst: int, src: int | None = None, iif: str | None = Non
             if exc is not None:
                 res["cache"] = {"expires": max(0, (exc.expires - now) // SECOND),
                                 "mtu": exc.pmtu, "locked": exc.locked}
+                if exc.redirect_gw and own:
+                    res["gateway"] = addr_str(4, exc.redirect_gw)
+                    res["cache"]["redirected"] = True
             e = r.neigh4.get(port.ifindex, nexthop)
             res["neigh"] = {"addr": addr_str(4, nexthop),
                             "state": e.state.value if e else "NONE",

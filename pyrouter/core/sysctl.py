@@ -24,6 +24,7 @@ class Ipv4Sysctl:
     log_martians: bool = False
     ipfrag_time: int = 30               # seconds an incomplete datagram is kept
     ignore_routes_with_linkdown: bool = False
+    accept_redirects: bool = False      # the kernel turns it off when forwarding
     route_min_pmtu: int = 552           # net.ipv4.route.min_pmtu
     route_mtu_expires: int = 600        # net.ipv4.route.mtu_expires, seconds
 

@@ -28,7 +28,7 @@ from ..drops import DropReason
 from ..packet import PacketBuf, PktType
 from .icmp import icmp_echo_reply, icmp_send
 from .output import ip_local_out
-from .pmtu import learn_from_frag_needed
+from .pmtu import learn_from_frag_needed, learn_from_redirect
 from .sock import icmp_for_us
 
 if TYPE_CHECKING:
@@ -105,6 +105,10 @@ def icmp_rcv(r: Router, pkt: PacketBuf, now: int, broadcast: bool) -> None:
                 learn_from_frag_needed(r, pkt, off, now)
         elif t == icmpw.ICMP_TIME_EXCEEDED:
             snmp["IcmpInTimeExcds"] += 1
+        elif t == icmpw.ICMP_REDIRECT:
+            snmp["IcmpInRedirects"] += 1
+            if r.sysctl.accept_redirects and not broadcast:
+                learn_from_redirect(r, pkt, off, now)
         if not broadcast:
             icmp_for_us(r, pkt, off, now)
 

@@ -49,6 +49,10 @@ def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: 
     port = r.ports[route.oif]
     local = route.type is RouteType.LOCAL
     nexthop = daddr if local or route.gateway is None else route.gateway
+    if route.gateway is not None and len(r.fnhe):
+        e = r.fnhe.get(route.oif, route.gateway, daddr, now)
+        if e is not None and e.redirect_gw:
+            nexthop = e.redirect_gw                     # learned from an accepted redirect
     if saddr is None:
         saddr = daddr if local else (route.prefsrc or port.primary_addr4(toward=nexthop) or 0)
     total = 20 + len(payload)

@@ -188,7 +188,7 @@ class NeighbourTable:
         self.owner.neigh_changed()
 
     # -- events ----------------------------------------------------------
-    def event_send(self, ifindex: int, addr: int, l3: bytes, ctx: Any,
+    def event_send(self, ifindex: int, addr: int, l3: bytes | None, ctx: Any,
                    now: Instant) -> bytes | None:
         """__neigh_event_send() + neigh_resolve_output(): the lladdr to send to now,
         or None when the packet was queued (or dropped) pending resolution."""
@@ -197,7 +197,8 @@ class NeighbourTable:
             e = self._create(ifindex, addr, now)
             if e is None:
                 # "neighbour table overflow": dropped silently (NEIGH_CREATEFAIL).
-                self.owner.neigh_dropped(None, "table_full")
+                if l3 is not None:
+                    self.owner.neigh_dropped(None, "table_full")
                 return None
         st = e.state
         if st in CONNECTED:
@@ -215,11 +216,13 @@ class NeighbourTable:
             self._set_state(e, NudState.INCOMPLETE, now)
             e.probes = 0
             self._arm(e, now + self.params.retrans_time)
-            self._queue(e, l3, ctx)
+            if l3 is not None:
+                self._queue(e, l3, ctx)
             e.probes += 1
             self.owner.neigh_solicit(e, False, now)
             return None
-        self._queue(e, l3, ctx)
+        if l3 is not None:
+            self._queue(e, l3, ctx)
         return None
 
     def _queue(self, e: NeighbourEntry, l3: bytes, ctx: Any) -> None:

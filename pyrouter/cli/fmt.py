@@ -73,6 +73,8 @@ def route_line(d: dict[str, Any], show_table: bool = False) -> str:
     parts += d.get("flags", [])
     if d.get("mtu"):
         parts += ["mtu", str(d["mtu"])]
+    if d.get("advmss"):
+        parts += ["advmss", str(d["advmss"])]
     line = " ".join(parts)
     for nh in d.get("nexthops", []):
         via = f"via {nh['gateway']} " if nh.get("gateway") else ""

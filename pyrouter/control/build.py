@@ -106,6 +106,14 @@ def check(cfg: Config, file: str = "<config>",
                     raise ConfigError(file, f"{nw}.via",
                                       f"gateway {nh.via} is not in a connected subnet")
             continue
+        if isinstance(rc.table, str) and rc.table not in cfg.tables:
+            raise ConfigError(file, f"{where}.table", f"no table named {rc.table!r} under tables:")
+        if rc.type in ("local", "broadcast"):
+            if rc.via is not None:
+                raise ConfigError(file, f"{where}.via", f"a {rc.type} route has no gateway")
+            if rc.dev is None:
+                raise ConfigError(file, f"{where}.dev", f"a {rc.type} route needs a device")
+            continue
         if rc.type != "unicast":
             # blackhole/unreachable/prohibit/throw take neither gateway nor device.
             if rc.via is not None:
@@ -137,6 +145,8 @@ def check(cfg: Config, file: str = "<config>",
         fams = {ip_network(p).version for p in (rule.from_, rule.to) if p is not None}
         if len(fams) > 1:
             raise ConfigError(file, where, "from and to are of different address families")
+        if isinstance(rule.table, str) and rule.table not in cfg.tables:
+            raise ConfigError(file, f"{where}.table", f"no table named {rule.table!r} under tables:")
         if rule.suppress_prefixlength is not None and rule.table is None:
             raise ConfigError(file, f"{where}.suppress_prefixlength", "only with a table lookup")
     return plans
@@ -152,7 +162,7 @@ def build_rules(cfg: Config, plans: list[PortPlan]) -> list[PolicyRule]:
         mark, mask = rule.fwmark if rule.fwmark is not None else (None, 0xFFFFFFFF)
         out.append(PolicyRule(
             priority=rule.priority,
-            table=rule.table or 0,
+            table=table_id(cfg, rule.table) if rule.table is not None else 0,
             action="lookup" if rule.table is not None else
                    ("goto" if rule.goto is not None else str(rule.type)),
             goto=rule.goto or 0,
@@ -168,7 +178,13 @@ def build_rules(cfg: Config, plans: list[PortPlan]) -> list[PolicyRule]:
     return out
 
 
-def _multipath(rc: Any, plans: list[PortPlan], by_name: dict[str, PortPlan]) -> Route:
+def table_id(cfg: Config, table: int | str) -> int:
+    """A table's number; names come from the config's ``tables:`` (checked before)."""
+    return cfg.tables[table] if isinstance(table, str) else table
+
+
+def _multipath(rc: Any, plans: list[PortPlan], by_name: dict[str, PortPlan],
+               table: int) -> Route:
     dst = _dst_network(rc.to, rc.nexthops[0].via)
     paths = []
     for nh in rc.nexthops:
@@ -178,10 +194,10 @@ def _multipath(rc: Any, plans: list[PortPlan], by_name: dict[str, PortPlan]) -> 
         paths.append(Route(dst.version, int(dst.network_address), dst.prefixlen,
                            RouteType.UNICAST, port.ifindex, gw, rc.metric, None, rc.mtu or 0,
                            rc.mtu_lock, Scope.UNIVERSE if gw is not None else Scope.LINK,
-                           rc.table, "static", mp=True))
+                           table, "static", mp=True))
     return Route(dst.version, int(dst.network_address), dst.prefixlen, RouteType.UNICAST,
                  paths[0].oif, None, rc.metric, None, rc.mtu or 0, rc.mtu_lock, Scope.UNIVERSE,
-                 rc.table, "static", paths=tuple(paths),
+                 table, "static", paths=tuple(paths),
                  weights=tuple(nh.weight for nh in rc.nexthops))
 
 
@@ -221,13 +237,14 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
             else:
                 r.ports[p.ifindex].addrs6.append((int(a.ip), a.network.prefixlen))
     r.fib.set_rules(build_rules(cfg, plans))
+    r.fib.table_names = {tid: name for name, tid in cfg.tables.items()}
     by_name = {p.name: p for p in plans}
     r.fib.multipath_hash_policy = cfg.ipv4.fib_multipath_hash_policy
     if cfg.ipv4.fib_multipath_hash_policy == 1 and any(rc.nexthops for rc in cfg.routes):
         r.fib.uses_ports = True
     for rc in cfg.routes:
         if rc.nexthops is not None:
-            r.add_route(_multipath(rc, plans, by_name))
+            r.add_route(_multipath(rc, plans, by_name, table_id(cfg, rc.table)))
             continue
         dst = _dst_network(rc.to, rc.via)
         kind = RouteType(rc.type)
@@ -238,11 +255,14 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
             assert port is not None
             oif = port.ifindex
             gw = int(rc.via) if rc.via is not None else None         # type: ignore[arg-type]
-        scope = Scope.LINK if kind is RouteType.UNICAST and gw is None else Scope.UNIVERSE
+        elif kind in (RouteType.LOCAL, RouteType.BROADCAST):
+            oif = by_name[rc.dev].ifindex                              # type: ignore[index]
+        scope = {RouteType.LOCAL: Scope.HOST, RouteType.BROADCAST: Scope.LINK}.get(
+            kind, Scope.LINK if kind is RouteType.UNICAST and gw is None else Scope.UNIVERSE)
         prefsrc = int(rc.src) if rc.src is not None else None          # type: ignore[arg-type]
         r.add_route(Route(dst.version, int(dst.network_address), dst.prefixlen, kind, oif, gw,
-                          rc.metric, prefsrc, rc.mtu or 0, rc.mtu_lock, scope, rc.table,
-                          "static"))
+                          rc.metric, prefsrc, rc.mtu or 0, rc.mtu_lock, scope,
+                          table_id(cfg, rc.table), "static", advmss=rc.advmss or 0))
     if cfg.routes_file:
         path = Path(cfg.routes_file)
         if not path.is_absolute():
@@ -256,7 +276,7 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
             p = _onlink_port(plans, gw, dev)
             return p.ifindex if p is not None else None
 
-        for route in parse_routes(path, onlink):
+        for route in parse_routes(path, onlink, cfg.tables):
             r.fib.insert(route)
         r.fwd_cache.clear()
     return r

@@ -27,16 +27,18 @@ REJECT = {"blackhole", "unreachable", "prohibit", "throw"}
 TABLES = {"main": 254, "local": 255, "default": 253}
 
 
-def parse_routes(path: Path, onlink: Any) -> Iterator[Route]:
+def parse_routes(path: Path, onlink: Any, names: dict[str, int] | None = None
+                 ) -> Iterator[Route]:
     """Yield Routes; *onlink(gw, dev) -> ifindex | None* resolves a gateway."""
-    cache: dict[tuple[str, str | None], int | None] = {}
+    cache: dict[tuple[str, str | None], Any] = {}
+    tables = {**TABLES, **(names or {})}
     with open(path) as f:
         for lineno, line in enumerate(f, 1):
             words = line.split("#", 1)[0].split()
             if not words:
                 continue
             try:
-                yield _route(words, cache, onlink)
+                yield _route(words, cache, onlink, tables)
             except (ValueError, IndexError, KeyError) as e:
                 raise ConfigError(str(path), f"line {lineno}", f"{e}: {line.strip()!r}") from None
 
@@ -64,8 +66,8 @@ def _v4_prefix(text: str) -> tuple[int, int]:
     return value, plen
 
 
-def _route(words: list[str], cache: dict[tuple[str, str | None], int | None],
-           onlink: Any) -> Route:
+def _route(words: list[str], cache: dict[tuple[str, str | None], Any],
+           onlink: Any, tables: dict[str, int]) -> Route:
     kind = RouteType.UNICAST
     if words[0] in REJECT:
         kind = RouteType(words.pop(0))
@@ -80,7 +82,7 @@ def _route(words: list[str], cache: dict[tuple[str, str | None], int | None],
     else:
         net = ip_network(("::/0" if fam == 6 else "0.0.0.0/0") if dst == "default" else dst)
         dst_int, plen = int(net.network_address), net.prefixlen
-    table = int(TABLES.get(opts.get("table", "main"), opts.get("table", RT_TABLE_MAIN)))
+    table = int(tables.get(opts.get("table", "main"), opts.get("table", RT_TABLE_MAIN)))
     metric = int(opts.get("metric", 0))
     mtu = int(opts.get("mtu", 0))
     if kind is not RouteType.UNICAST:

@@ -140,14 +140,18 @@ def _ipproto(v: object) -> int | None:
 TABLE_IDS = {"local": 255, "main": 254, "default": 253}
 
 
-def _table(v: object) -> int | None:
+def _table(v: object) -> int | str | None:
+    """A table id, or a name: local/main/default, or one declared under ``tables:``
+    (resolved in control/build.py)."""
     if v is None:
         return None
     if isinstance(v, str) and v in TABLE_IDS:
         return TABLE_IDS[v]
     if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 0xFFFFFFFF:
         return v
-    raise ValueError("a table number or local/main/default")
+    if isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]{0,31}", v):
+        return v
+    raise ValueError("a table number, local/main/default, or a name declared under tables:")
 
 
 class NexthopConfig(_Model):
@@ -165,10 +169,12 @@ class RouteConfig(_Model):
     nexthops: list[NexthopConfig] | None = Field(default=None, min_length=1)
     src: IpAddr | None = None          # preferred source for the router's own traffic
     metric: int = Field(default=0, ge=0, le=0xFFFFFFFF)
-    table: Annotated[int, BeforeValidator(_table)] = 254
+    table: Annotated[int | str, BeforeValidator(_table)] = 254
     mtu: int | None = Field(default=None, ge=68, le=65535)
     mtu_lock: bool = False
-    type: Literal["unicast", "blackhole", "unreachable", "prohibit", "throw"] = "unicast"
+    advmss: int | None = Field(default=None, ge=64, le=65535)
+    type: Literal["unicast", "local", "broadcast", "blackhole", "unreachable", "prohibit",
+                  "throw"] = "unicast"
 
 
 class Control(_Model):
@@ -206,7 +212,7 @@ class RuleConfig(_Model):
     ipproto: Annotated[int | None, BeforeValidator(_ipproto)] = None
     sport: Annotated[tuple[int, int] | None, BeforeValidator(_port_range)] = None
     dport: Annotated[tuple[int, int] | None, BeforeValidator(_port_range)] = None
-    table: Annotated[int | None, BeforeValidator(_table)] = None
+    table: Annotated[int | str | None, BeforeValidator(_table)] = None
     goto: int | None = Field(default=None, ge=1, le=0xFFFFFFFF)
     type: Literal["blackhole", "unreachable", "prohibit"] | None = None
     suppress_prefixlength: int | None = Field(default=None, ge=0, le=128)
@@ -239,6 +245,18 @@ class Config(_Model):
     routes: list[RouteConfig] = Field(default_factory=list)
     routes_file: str | None = None      # bulk routes, ip-route lines (control/routes_file.py)
     rules: list[RuleConfig] = Field(default_factory=list)
+    tables: dict[str, int] = Field(default_factory=dict)   # names, as /etc/iproute2/rt_tables
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, tid in v.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]{0,31}", name) or name in TABLE_IDS:
+                raise ValueError(f"table name {name!r}: an identifier other than "
+                                 "local/main/default")
+            if not 1 <= tid <= 0xFFFFFFFF or tid in TABLE_IDS.values():
+                raise ValueError(f"table {name!r}: an id from 1 to 4294967295, not 253-255")
+        return v
     ipv4: Ipv4Knobs = Field(default_factory=Ipv4Knobs)
     control: Control = Field(default_factory=Control)
     metrics: Metrics | None = None

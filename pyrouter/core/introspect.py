@@ -27,7 +27,9 @@ def addr_str(family: int, addr: int) -> str:
     return str(IPv4Address(addr) if family == 4 else IPv6Address(addr))
 
 
-def table_name(table: int) -> str:
+def table_name(table: int, r: Router | None = None) -> str:
+    if r is not None and table in r.fib.table_names:
+        return r.fib.table_names[table]
     return TABLE_NAMES.get(table, str(table))
 
 
@@ -35,7 +37,7 @@ def route_dict(r: Router, rt: Route) -> dict[str, Any]:
     port = r.ports.get(rt.oif)
     d: dict[str, Any] = {
         "type": rt.type.value, "dst": f"{addr_str(rt.family, rt.dst)}/{rt.plen}",
-        "family": rt.family, "table": table_name(rt.table), "protocol": rt.proto,
+        "family": rt.family, "table": table_name(rt.table, r), "protocol": rt.proto,
         "scope": rt.scope.name.lower(), "metric": rt.metric,
     }
     if port is not None:
@@ -46,6 +48,8 @@ def route_dict(r: Router, rt: Route) -> dict[str, Any]:
         d["prefsrc"] = addr_str(rt.family, rt.prefsrc)
     if rt.mtu:
         d["mtu"] = rt.mtu
+    if rt.advmss:
+        d["advmss"] = rt.advmss
     if port is not None and not port.up:
         d["flags"] = ["dead", "linkdown"]
     if rt.paths:
@@ -87,7 +91,7 @@ def route_objects(r: Router, table: str = "main") -> list[Route]:
     a cheap list of references the caller may turn into dicts a chunk at a time."""
     out: list[Route] = []
     for tid in sorted(r.fib.tables, reverse=True):
-        if table == "all" or table_name(tid) == table:
+        if table == "all" or table_name(tid, r) == table or str(tid) == table:
             out.extend(r.fib.tables[tid].routes())
     return out
 
@@ -124,7 +128,7 @@ def rules(r: Router) -> list[dict[str, Any]]:
             if rng is not None:
                 d[key] = str(rng[0]) if rng[0] == rng[1] else f"{rng[0]}-{rng[1]}"
         if rule.action == "lookup":
-            d["table"] = table_name(rule.table)
+            d["table"] = table_name(rule.table, r)
             if rule.suppress_prefixlength >= 0:
                 d["suppress_prefixlength"] = rule.suppress_prefixlength
         elif rule.action == "goto":
@@ -180,7 +184,7 @@ def route_get(r: Router, dst: int, src: int | None = None, iif: str | None = Non
         res["error"] = "Network is unreachable"
         return res
     res["type"] = rt.type.value
-    res["table"] = table_name(rt.table)
+    res["table"] = table_name(rt.table, r)
     res["prefix"] = f"{addr_str(4, rt.dst)}/{rt.plen}"
     errors = {RouteType.UNREACHABLE: "No route to host", RouteType.PROHIBIT: "Permission denied",
               RouteType.BLACKHOLE: "Invalid argument"}

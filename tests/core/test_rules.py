@@ -16,6 +16,7 @@ from .helpers import (
     H1,
     H1B,
     H2,
+    LAN,
     TOPOLOGY,
     WAN,
     Net,
@@ -146,4 +147,40 @@ def test_show_rules_lists_defaults_and_configured_in_order() -> None:
 def test_bad_rules_are_refused_with_their_key_path(rule: str, path: str) -> None:
     with pytest.raises(ConfigError) as e:
         build(parse(TOPOLOGY + "rules:\n  - " + rule + "\n"), random.Random(1))
+    assert e.value.path == path, str(e.value)
+
+
+def test_named_tables_local_route_type_and_advmss() -> None:
+    text = (TOPOLOGY + "  - {to: 10.0.2.0/24, type: unreachable, table: vpn}\n"
+            "  - {to: 10.88.0.0/16, via: 10.0.2.254, advmss: 1360}\n"
+            "  - {to: 10.77.7.7/32, type: local, dev: lan0}\n"
+            "tables: {vpn: 100}\n"
+            f"rules:\n  - {{priority: 100, from: {H1.ip}/32, table: vpn}}\n")
+    n = Net(text)
+    n.reachable(H1)
+    n.reachable(H2)
+    assert verdict(send_udp(n, H1)) == "icmp 3/1"
+    assert rules(n.router)[1]["table"] == "vpn"
+    from pyrouter.core.introspect import routes as show_routes
+    assert [r["dst"] for r in show_routes(n.router, "vpn")] == ["10.0.2.0/24"]
+    assert [r["dst"] for r in show_routes(n.router, "100")] == ["10.0.2.0/24"]
+    assert next(r for r in show_routes(n.router) if r["dst"] == "10.88.0.0/16")["advmss"] == 1360
+    # The local route makes the router answer for 10.77.7.7 itself.
+    tx = n.send(LAN, frame_from(H1, ipv4(H1.ip, "10.77.7.7", b"\x08\x00\xf7\xff\x00\x00\x00\x00",
+                                          proto=1)))
+    ip = parse_ipv4(tx[0][1][14:])
+    assert (ip.src, ip.dst, ip.payload[0]) == ("10.77.7.7", H1.ip, 0)
+
+
+@pytest.mark.parametrize("text, path", [
+    ("routes: [{to: 10.0.9.0/24, type: unreachable, table: nope}]", "routes[0].table"),
+    ("rules: [{priority: 5, table: nope}]", "rules[0].table"),
+    ("routes: [{to: 10.9.9.9/32, type: local}]", "routes[0].dev"),
+    ("tables: {main: 5}", "tables"),
+    ("tables: {vpn: 254}", "tables"),
+])
+def test_bad_table_names_and_local_routes(text: str, path: str) -> None:
+    base = TOPOLOGY.split("routes:")[0]
+    with pytest.raises(ConfigError) as e:
+        build(parse(base + text + "\n"), random.Random(1))
     assert e.value.path == path, str(e.value)

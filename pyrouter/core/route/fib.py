@@ -58,6 +58,7 @@ class Route:
     scope: Scope = Scope.UNIVERSE
     table: int = RT_TABLE_MAIN
     proto: str = "static"         # kernel | static | boot | ...
+    advmss: int = 0               # RTAX_ADVMSS (kept and shown; no TCP terminates here)
     paths: tuple[Route, ...] = ()  # multipath: one single-nexthop Route per path
     weights: tuple[int, ...] = ()
     mp: bool = False              # this Route is one path of a multipath route

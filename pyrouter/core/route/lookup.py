@@ -103,6 +103,7 @@ class Fib:
     generation: int = 0          # bumped on every change: caches compare it
     uses_ports: bool = False     # some rule (or L4 multipath hashing) needs the ports
     hash_seed: int = 0           # multipath hash key (the kernel's is random per boot)
+    table_names: dict[int, str] = field(default_factory=dict)   # config tables: names
     multipath_hash_policy: int = 0
 
     @property

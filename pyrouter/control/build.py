@@ -146,7 +146,8 @@ def check(cfg: Config, file: str = "<config>",
         if len(fams) > 1:
             raise ConfigError(file, where, "from and to are of different address families")
         if isinstance(rule.table, str) and rule.table not in cfg.tables:
-            raise ConfigError(file, f"{where}.table", f"no table named {rule.table!r} under tables:")
+            raise ConfigError(file, f"{where}.table",
+                              f"no table named {rule.table!r} under tables:")
         if rule.suppress_prefixlength is not None and rule.table is None:
             raise ConfigError(file, f"{where}.suppress_prefixlength", "only with a table lookup")
     return plans

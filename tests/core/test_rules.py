@@ -9,6 +9,7 @@ import pytest
 
 from pyrouter.control.build import build
 from pyrouter.control.load import ConfigError, parse
+from pyrouter.core import SECOND
 from pyrouter.core.introspect import route_get, rules
 from pyrouter.core.route.flow import FlowKey
 
@@ -120,6 +121,7 @@ def test_goto_skips_rules_and_throw_continues() -> None:
 def test_no_fast_path_with_custom_rules() -> None:
     n = net(f"  - {{priority: 100, from: {H1B.ip}/32, table: 100}}\n")
     for _ in range(5):
+        n.now += 2 * SECOND      # route errors share a per-host ICMP budget (ip_error)
         assert verdict(send_udp(n, H1)) == "forwarded"
         assert verdict(send_udp(n, H1B)) == "icmp 3/1"
     assert n.router.fast_forwarded == 0

@@ -690,3 +690,30 @@ def test_link_down_behind_the_router(topo: Topology) -> None:
     time.sleep(1.5)                      # pyrouter notices within its 1 s link poll
     cp = ping(topo, "h1", H2, count=1, wait=6)
     assert errors(cp.stdout) == [(R_A, "Destination Host Unreachable")], show(cp)
+
+
+def test_longest_prefix_and_metric_order(topology) -> None:
+    """The most specific prefix wins; among equal prefixes the lowest metric. Observed
+    through reject routes' ICMP codes, on either target."""
+    topo = topology(routes=[
+        {"to": "10.50.0.0/16", "type": "unreachable"},
+        {"to": "10.50.1.0/24", "type": "prohibit"},
+        {"to": "10.60.0.0/16", "type": "prohibit", "metric": 10},
+        {"to": "10.60.0.0/16", "type": "unreachable", "metric": 5},
+    ])
+    cases = {"10.50.1.1": "Packet filtered", "10.50.2.1": "Destination Host Unreachable",
+             "10.60.0.1": "Destination Host Unreachable"}
+    for dst, want in cases.items():
+        cp = ping(topo, "h1", dst, count=1, wait=1)
+        assert errors(cp.stdout) == [(R_A, want)], show(cp)
+        time.sleep(2.1)        # each route error spends 2 s of the per-host ICMP budget
+
+
+def test_route_error_budget(topology) -> None:
+    """ip_error() and icmp_send() draw on one per-host bucket (burst 5 s, 1 s per use,
+    two uses per route error): five quick pings into an unreachable route get exactly
+    two answers, on either target."""
+    topo = topology(routes=[{"to": "10.50.0.0/16", "type": "unreachable"}])
+    cp = topo.exec("h1", "ping", "-n", "-c", "5", "-i", "0.01", "-W", "1", "10.50.0.1",
+                   timeout=20)
+    assert len(errors(cp.stdout)) == 2, show(cp)

@@ -686,6 +686,7 @@ def test_reload_applies_routes_cli_and_sighup(topology) -> None:
     topo.write_config()
     topo.reload()
     assert "10.9.0.0/16" not in topo.cli("show", "route").stdout
+    time.sleep(2.1)    # route errors share a per-host ICMP budget (ip_error)
     cp = ping(topo, "h1", "10.9.0.1")
     assert errors(cp.stdout) == [(R_A, "Destination Net Unreachable")], show(cp)
 

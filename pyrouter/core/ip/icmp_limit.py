@@ -11,6 +11,10 @@ Two limits apply to an ICMP message the router originates, in this order:
    ``icmp_ratelimit`` (1000 ms) per message, at most 6 x that (XRLIM_BURST_FACTOR),
    and a new peer starts full, so a host gets 6 back-to-back, then 1 per second.
 
+ip_error() (ICMP for reject routes and missing routes) first checks the same
+per-source bucket with its own cost (1 s) and burst (5 s), so each such error
+spends two tokens: a host gets 2-3 back-to-back, then one every 2 s.
+
 Only types whose bit is set in ``icmp_ratemask`` (0x1818: Destination
 Unreachable, Source Quench, Time Exceeded, Parameter Problem) are limited;
 Frag Needed (type 3 code 4) and unknown types (> 18) never are, and neither is
@@ -32,6 +36,8 @@ from ..time import MILLISECOND, SECOND
 
 XRLIM_BURST_FACTOR = 6
 MAX_PEERS = 4096
+IP_RT_ERROR_COST = SECOND
+IP_RT_ERROR_BURST = 5 * SECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +86,9 @@ class IcmpLimiter:
         """icmp_global_consume(): 0, 1 or 2 credits, at random."""
         self.credit -= self.rng.randrange(3)
 
-    def peer_allow(self, daddr: int, now: int) -> bool:
-        """inet_peer_xrlim_allow() with timeout = icmp_ratelimit."""
-        timeout = self.limits.icmp_ratelimit_ms * MILLISECOND
-        if timeout <= 0:
-            return True
+    def _bucket(self, daddr: int, now: int, cost: int, burst: int) -> bool:
+        """The inet_peer token bucket (rate_tokens, rate_last) for *daddr*, shared by
+        ip_error() and icmpv4_xrlim_allow() as in the kernel."""
         entry = self.peers.pop(daddr, None)
         if entry is None:
             tokens, last = 0, now - 60 * SECOND      # inet_getpeer(): rate_last = now - 60 s
@@ -92,9 +96,21 @@ class IcmpLimiter:
                 self.peers.popitem(last=False)
         else:
             tokens, last = entry
-        tokens = min(tokens + now - last, XRLIM_BURST_FACTOR * timeout)
-        ok = tokens >= timeout
+        tokens = min(tokens + now - last, burst)
+        ok = tokens >= cost
         if ok:
-            tokens -= timeout
+            tokens -= cost
         self.peers[daddr] = (tokens, now)
         return ok
+
+    def peer_allow(self, daddr: int, now: int) -> bool:
+        """inet_peer_xrlim_allow() with timeout = icmp_ratelimit."""
+        timeout = self.limits.icmp_ratelimit_ms * MILLISECOND
+        if timeout <= 0:
+            return True
+        return self._bucket(daddr, now, timeout, XRLIM_BURST_FACTOR * timeout)
+
+    def ip_error_allow(self, saddr: int, now: int) -> bool:
+        """ip_error()'s own check on the same bucket: ip_rt_error_cost 1 s, burst 5 s.
+        A route error thus spends two tokens (this one, then icmp_send's)."""
+        return self._bucket(saddr, now, IP_RT_ERROR_COST, IP_RT_ERROR_BURST)

@@ -127,7 +127,7 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
     else:
         reason = _ROUTE_DROP.get(route.type, DropReason.NO_ROUTE)
     code = route_error_code(kind)
-    if code is not None and port.forwarding:
+    if code is not None and port.forwarding and r.icmp_limiter.ip_error_allow(src, now):
         icmp_send(r, pkt, icmpw.ICMP_DEST_UNREACH, code, 0, now)
     r.drop(reason, port)
 

@@ -84,7 +84,6 @@ class Router:
         self.fwd_cache: dict[bytes, tuple[int, bytes, int, Port]] = {}
         self.fast_forwarded = 0
         self.wall_offset_ns = 0                # wall clock minus ``now`` (set by the shell)
-        self.last_now = now
         self._martian_tokens = 10.0
         self._martian_stamp = now
         self.sockets: dict[str, set[int]] = {"icmp": set(), "udp": set()}   # ip/sock.py

@@ -38,7 +38,9 @@ from ..control.load import ConfigError, load
 from ..control.schema import Config
 from ..core import Event, Router
 from . import log as logmod
-from .metrics import LoopStats
+from .control import ControlServer
+from .metrics import LoopStats, render
+from .metrics import serve as serve_metrics
 from .netlink import link_states, netns_exists, set_mtu, setup_link
 from .tap import BrokenPortError, Transmitter, open_tap, rx_loop
 
@@ -220,8 +222,6 @@ class App:
 
     # -- main ----------------------------------------------------------------------
     async def main(self, ready_file: str | None) -> None:
-        from .control import ControlServer  # noqa: PLC0415 (control imports this module)
-
         # The router was built (pure, and checked) before any device was touched; its
         # clock starts now: periodic timers are re-based on their first tick.
         now = int(trio.current_time() * NS)
@@ -237,8 +237,6 @@ class App:
             control = ControlServer(self)
             await nursery.start(control.serve, self.cfg.control.socket)
             if self.cfg.metrics is not None:
-                from .metrics import serve as serve_metrics  # noqa: PLC0415
-
                 await nursery.start(serve_metrics, self.cfg.metrics.listen, self.metrics_text)
             self.log.info("ready", ports=[p.name for p in self.router.ports.values()],
                           pid=os.getpid(), control=self.cfg.control.socket)
@@ -273,8 +271,6 @@ class App:
             self.tx.flush()
 
     def metrics_text(self) -> str:
-        from .metrics import render  # noqa: PLC0415
-
         return render(self.router.snapshot(), self.loop.as_dict())
 
     def write_stats(self) -> None:

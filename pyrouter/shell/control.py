@@ -42,6 +42,7 @@ from ..control.load import ConfigError
 from ..core import Event, introspect
 from ..core.ip.sock import send_echo, send_udp_probe
 from ..core.trace import Tracer, explain
+from ..wire.capfilter import FilterError, compile_filter
 
 if TYPE_CHECKING:
     from .app import App
@@ -462,8 +463,6 @@ class ControlServer:
 
     # -- capture / trace ----------------------------------------------------------------------
     def _filter(self, expr: str) -> Callable[[bytes], bool]:
-        from ..wire.capfilter import FilterError, compile_filter  # noqa: PLC0415
-
         try:
             return compile_filter(expr)
         except FilterError as e:

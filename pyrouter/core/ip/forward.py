@@ -46,30 +46,12 @@ def _maybe_redirect(r: Router, pkt: PacketBuf, port: Port, nexthop: int, now: in
     src = int.from_bytes(data[12:16], "big")
     onlink = any((src ^ a) & m == 0 and (nexthop ^ a) & m == 0
                  for a, m in ((a, (0xFFFFFFFF << (32 - p)) & 0xFFFFFFFF) for a, p in port.addrs4))
-    if not onlink or _has_source_route(data, pkt.ihl):
-        return
+    if not onlink or (pkt.opts is not None and pkt.opts.srr):
+        return                  # (source-routed packets are dropped at ip_rcv anyway)
     if r.redirects.allow(src, now):
         if r.trace is not None:
             r.note("ip_rt_send_redirect", gateway=ip4_str(nexthop))
         icmp_send(r, pkt, icmpw.ICMP_REDIRECT, ICMP_REDIR_HOST, nexthop, now)
-
-
-def _has_source_route(data: bytearray, ihl: int) -> bool:
-    """An LSRR (131) or SSRR (137) option: such packets never cause a redirect (OPT-09)."""
-    i = 20
-    while i < ihl:
-        t = data[i]
-        if t == 0:
-            return False
-        if t == 1:
-            i += 1
-            continue
-        if t in (131, 137):
-            return True
-        if i + 1 >= ihl or data[i + 1] < 2:
-            return False
-        i += data[i + 1]
-    return False
 
 
 def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:

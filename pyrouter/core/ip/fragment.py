@@ -21,10 +21,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ...wire.icmpv4 import ICMP_EXC_FRAGTIME, ICMP_TIME_EXCEEDED
 from ...wire.ipv4 import IP_DF, IP_MF, IP_OFFSET, set_checksum
 from ..drops import DropReason
 from ..packet import PacketBuf
 from ..time import SECOND
+from .icmp import icmp_send
 
 if TYPE_CHECKING:
     from ..router import Router
@@ -167,7 +169,4 @@ class Reassembler:
         r.counters.snmp["IpReasmFails"] += 1
         r.drop(DropReason.REASM_TIMEOUT)
         if q.first is not None:
-            from ...wire.icmpv4 import ICMP_EXC_FRAGTIME, ICMP_TIME_EXCEEDED  # noqa: PLC0415
-            from .icmp import icmp_send  # noqa: PLC0415
-
             icmp_send(r, q.first, ICMP_TIME_EXCEEDED, ICMP_EXC_FRAGTIME, 0, now)

@@ -31,15 +31,24 @@ def path_mtu(r: Router, route: Route, port: Port, daddr: int, now: int,
     return route.mtu or port.mtu
 
 
-def learn_from_frag_needed(r: Router, pkt: PacketBuf, off: int, now: int) -> None:
-    data = pkt.data
+def quoted_from_us(r: Router, data: bytearray, off: int) -> tuple[int, int, int] | None:
+    """The IPv4 header an ICMP error at *off* quotes, if one of our addresses sent it:
+    ``(quoted offset, source, destination)``; None otherwise."""
     q = off + 8
     if len(data) < q + 20 or data[q] >> 4 != 4:
-        return
+        return None
     qsrc = int.from_bytes(data[q + 12:q + 16], "big")
     if qsrc not in r.local4:
+        return None
+    return q, qsrc, int.from_bytes(data[q + 16:q + 20], "big")
+
+
+def learn_from_frag_needed(r: Router, pkt: PacketBuf, off: int, now: int) -> None:
+    data = pkt.data
+    quoted = quoted_from_us(r, data, off)
+    if quoted is None:
         return
-    qdst = int.from_bytes(data[q + 16:q + 20], "big")
+    _q, qsrc, qdst = quoted
     mtu = (data[off + 6] << 8) | data[off + 7]
     route = r.fib.lookup(FlowKey(4, qdst, qsrc), r.route_usable)
     if route is None or route.type is not RouteType.UNICAST:
@@ -62,15 +71,12 @@ def learn_from_redirect(r: Router, pkt: PacketBuf, off: int, now: int) -> None:
     data = pkt.data
     if (data[off + 1] & 7) > 3:
         return
-    q = off + 8
-    if len(data) < q + 20 or data[q] >> 4 != 4:
+    quoted = quoted_from_us(r, data, off)
+    if quoted is None:
         return
-    qsrc = int.from_bytes(data[q + 12:q + 16], "big")
-    qdst = int.from_bytes(data[q + 16:q + 20], "big")
+    _q, qsrc, qdst = quoted
     old_gw = int.from_bytes(data[12:16], "big")          # who sent the redirect
     new_gw = int.from_bytes(data[off + 4:off + 8], "big")
-    if qsrc not in r.local4:
-        return
     route = r.fib.lookup(FlowKey(4, qdst, qsrc), r.route_usable)
     if route is None or route.type is not RouteType.UNICAST or route.gateway != old_gw:
         return

@@ -78,21 +78,20 @@ def ip_rcv(r: Router, port: Port, frame: bytes, l3off: int, pkt_type: PktType,
 
 def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
     data = pkt.data
-    r.last_now = now
     src = int.from_bytes(data[12:16], "big")
     dst = int.from_bytes(data[16:20], "big")
     s8 = src >> 24
     if 224 <= s8 < 240 or src == 0xFFFFFFFF:         # multicast or limited broadcast
-        return _martian(r, port, data, DropReason.MARTIAN_SRC)
+        return _martian(r, port, data, now, DropReason.MARTIAN_SRC)
     if dst == 0xFFFFFFFF or (src == 0 and dst == 0):
         return ip_local_deliver(r, pkt, now, broadcast=True)
     if s8 == 0:
-        return _martian(r, port, data, DropReason.MARTIAN_SRC)
+        return _martian(r, port, data, now, DropReason.MARTIAN_SRC)
     d8 = dst >> 24
     if d8 == 0 or d8 == 127:
-        return _martian(r, port, data, DropReason.MARTIAN_DST)
+        return _martian(r, port, data, now, DropReason.MARTIAN_DST)
     if s8 == 127:
-        return _martian(r, port, data, DropReason.MARTIAN_SRC)
+        return _martian(r, port, data, now, DropReason.MARTIAN_SRC)
     if d8 >= 224 and d8 < 240:
         # Multicast: not joined to any group yet, and no multicast routing.
         r.drop(DropReason.MARTIAN_DST, port)
@@ -111,12 +110,12 @@ def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
         r.note("fib_lookup", **route_note(r, route))
     tos = data[1] & 0x1E
     if kind is RouteType.LOCAL or kind is RouteType.BROADCAST:
-        if _source_invalid(r, port, src, 0, tos, data) or \
+        if _source_invalid(r, port, src, 0, tos, data, now) or \
                 (pkt.ihl > 20 and _options_bad(r, pkt, now)):
             return None
         return ip_local_deliver(r, pkt, now, broadcast=kind is RouteType.BROADCAST)
     if kind is RouteType.UNICAST and route is not None and port.forwarding:
-        if _source_invalid(r, port, src, route.oif, tos, data) or \
+        if _source_invalid(r, port, src, route.oif, tos, data, now) or \
                 (pkt.ihl > 20 and _options_bad(r, pkt, now)):
             return None
         return ip_forward(r, pkt, route, now)
@@ -168,7 +167,7 @@ def _options_bad(r: Router, pkt: PacketBuf, now: int) -> bool:
 
 
 def _source_invalid(r: Router, port: Port, src: int, oif: int, tos: int,
-                    pkt_data: bytearray) -> bool:
+                    pkt_data: bytearray, now: int) -> bool:
     """fib_validate_source(), counted: a martian source or a reverse-path failure."""
     v = fib_validate_source(r, port, src, 0, tos, oif)
     if v >= 0:
@@ -177,14 +176,14 @@ def _source_invalid(r: Router, port: Port, src: int, oif: int, tos: int,
         r.counters.snmp["TcpExtIPReversePathFilter"] += 1
         r.drop(DropReason.RP_FILTER, port)
     else:
-        _martian(r, port, pkt_data, DropReason.MARTIAN_SRC)
+        _martian(r, port, pkt_data, now, DropReason.MARTIAN_SRC)
     return True
 
 
-def _martian(r: Router, port: Port, data: bytearray, reason: DropReason) -> None:
+def _martian(r: Router, port: Port, data: bytearray, now: int, reason: DropReason) -> None:
     r.counters.snmp["IpInAddrErrors"] += 1
     r.drop(reason, port)
-    if r.sysctl.log_martians and r.martian_log_allow(r.last_now):
+    if r.sysctl.log_martians and r.martian_log_allow(now):
         # ip_handle_martian_source() / "martian destination": logged when log_martians
         # is on, through a rate limit (the kernel's net_ratelimit: 10 per 5 s).
         r.events.append(Event("martian.source" if reason is DropReason.MARTIAN_SRC

@@ -28,6 +28,7 @@ from ...wire.ipv4 import IPPROTO_ICMP, IPPROTO_UDP
 from ..actions import Event
 from ..packet import PacketBuf
 from .output import ip_local_out
+from .pmtu import quoted_from_us
 
 if TYPE_CHECKING:
     from ..router import Router
@@ -76,12 +77,12 @@ def icmp_for_us(r: Router, pkt: PacketBuf, off: int, now: int) -> None:
         return
     if not icmpw.is_error_type(icmp_type):
         return
-    q = off + 8                                        # the quoted IPv4 header
-    if len(data) < q + 20 or data[q] >> 4 != 4:
+    quoted = quoted_from_us(r, data, off)
+    if quoted is None:
         return
+    q = quoted[0]
     qihl = (data[q] & 0x0F) << 2
-    qsrc = int.from_bytes(data[q + 12:q + 16], "big")
-    if qsrc not in r.local4 or len(data) < q + qihl + 8:
+    if len(data) < q + qihl + 8:
         return
     t = q + qihl
     info["kind"] = "error"

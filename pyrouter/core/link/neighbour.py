@@ -126,7 +126,7 @@ class NeighbourTable:
         self.generation = 0
         self.reachable_time = self._rand_reach_time()
         self.stats = {"allocs": 0, "destroys": 0, "forced_gc_runs": 0, "table_fulls": 0,
-                      "res_failed": 0, "unres_discards": 0, "lookups": 0}
+                      "res_failed": 0, "unres_discards": 0}
 
     # -- helpers ---------------------------------------------------------
     def _rand_reach_time(self) -> int:

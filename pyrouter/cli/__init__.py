@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     chk.add_argument("-c", "--config", required=True)
     show = sub.add_parser("show", help="interfaces, addresses, routes, neighbours, counters")
     show.add_argument("what", choices=("link", "addr", "route", "rule", "neigh", "stats"))
-    show.add_argument("rest", nargs="*", help="route: table NAME|all; stats: all")
+    show.add_argument("rest", nargs="*", help="route: [-6] [table NAME|all]; stats: all")
     show.add_argument("--json", action="store_true")
     rt = sub.add_parser("route", help="route get ADDR [from SRC] [iif IF] [mark N]")
     rt.add_argument("action", choices=("get",))
@@ -157,8 +157,11 @@ def _client(args: argparse.Namespace, path: str) -> int:
         what = {"link": "links", "addr": "addrs", "route": "routes", "rule": "rules",
                 "neigh": "neigh", "stats": "stats"}[args.what]
         req: dict[str, Any] = {"what": what}
-        if args.what == "route" and len(args.rest) == 2 and args.rest[0] == "table":
-            req["table"] = args.rest[1]
+        rest = list(args.rest)
+        if args.what == "route" and rest[:1] in (["-6"], ["-4"]):
+            req["family"] = int(rest.pop(0)[1])
+        if args.what == "route" and len(rest) == 2 and rest[0] == "table":
+            req["table"] = rest[1]
         data = call(path, "show", req)
         human = {"links": lambda: fmt.links(data), "addrs": lambda: fmt.addrs(data),
                  "routes": lambda: fmt.routes(data, req.get("table") == "all"),

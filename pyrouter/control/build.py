@@ -21,6 +21,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
+from ..core.ip6.sysctl import Ipv6Sysctl, RaConfig, RaPrefix
 from ..core.port import Port
 from ..core.route.fib import Route, RouteType, Scope
 from ..core.route.lookup import PolicyRule
@@ -217,6 +218,8 @@ def _onlink_port(plans: list[PortPlan], gw: Any, dev: str | None) -> PortPlan | 
     for p in plans:
         if dev is not None and p.name != dev:
             continue
+        if gw.version == 6 and gw.is_link_local and dev is not None:
+            return p                 # fe80::/64 is on-link on every port (with dev given)
         for a in p.config.addresses:
             net = a.network
             if a.version == gw.version and gw in net and gw != a.ip and not (
@@ -225,18 +228,41 @@ def _onlink_port(plans: list[PortPlan], gw: Any, dev: str | None) -> PortPlan | 
     return None
 
 
+def build_sysctl6(cfg: Config, plans: list[PortPlan]) -> Ipv6Sysctl:
+    """``ipv6:`` plus each interface's ``ra`` and ``proxy_ndp``, keyed by ifindex."""
+    ra: dict[int, RaConfig] = {}
+    for p in plans:
+        rc = p.config.ra
+        if rc is None:
+            continue
+        hi = rc.max_rtr_adv_interval
+        lo = rc.min_rtr_adv_interval if rc.min_rtr_adv_interval is not None else \
+            (0.33 * hi if hi >= 9 else hi * 0.75)
+        prefixes = None if rc.prefixes is None else tuple(
+            RaPrefix(int(x.prefix.network_address), x.prefix.prefixlen, x.on_link, x.autonomous,
+                     x.valid_lifetime, x.preferred_lifetime) for x in rc.prefixes)
+        ra[p.ifindex] = RaConfig(
+            hi, max(lo, 3.0), rc.default_lifetime if rc.default_lifetime is not None
+            else min(int(3 * hi), 9000), rc.managed, rc.other_config, rc.cur_hop_limit,
+            rc.reachable_time, rc.retrans_timer, rc.mtu or 0, prefixes,
+            tuple(int(a) for a in rc.rdnss), rc.rdnss_lifetime or 0)
+    return Ipv6Sysctl(**cfg.ipv6.model_dump(), ra=ra,
+                      proxy_ndp=frozenset(p.ifindex for p in plans if p.config.proxy_ndp))
+
+
 def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
           ifindexes: dict[str, int] | None = None) -> Router:
     plans = check(cfg, file, ifindexes)
-    r = Router(rng, now, sysctl=Ipv4Sysctl(**cfg.ipv4.model_dump()))
+    r = Router(rng, now, sysctl=Ipv4Sysctl(**cfg.ipv4.model_dump()),
+               sysctl6=build_sysctl6(cfg, plans))
     for p in plans:
         r.add_port(Port(p.ifindex, p.name, p.mac, p.mtu))
     for p in plans:
         for a in p.config.addresses:
             if a.version == 4:
                 r.add_address(p.ifindex, int(a.ip), a.network.prefixlen)
-            else:
-                r.ports[p.ifindex].addrs6.append((int(a.ip), a.network.prefixlen))
+            elif not cfg.ipv6.disable_ipv6:
+                r.add_address6(p.ifindex, int(a.ip), a.network.prefixlen, now)
     r.fib.set_rules(build_rules(cfg, plans))
     r.fib.table_names = {tid: name for name, tid in cfg.tables.items()}
     by_name = {p.name: p for p in plans}

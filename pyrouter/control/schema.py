@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from ..wire.addr import mac_from_str
+from .schema6 import Ipv6Knobs, RaConfigModel
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 
@@ -45,6 +46,7 @@ IpAddr = Annotated[object, BeforeValidator(_address)]
 Destination = Annotated[str, BeforeValidator(_destination)]
 
 
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -63,6 +65,8 @@ class Peer(_Model):
 
 class Interface(_Model):
     addresses: list[IfAddr] = Field(default_factory=list)
+    ra: RaConfigModel | None = None          # IPv6 Router Advertisements (schema6.py)
+    proxy_ndp: bool = False
     mtu: int | None = Field(default=None, ge=68, le=65535)
     macaddress: str | None = None
     netns: str | None = None
@@ -258,6 +262,7 @@ class Config(_Model):
                 raise ValueError(f"table {name!r}: an id from 1 to 4294967295, not 253-255")
         return v
     ipv4: Ipv4Knobs = Field(default_factory=Ipv4Knobs)
+    ipv6: Ipv6Knobs = Field(default_factory=Ipv6Knobs)
     control: Control = Field(default_factory=Control)
     metrics: Metrics | None = None
 

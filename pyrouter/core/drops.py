@@ -60,6 +60,21 @@ class DropReason(Enum):
     REASM_DUP = "reasm_dup"
     RP_FILTER = "rp_filter"
     SOURCE_ROUTE = "source_route"
+    IP6_TRUNCATED = "ip6_truncated"
+    IP6_BAD_ADDR = "ip6_bad_addr"
+    IP6_EXTHDR_BAD = "ip6_exthdr_bad"
+    MCAST6_NOT_JOINED = "mcast6_not_joined"
+    IP6_LINKLOCAL_DST = "ip6_linklocal_dst"
+    IP6_LINKLOCAL_SRC = "ip6_linklocal_src"
+    IP6_ADDR_TENTATIVE = "ip6_addr_tentative"
+    IP6_NO_SOURCE = "ip6_no_source"
+    NDISC_BAD_HOPLIMIT = "ndisc_bad_hoplimit"
+    NDISC_MALFORMED = "ndisc_malformed"
+    NDISC_NOT_FOR_US = "ndisc_not_for_us"
+    NDISC_NA_OURS = "ndisc_na_for_our_address"
+    NDISC_RA_IGNORED = "ndisc_ra_ignored"
+    NDISC_RS_IGNORED = "ndisc_rs_ignored"
+    NDISC_REDIRECT_IGNORED = "ndisc_redirect_ignored"
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).
@@ -76,6 +91,21 @@ SNMP_COUNTERS = (
     "ArpInRequests", "ArpInReplies", "ArpOutRequests", "ArpOutReplies",
     "IpExtInTruncatedPkts", "IpExtInNoRoutes", "IpExtInCsumErrors",
     "IcmpOutRateLimitGlobal", "IcmpOutRateLimitHost", "TcpExtIPReversePathFilter",
+    # /proc/net/snmp6
+    "Ip6InReceives", "Ip6InHdrErrors", "Ip6InTooBigErrors", "Ip6InNoRoutes", "Ip6InAddrErrors",
+    "Ip6InUnknownProtos", "Ip6InTruncatedPkts", "Ip6InDiscards", "Ip6InDelivers",
+    "Ip6OutForwDatagrams", "Ip6OutRequests", "Ip6OutDiscards", "Ip6OutNoRoutes",
+    "Ip6ReasmTimeout", "Ip6ReasmReqds", "Ip6ReasmOKs", "Ip6ReasmFails", "Ip6FragOKs",
+    "Ip6FragFails", "Ip6FragCreates",
+    "Icmp6InMsgs", "Icmp6InErrors", "Icmp6OutMsgs", "Icmp6OutErrors", "Icmp6InCsumErrors",
+    "Icmp6InDestUnreachs", "Icmp6InPktTooBigs", "Icmp6InTimeExcds", "Icmp6InParmProblems",
+    "Icmp6InEchos", "Icmp6InEchoReplies", "Icmp6InRouterSolicits",
+    "Icmp6InRouterAdvertisements", "Icmp6InNeighborSolicits", "Icmp6InNeighborAdvertisements",
+    "Icmp6InRedirects", "Icmp6OutDestUnreachs", "Icmp6OutPktTooBigs", "Icmp6OutTimeExcds",
+    "Icmp6OutParmProblems", "Icmp6OutEchoReplies", "Icmp6OutRouterSolicits",
+    "Icmp6OutRouterAdvertisements", "Icmp6OutNeighborSolicits",
+    "Icmp6OutNeighborAdvertisements", "Icmp6OutRedirects", "Icmp6OutRateLimitGlobal",
+    "Icmp6OutRateLimitHost", "Udp6InErrors", "Udp6InCsumErrors", "Udp6NoPorts",
 )
 
 

@@ -78,27 +78,34 @@ def addrs(r: Router) -> list[dict[str, Any]]:
             if plen < 31:
                 info["broadcast"] = addr_str(4, (a & mask) | (~mask & 0xFFFFFFFF))
             infos.append(info)
-        infos += [{"family": "inet6", "local": addr_str(6, a), "prefixlen": plen,
-                   "scope": "global"} for a, plen in p.addrs6]
+        dev6 = r.in6.get(p.ifindex)
+        for a6 in dev6.addrs if dev6 else ():
+            info6: dict[str, Any] = {"family": "inet6", "local": addr_str(6, a6.addr),
+                                     "prefixlen": a6.plen,
+                                     "scope": "link" if a6.linklocal else "global"}
+            if a6.state != "permanent":
+                info6[a6.state] = True          # tentative / dadfailed, as iproute2's JSON
+            infos.append(info6)
         out.append({"ifindex": p.ifindex, "ifname": p.name, "mtu": p.mtu,
                     "operstate": "UP" if p.up else "DOWN", "address": p.mac.hex(":"),
                     "addr_info": infos})
     return out
 
 
-def route_objects(r: Router, table: str = "main") -> list[Route]:
-    """The routes of ``ip route show table X`` (``all`` for every table), as objects:
-    a cheap list of references the caller may turn into dicts a chunk at a time."""
+def route_objects(r: Router, table: str = "main", family: int = 4) -> list[Route]:
+    """The routes of ``ip [-6] route show table X`` (``all`` for every table; family 0
+    for both), as objects: a cheap list of references the caller may turn into dicts a
+    chunk at a time."""
     out: list[Route] = []
     for tid in sorted(r.fib.tables, reverse=True):
         if table == "all" or table_name(tid, r) == table or str(tid) == table:
-            out.extend(r.fib.tables[tid].routes())
+            out.extend(r.fib.tables[tid].routes(family or None))
     return out
 
 
-def routes(r: Router, table: str = "main") -> list[dict[str, Any]]:
-    """``ip route show table X`` (``all`` for every table)."""
-    return [route_dict(r, rt) for rt in route_objects(r, table)]
+def routes(r: Router, table: str = "main", family: int = 4) -> list[dict[str, Any]]:
+    """``ip [-6] route show table X`` (``all`` for every table)."""
+    return [route_dict(r, rt) for rt in route_objects(r, table, family)]
 
 
 def rules(r: Router) -> list[dict[str, Any]]:
@@ -142,9 +149,11 @@ def rules(r: Router) -> list[dict[str, Any]]:
 def neighbours(r: Router, now: int) -> list[dict[str, Any]]:
     """``ip -s neigh``: state, lladdr, probes and the used/confirmed/updated ages in seconds."""
     out = []
-    for e in r.neigh4.entries.values():
+    entries = [(4, e) for e in r.neigh4.entries.values()]
+    entries += [(6, e) for e in r.neigh6.entries.values()]
+    for fam, e in entries:
         port = r.ports.get(e.ifindex)
-        d: dict[str, Any] = {"dst": addr_str(4, e.addr), "dev": port.name if port else e.ifindex,
+        d: dict[str, Any] = {"dst": addr_str(fam, e.addr), "dev": port.name if port else e.ifindex,
                              "state": e.state.value, "probes": e.probes,
                              "used": (now - e.used) // SECOND,
                              "confirmed": (now - e.confirmed) // SECOND if e.confirmed else None,

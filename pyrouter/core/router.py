@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..wire.addr import ip4_str
+from ..wire.ipv6 import ip6_str
 from ..wire.icmpv4 import ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
 from .actions import Event
 from .drops import Counters, DropReason
@@ -37,6 +38,12 @@ from .ip.fragment import Reassembler
 from .ip.icmp import icmp_send
 from .ip.icmp_limit import IcmpLimiter
 from .ip.redirect import RedirectLimiter
+from .ip6 import addrconf
+from .ip6.addrconf import Inet6Dev
+from .ip6.ndisc import Ndisc6
+from .ip6.ra import RaState, ra_shutdown, ra_start, ra_timer, ra_unicast_timer
+from .ip6.reasm import Reassembler6
+from .ip6.sysctl import Ipv6Sysctl
 from .link.arp import arp_solicit
 from .link.ethernet import eth_rcv
 from .link.neighbour import NeighbourEntry, NeighbourTable, NeighParams
@@ -61,9 +68,11 @@ _NEIGH_DROPS = {"queue_full": DropReason.NEIGH_QUEUE_FULL,
 class Router:
     def __init__(self, rng: Any, now: Instant = 0,
                  neigh_params: NeighParams | None = None,
-                 sysctl: Ipv4Sysctl | None = None) -> None:
+                 sysctl: Ipv4Sysctl | None = None, sysctl6: Ipv6Sysctl | None = None) -> None:
         self.rng = rng
+        self.created_at = now
         self.sysctl = sysctl or Ipv4Sysctl()
+        self.sysctl6 = sysctl6 or Ipv6Sysctl()
         self.icmp_limiter = IcmpLimiter(self.sysctl.icmp_limits(), rng)
         self.redirects = RedirectLimiter()
         self.fnhe = ExceptionTable(self.sysctl.route_min_pmtu,
@@ -76,6 +85,15 @@ class Router:
         self.counters = Counters()
         self.neigh4 = NeighbourTable(self, self.timers, rng, neigh_params)
         self.reasm = Reassembler()
+        # IPv6 (core/ip6): per-port addresses and groups, NDISC's table, reassembly, RAs.
+        self.in6: dict[int, Inet6Dev] = {}
+        self.local6: set[int] = set()          # usable IPv6 addresses (DAD passed)
+        self.addrs6_all: set[int] = set()      # every configured one, tentative included
+        self.neigh6 = NeighbourTable(Ndisc6(self), self.timers, rng, neigh_params)
+        self.neigh6.timer_kind = "neigh6"
+        self.reasm6 = Reassembler6()
+        self.ra_state: dict[int, RaState] = {}
+        self.ip6_ident = rng.getrandbits(32)
         self.local4: set[int] = set()          # the router's IPv4 addresses
         self.local4_bytes: set[bytes] = set()  # the same, packed (fast path)
         self.bcast4: set[int] = set()          # subnet broadcast addresses
@@ -160,24 +178,44 @@ class Router:
             kind = key[0]
             if kind == "neigh":
                 self.neigh4.timer((key[1], key[2]), deadline, now)
+            elif kind == "neigh6":
+                self.neigh6.timer((key[1], key[2]), deadline, now)
             elif kind == "frag":
                 self.reasm.timer(self, key[1], deadline, now)
+            elif kind == "frag6":
+                self.reasm6.timer(self, key[1], deadline, now)
+            elif kind == "dad":
+                addrconf.dad_timer(self, key[1], key[2], deadline, now)
+            elif kind == "ra":
+                ra_timer(self, key[1], deadline, now)
+            elif kind == "ra-unicast":
+                ra_unicast_timer(self, key[1], now)
             elif kind == "neigh-gc":
                 self.neigh4.periodic_gc(now)
+                self.neigh6.periodic_gc(now)
                 self.timers.schedule(now + NEIGH_GC_INTERVAL, key)
             elif kind == "neigh-rand":
                 self.neigh4.rerandomize()
+                self.neigh6.rerandomize()
                 self.timers.schedule(now + NEIGH_RERANDOM_INTERVAL, key)
         # Stale heap entries (re-armed timers) are skipped lazily; bound the heap.
-        if len(self.timers) > 8 * (len(self.neigh4.entries) + len(self.reasm) + 16):
+        if len(self.timers) > 8 * (len(self.neigh4.entries) + len(self.neigh6.entries)
+                                   + len(self.reasm) + len(self.reasm6) + 16):
             self._compact_timers()
 
     def _compact_timers(self) -> None:
         alive = {(e.deadline, ("neigh", e.ifindex, e.addr))
                  for e in self.neigh4.entries.values() if e.deadline is not None}
+        alive |= {(e.deadline, ("neigh6", e.ifindex, e.addr))
+                  for e in self.neigh6.entries.values() if e.deadline is not None}
         alive |= {(q.deadline, ("frag", q.key)) for q in self.reasm.queues.values()}
+        alive |= {(q.deadline, ("frag6", q.key)) for q in self.reasm6.queues.values()}
+        alive |= {(a.deadline, ("dad", d.ifindex, a.addr)) for d in self.in6.values()
+                  for a in d.addrs if a.deadline is not None}
+        alive |= {(st.deadline, ("ra", idx)) for idx, st in self.ra_state.items()
+                  if st.deadline is not None}
         alive |= {(d, k) for d, k in ((e[0], e[2]) for e in self.timers._heap)
-                  if k[0] in ("neigh-gc", "neigh-rand")}
+                  if k[0] in ("neigh-gc", "neigh-rand", "ra-unicast")}
         self.timers.compact(alive)
 
     def poll_at(self) -> Instant | None:
@@ -273,8 +311,38 @@ class Router:
 
     # -- control -------------------------------------------------------------
     def add_port(self, port: Port) -> None:
+        """register_netdevice() + addrconf: the port gets its IPv6 link-local address
+        (and the fe80::/64 route) at once, starting DAD."""
         self.ports[port.ifindex] = port
         self.ports_by_name[port.name] = port
+        if not self.sysctl6.disable_ipv6:
+            self.add_address6(port.ifindex, 0, 64, self.created_at)
+
+    def add_address6(self, ifindex: int, addr: int, plen: int, now: int) -> None:
+        """ipv6_add_addr() + the routes the kernel adds with it: the address itself in
+        table local, its prefix in main (metric 256, proto kernel).  *addr* 0 means the
+        port's link-local address."""
+        from ..wire.ipv6 import eui64_linklocal  # noqa: PLC0415
+
+        port = self.ports[ifindex]
+        if addr == 0:
+            addr = eui64_linklocal(port.mac)
+        if ifindex not in self.in6:
+            self.in6[ifindex] = Inet6Dev(ifindex)
+            from ..wire.ipv6 import ALL_NODES, ALL_ROUTERS  # noqa: PLC0415
+
+            self.in6[ifindex].groups |= {ALL_NODES, ALL_ROUTERS}
+        addrconf.add_addr6(self, ifindex, addr, plen, now)
+        if (addr, plen) not in port.addrs6:
+            port.addrs6.append((addr, plen))
+        self.fib.insert(Route(6, addr, 128, RouteType.LOCAL, ifindex, scope=Scope.HOST,
+                              table=RT_TABLE_LOCAL, prefsrc=addr, proto="kernel"))
+        if plen < 128:
+            mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
+            self.fib.insert(Route(6, addr & mask, plen, RouteType.UNICAST, ifindex,
+                                  metric=256, scope=Scope.LINK, table=RT_TABLE_MAIN,
+                                  proto="kernel"))
+        self.fwd_cache.clear()
 
     def add_address(self, ifindex: int, addr: int, plen: int) -> None:
         """inet_insert_ifa() + fib_add_ifaddr(): local, broadcast and prefix routes."""
@@ -321,6 +389,13 @@ class Router:
         port.up = up
         if not up:
             self.neigh4.flush_dev(ifindex)
+            self.neigh6.flush_dev(ifindex)
+        else:
+            st = self.ra_state.get(ifindex)
+            if st is not None:
+                # addrconf NETDEV_UP: the initial RA burst again.
+                st.initial_left = 3
+                ra_start(self, ifindex, now)
         self.fwd_cache.clear()
         self.fnhe.flush()
         self.events.append(Event("link.up" if up else "link.down", {"port": port.name}))
@@ -336,6 +411,8 @@ class Router:
                 or p.name in recreated]
         for p in gone:
             self.neigh4.flush_dev(p.ifindex)
+            self.neigh6.flush_dev(p.ifindex)
+        self._adopt6(new, gone)
         for idx, np in new.ports.items():
             op = self.ports.get(idx)
             if op is not None and op.name == np.name:
@@ -359,6 +436,35 @@ class Router:
         self.events.append(Event("reload.applied", summary))
         return summary
 
+    def _adopt6(self, new: Router, gone: list[Port]) -> None:
+        """IPv6 part of adopt(): addresses that survive keep their DAD outcome; new
+        ones continue the DAD the new router started (its timers move here)."""
+        gone_idx = {p.ifindex for p in gone}
+        for idx, ndev in new.in6.items():
+            odev = None if idx in gone_idx else self.in6.get(idx)
+            for i, a in enumerate(ndev.addrs):
+                old = odev.find(a.addr) if odev else None
+                if old is not None and old.state != addrconf.TENTATIVE:
+                    ndev.addrs[i] = old
+                elif a.deadline is not None:
+                    self.timers.schedule(a.deadline, ("dad", idx, a.addr))
+        self.in6 = new.in6
+        self.local6 = {a.addr for d in self.in6.values() for a in d.addrs
+                       if a.state == addrconf.PERMANENT}
+        self.addrs6_all = new.addrs6_all
+        self.sysctl6 = new.sysctl6
+        for idx in list(self.ra_state):
+            if idx in gone_idx or idx not in self.sysctl6.ra:
+                del self.ra_state[idx]
+        for idx in self.sysctl6.ra:
+            dev = self.in6.get(idx)
+            if idx not in self.ra_state and dev is not None and dev.linklocal() is not None:
+                ra_start(self, idx, new.created_at)
+
+    def shutdown(self, now: Instant) -> None:
+        """Before the ports close: final RAs with Router Lifetime 0 (RFC 4861 6.2.5)."""
+        ra_shutdown(self, now)
+
     # -- operator view -----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         snmp = dict(self.counters.snmp)
@@ -372,7 +478,12 @@ class Router:
             "neighbours": [
                 {"port": self.ports[e.ifindex].name if e.ifindex in self.ports else e.ifindex,
                  "addr": ip4_str(e.addr), "lladdr": e.lladdr.hex(":") if e.lladdr else None,
-                 "state": e.state.value} for e in self.neigh4.entries.values()],
+                 "state": e.state.value} for e in self.neigh4.entries.values()] + [
+                {"port": self.ports[e.ifindex].name if e.ifindex in self.ports else e.ifindex,
+                 "addr": ip6_str(e.addr), "lladdr": e.lladdr.hex(":") if e.lladdr else None,
+                 "state": e.state.value} for e in self.neigh6.entries.values()],
             "neigh_stats": dict(self.neigh4.stats),
+            "ndisc_stats": dict(self.neigh6.stats),
+            "reasm6_queues": len(self.reasm6), "reasm6_mem": self.reasm6.mem,
             "reasm_queues": len(self.reasm), "reasm_mem": self.reasm.mem,
         }

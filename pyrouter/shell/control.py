@@ -263,7 +263,10 @@ class ControlServer:
         if what == "addrs":
             return introspect.addrs(r)
         if what == "routes":
-            objs = introspect.route_objects(r, str(args.get("table", "main")))
+            fam = args.get("family", 4)
+            if fam not in (0, 4, 6):
+                raise ClientError("family: 4, 6 or 0 (both)")
+            objs = introspect.route_objects(r, str(args.get("table", "main")), fam)
             if len(objs) <= STREAM_CHUNK:
                 return [introspect.route_dict(r, rt) for rt in objs]
             # Large tables stream: a chunk at a time, yielding to the dataplane between.

@@ -23,7 +23,7 @@ routes_file: table.txt
 def load(tmp_path: Path, lines: str) -> list[dict]:
     (tmp_path / "table.txt").write_text(lines)
     r = build(parse(CFG), random.Random(1), 0, str(tmp_path / "cfg.yaml"))
-    return [x for x in routes(r, "all") if x["protocol"] == "static"]
+    return [x for x in routes(r, "all", family=0) if x["protocol"] == "static"]
 
 
 def test_lines_become_routes(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from pyrouter.control.build import build
 from pyrouter.control.load import parse
+from pyrouter.control.schema6 import Ipv6Knobs
 from pyrouter.core import SECOND
 from pyrouter.core.router import Router
 
@@ -93,7 +94,13 @@ H5 = Host("10.0.5.50", bytes.fromhex("025000000050"), JUMBO)
 
 
 def make_router(config: str = TOPOLOGY, seed: int = 1, now: int = 0) -> Router:
-    return build(parse(config), random.Random(seed), now=now)
+    """The router of *config*.  A config without an ``ipv6:`` section gets DAD and
+    unsolicited NAs off, so IPv4 scenarios see no IPv6 chatter (tests/core/test_ipv6*.py
+    cover those)."""
+    cfg = parse(config)
+    if "ipv6:" not in config:
+        cfg = cfg.model_copy(update={"ipv6": Ipv6Knobs(accept_dad=0, ndisc_notify=False)})
+    return build(cfg, random.Random(seed), now=now)
 
 
 def ip2int(ip: str) -> int:

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .helpers import (
-    BCAST_MAC, H1, H2, JUMBO, LAN, R_IP, R_MAC, SECOND, SMALL, TCP_ACK, TCP_SYN, WAN, ZERO_MAC,
+    BCAST_MAC, H1, H2, JUMBO, LAN, R_IP, R_MAC, SECOND, SMALL, TCP_ACK, TCP_SYN, TOPOLOGY, WAN,
+    ZERO_MAC,
     Net, arp, assert_valid_output, checksum, drop_delta, echo, eth, expect_ipv4, fragment,
     frame_from, icmp,
     ipv4, ping, tcp, udp,
@@ -98,9 +99,19 @@ def test_vlan_tagged_frames_are_dropped(tpid: int) -> None:
     assert drop_delta(before, net.drops()) == {"vlan_unsupported": 1}
 
 
-def test_ipv6_frames_are_dropped() -> None:
+def test_ipv6_loopback_source_is_dropped() -> None:
+    """RFC 4291 2.5.3: ::1 never arrives from a wire (ip6_rcv_core)."""
     net = Net()
     ip6 = bytes.fromhex("6000000000083a40") + bytes(15) + b"\x01" + bytes(15) + b"\x02"
+    frame = eth(R_MAC[LAN], H1.mac, 0x86DD, ip6 + bytes.fromhex("8000000000000000"))
+    assert net.send(LAN, frame) == []
+    assert net.drops() == {"ip6_bad_addr": 1}
+
+
+def test_ipv6_frames_are_dropped_when_disabled() -> None:
+    net = Net(TOPOLOGY + "ipv6: {disable_ipv6: true}\n")
+    ip6 = bytes.fromhex("6000000000083a40") + bytes.fromhex("fe80" + "00" * 13 + "01") \
+        + bytes.fromhex("fe80" + "00" * 13 + "02")
     frame = eth(R_MAC[LAN], H1.mac, 0x86DD, ip6 + bytes.fromhex("8000000000000000"))
     assert net.send(LAN, frame) == []
     assert net.drops() == {"ipv6_disabled": 1}

@@ -63,7 +63,7 @@ def test_links_are_ip_link_data_with_counters() -> None:
 
 def test_addrs_are_ip_addr_data() -> None:
     n = net()
-    n.router.ports[JUMBO].addrs6.append((ip2int("10.0.0.0") << 96 | 1, 64))
+    n.router.add_address6(JUMBO, ip2int("10.0.0.0") << 96 | 1, 64, n.now)
     addrs = introspect.addrs(n.router)
     json.dumps(addrs)
     wan = addrs[1]
@@ -73,8 +73,9 @@ def test_addrs_are_ip_addr_data() -> None:
         {"family": "inet", "local": "10.0.2.1", "prefixlen": 24, "scope": "global",
          "broadcast": "10.0.2.255"},
         {"family": "inet", "local": "10.0.20.1", "prefixlen": 24, "scope": "global",
-         "broadcast": "10.0.20.255"}]
-    six = addrs[3]["addr_info"][1]
+         "broadcast": "10.0.20.255"},
+        {"family": "inet6", "local": "fe80::ff:fe00:201", "prefixlen": 64, "scope": "link"}]
+    six = addrs[3]["addr_info"][2]
     assert six == {"family": "inet6", "local": "a00::1", "prefixlen": 64, "scope": "global"}
 
 
@@ -84,8 +85,8 @@ interfaces:
   p2p: {addresses: [192.0.2.0/31, 198.51.100.7/32], macaddress: "02:00:00:00:09:01"}
 """)
     infos = introspect.addrs(n.router)[0]["addr_info"]
-    assert [(a["local"], a["prefixlen"]) for a in infos] == [("192.0.2.0", 31),
-                                                             ("198.51.100.7", 32)]
+    assert [(a["local"], a["prefixlen"]) for a in infos] == [
+        ("192.0.2.0", 31), ("198.51.100.7", 32), ("fe80::ff:fe00:901", 64)]
     assert all("broadcast" not in a for a in infos)
 
 

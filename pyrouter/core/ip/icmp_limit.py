@@ -86,7 +86,7 @@ class IcmpLimiter:
         """icmp_global_consume(): 0, 1 or 2 credits, at random."""
         self.credit -= self.rng.randrange(3)
 
-    def _bucket(self, daddr: int, now: int, cost: int, burst: int) -> bool:
+    def bucket(self, daddr: int, now: int, cost: int, burst: int) -> bool:
         """The inet_peer token bucket (rate_tokens, rate_last) for *daddr*, shared by
         ip_error() and icmpv4_xrlim_allow() as in the kernel."""
         entry = self.peers.pop(daddr, None)
@@ -108,9 +108,9 @@ class IcmpLimiter:
         timeout = self.limits.icmp_ratelimit_ms * MILLISECOND
         if timeout <= 0:
             return True
-        return self._bucket(daddr, now, timeout, XRLIM_BURST_FACTOR * timeout)
+        return self.bucket(daddr, now, timeout, XRLIM_BURST_FACTOR * timeout)
 
     def ip_error_allow(self, saddr: int, now: int) -> bool:
         """ip_error()'s own check on the same bucket: ip_rt_error_cost 1 s, burst 5 s.
         A route error thus spends two tokens (this one, then icmp_send's)."""
-        return self._bucket(saddr, now, IP_RT_ERROR_COST, IP_RT_ERROR_BURST)
+        return self.bucket(saddr, now, IP_RT_ERROR_COST, IP_RT_ERROR_BURST)

@@ -2,9 +2,8 @@
 
 pkt_type: HOST when the destination MAC is the port's, BROADCAST for
 ff:ff:ff:ff:ff:ff, MULTICAST when the I/G bit is set, OTHERHOST otherwise.
-802.1Q-tagged frames are dropped (no VLAN sub-interfaces yet); IPv6 is dropped
-with its own reason until the IPv6 issue lands; other ethertypes are counted
-as unhandled.
+802.1Q-tagged frames are dropped (no VLAN sub-interfaces yet); IPv6 goes to
+ip6/rcv.py unless disable_ipv6 is set; other ethertypes are counted as unhandled.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from ...wire.addr import BROADCAST_MAC
 from ...wire.ethernet import ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6
 from ..drops import DropReason
 from ..ip.rcv import ip_rcv
+from ..ip6.rcv import ipv6_rcv
 from ..packet import PktType
 from .arp import arp_rcv
 
@@ -45,7 +45,10 @@ def eth_rcv(r: Router, port: Port, frame: bytes, now: int) -> None:
     elif etype == ETH_P_ARP:
         arp_rcv(r, port, frame, ETH_HLEN, pkt_type, now)
     elif etype == ETH_P_IPV6:
-        r.drop(DropReason.IPV6_DISABLED, port)
+        if r.sysctl6.disable_ipv6:
+            r.drop(DropReason.IPV6_DISABLED, port)
+        else:
+            ipv6_rcv(r, port, frame, ETH_HLEN, pkt_type, now)
     elif etype in (ETH_P_8021Q, ETH_P_8021AD):
         r.drop(DropReason.VLAN_UNSUPPORTED, port)
     else:

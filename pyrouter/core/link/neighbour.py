@@ -116,6 +116,8 @@ class NeighbourEntry:
 class NeighbourTable:
     """All neighbour entries of one family; see the module docstring."""
 
+    timer_kind = "neigh"          # the TimerQueue key's first element ("neigh6" for NDISC)
+
     def __init__(self, owner: NeighOwner, timers: TimerQueue, rng: Any,
                  params: NeighParams | None = None) -> None:
         self.owner = owner
@@ -142,7 +144,7 @@ class NeighbourTable:
 
     def _arm(self, e: NeighbourEntry, deadline: Instant) -> None:
         e.deadline = deadline
-        self.timers.schedule(deadline, ("neigh", e.ifindex, e.addr))
+        self.timers.schedule(deadline, (self.timer_kind, e.ifindex, e.addr))
 
     def get(self, ifindex: int, addr: int) -> NeighbourEntry | None:
         return self.entries.get((ifindex, addr))

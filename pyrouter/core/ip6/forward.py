@@ -1,0 +1,73 @@
+"""ip6_forward(): net/ipv6/ip6_output.c, in the kernel's order.
+
+1. forwarding on; the frame was addressed to us at L2 (PACKET_HOST);
+2. hop limit <= 1 -> Time Exceeded code 0 (Ip6InHdrErrors);
+3. out the port it came in on (and no Routing header was processed) -> a Redirect
+   (ndisc_send_redirect; rate-limited per destination, 1 s, burst 6), the packet
+   is still forwarded;  otherwise a source that is unspecified, multicast or
+   loopback is dropped and a link-local source gets Destination Unreachable code
+   2, "beyond scope of source address" (RFC 4443 3.1);
+4. longer than the egress MTU (the route's mtu, else the port's; never below
+   1280) -> Packet Too Big with that MTU: routers never fragment IPv6 (RFC 8200 5);
+5. hop limit decremented (no checksum in the IPv6 header) and neighbour output.
+
+Invariant: the packet is either queued for output or counted as dropped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...wire.ipv6 import IPV6_MIN_MTU, is_multicast6
+from ..drops import DropReason
+from ..packet import PacketBuf, PktType
+from ..route.fib import Route
+from .icmp6 import (ICMPV6_DEST_UNREACH, ICMPV6_EXC_HOPLIMIT, ICMPV6_NOT_NEIGHBOUR,
+                    ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED, PEER_KEY6, icmpv6_send)
+from .output import neigh_output6
+
+if TYPE_CHECKING:
+    from ..router import Router
+
+
+def ip6_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
+    snmp = r.counters.snmp
+    in_port = r.ports[pkt.iif]
+    if pkt.pkt_type is not PktType.HOST:
+        r.drop(DropReason.PKT_NOT_HOST, in_port)
+        return
+    data = pkt.data
+    if data[7] <= 1:
+        snmp["Ip6InHdrErrors"] += 1
+        icmpv6_send(r, pkt, ICMPV6_TIME_EXCEED, ICMPV6_EXC_HOPLIMIT, 0, now)
+        r.drop(DropReason.TTL_EXCEEDED, in_port)
+        return
+    port = r.ports[route.oif]
+    dst = int.from_bytes(data[24:40], "big")
+    nexthop = route.gateway if route.gateway is not None else dst
+    if route.oif == pkt.iif and not pkt.srcrt:
+        from .ndisc import ndisc_send_redirect  # noqa: PLC0415
+
+        if r.icmp_limiter.bucket(dst | PEER_KEY6 | (1 << 129), now, 10**9, 6 * 10**9):
+            ndisc_send_redirect(r, pkt, port, nexthop, now)
+    else:
+        src = int.from_bytes(data[8:24], "big")
+        if src == 0 or is_multicast6(src) or src == 1:
+            r.drop(DropReason.MARTIAN_SRC, in_port)
+            return
+        if src >> 118 == 0x3FA:
+            icmpv6_send(r, pkt, ICMPV6_DEST_UNREACH, ICMPV6_NOT_NEIGHBOUR, 0, now)
+            r.drop(DropReason.IP6_LINKLOCAL_SRC, in_port)
+            return
+    mtu = max(route.mtu or port.mtu, IPV6_MIN_MTU)
+    if len(data) > mtu:
+        snmp["Ip6InTooBigErrors"] += 1
+        snmp["Ip6FragFails"] += 1
+        icmpv6_send(r, pkt, ICMPV6_PKT_TOOBIG, 0, mtu, now)
+        r.drop(DropReason.FRAG_NEEDED, in_port)
+        return
+    data[7] -= 1
+    if r.trace is not None:
+        r.note("ip6_forward", hlim_out=data[7], mtu=mtu, out=port.name)
+    snmp["Ip6OutForwDatagrams"] += 1
+    neigh_output6(r, port, nexthop, data, pkt, now)

@@ -1,0 +1,144 @@
+"""IPv6 output: ip6_local_out() for the router's own packets, ip6_fragment() for those
+larger than the path, and neigh_output6() onto the wire (net/ipv6/ip6_output.c).
+
+ip6_local_out builds the 40-byte header (hop limit from net.ipv6.conf.all.hop_limit
+unless given; ND and RA messages pass 255), picks the egress: a given port (ND,
+RA, replies to link-local or multicast addresses, which have no route), else the
+FIB (family 6, through the policy rules); the source is the caller's or
+addrconf's selection; the upper-layer checksum is filled over the pseudo-header.
+A packet to one of our own addresses loops back into ip6_input.  Larger than the
+MTU: fragmented with a Fragment header (RFC 8200 4.5; the router fragments only
+what it originates, never what it forwards).
+
+neigh_output6: multicast destinations map to 33:33:xx:xx:xx:xx (RFC 2464 7);
+unicast ones go through the neighbour table (NDISC resolves, packets wait
+bounded).
+
+Invariants: every frame handed to ``Router.xmit`` has a complete Ethernet header
+and is at most the egress MTU; nothing here raises on packet contents.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from ...wire.checksum import inet_checksum
+from ...wire.ipv6 import IPPROTO_FRAGMENT, IPV6_MIN_MTU, ip6_str, is_linklocal6, is_multicast6, \
+    mcast_mac6
+from ..drops import DropReason
+from ..packet import PacketBuf
+from ..route.fib import RouteType
+from ..route.flow import FlowKey
+
+if TYPE_CHECKING:
+    from ..port import Port
+    from ..router import Router
+
+_HDR = struct.Struct("!IHBB16s16s")
+_ETH_IP6 = b"\x86\xdd"
+_CSUM_AT = {58: 2, 17: 6, 6: 16}
+
+
+def ip6_local_out(r: Router, daddr: int, saddr: int | None, nexthdr: int, payload: bytes,
+                  now: int, hop_limit: int | None = None, oif: int | None = None,
+                  tclass: int = 0) -> bool:
+    """Send a packet the router originates; False when there is no route or source."""
+    from .addrconf import ipv6_dev_get_saddr  # noqa: PLC0415
+
+    snmp = r.counters.snmp
+    nexthop = daddr
+    mtu = 0
+    if oif is None and (is_linklocal6(daddr) or is_multicast6(daddr)):
+        snmp["Ip6OutNoRoutes"] += 1
+        return False
+    if oif is None:
+        route = r.fib.lookup(FlowKey(6, daddr, saddr or 0, proto=nexthdr), r.route_usable)
+        if route is None or route.type not in (RouteType.UNICAST, RouteType.LOCAL):
+            snmp["Ip6OutNoRoutes"] += 1
+            return False
+        oif = route.oif
+        if route.type is RouteType.UNICAST and route.gateway is not None:
+            nexthop = route.gateway
+        mtu = route.mtu
+    port = r.ports.get(oif)
+    if port is None:
+        snmp["Ip6OutNoRoutes"] += 1
+        return False
+    if saddr is None:
+        saddr = ipv6_dev_get_saddr(r, oif, daddr)
+        if saddr is None:
+            r.drop(DropReason.IP6_NO_SOURCE)
+            return False
+    if hop_limit is None:
+        hop_limit = r.sysctl6.hop_limit
+    plen = len(payload)
+    data = bytearray(40 + plen)
+    _HDR.pack_into(data, 0, (6 << 28) | (tclass << 20), plen, nexthdr, hop_limit,
+                   saddr.to_bytes(16, "big"), daddr.to_bytes(16, "big"))
+    data[40:] = payload
+    at = _CSUM_AT.get(nexthdr)
+    if at is not None and plen >= at + 2:
+        data[40 + at] = data[41 + at] = 0
+        c = inet_checksum(memoryview(data)[40:], saddr + daddr + nexthdr + plen)
+        if nexthdr == 17 and c == 0:
+            c = 0xFFFF
+        data[40 + at], data[41 + at] = c >> 8, c & 0xFF
+    snmp["Ip6OutRequests"] += 1
+    if r.trace is not None:
+        r.note("ip6_local_out", src=ip6_str(saddr), dst=ip6_str(daddr), nexthdr=nexthdr,
+               len=len(data), dev=port.name)
+    pkt = PacketBuf(data, iif=oif, oif=oif, local_out=True)
+    if daddr in r.local6:
+        # Looped back, as the kernel's loopback device does; never an ICMP error about it.
+        from .input import ip6_input  # noqa: PLC0415
+
+        ip6_input(r, pkt, r.ports[oif], now)
+        return True
+    mtu = max(mtu or port.mtu, IPV6_MIN_MTU)
+    if len(data) > mtu:
+        return ip6_fragment(r, pkt, port, nexthop, mtu, now)
+    neigh_output6(r, port, nexthop, data, pkt, now)
+    return True
+
+
+def ip6_fragment(r: Router, pkt: PacketBuf, port: Port, nexthop: int, mtu: int,
+                 now: int) -> bool:
+    """Fragment one of our own packets: the whole header is unfragmentable (we add no
+    extension headers), each piece carries a Fragment header (RFC 8200 4.5)."""
+    data = pkt.data
+    r.ip6_ident = (r.ip6_ident + 1) & 0xFFFFFFFF or 1
+    nexthdr = data[6]
+    payload = memoryview(data)[40:]
+    chunk = (mtu - 48) & ~7
+    off = 0
+    n = len(payload)
+    while off < n:
+        size = min(chunk, n - off)
+        more = off + size < n
+        piece = bytearray(48 + size)
+        piece[0:40] = data[0:40]
+        struct.pack_into("!H", piece, 4, 8 + size)
+        piece[6] = IPPROTO_FRAGMENT
+        struct.pack_into("!BBHI", piece, 40, nexthdr, 0, off | (1 if more else 0), r.ip6_ident)
+        piece[48:] = payload[off:off + size]
+        neigh_output6(r, port, nexthop, piece, pkt, now)
+        r.counters.snmp["Ip6FragCreates"] += 1
+        off += size
+    r.counters.snmp["Ip6FragOKs"] += 1
+    return True
+
+
+def neigh_output6(r: Router, port: Port, nexthop: int, l3: bytes | bytearray,
+                  ctx: PacketBuf | None, now: int) -> None:
+    if nexthop >> 120 == 0xFF:
+        r.xmit(port, mcast_mac6(nexthop) + port.mac + _ETH_IP6 + l3)
+        return
+    if r.trace is not None:
+        e = r.neigh6.get(port.ifindex, nexthop)
+        r.note("neigh_output", dev=port.name, nexthop=ip6_str(nexthop),
+               state=e.state.value if e else "NONE",
+               lladdr=e.lladdr.hex(":") if e and e.lladdr else None)
+    lladdr = r.neigh6.event_send(port.ifindex, nexthop, bytes(l3), ctx, now)
+    if lladdr is not None:
+        r.xmit(port, lladdr + port.mac + _ETH_IP6 + l3)

@@ -101,6 +101,7 @@ class Router:
         self.events: list[Event] = []
         self.fwd_cache: dict[bytes, tuple[int, bytes, int, Port]] = {}
         self.fast_forwarded = 0
+        self.fast_forwarded6 = 0
         self.wall_offset_ns = 0                # wall clock minus ``now`` (set by the shell)
         self._martian_tokens = 10.0
         self._martian_stamp = now
@@ -152,6 +153,26 @@ class Router:
                     oport.tx_bytes += len(out)
                     self.tx.append((ent[0], out))
                     self.fast_forwarded += 1
+                    return
+        elif n >= 54 and frame[12] == 0x86 and frame[13] == 0xDD and frame[14] >> 4 == 6:
+            ent = self.fwd_cache.get(frame[38:54])
+            if ent is not None:
+                # IPv6: no header checksum; the source must be a global unicast
+                # address (not ::/8, multicast or link-local) and no Hop-by-Hop header.
+                hlim = frame[21]
+                total = 54 + ((frame[18] << 8) | frame[19])
+                s0 = frame[22]
+                if (hlim > 1 and total <= n and total - 14 <= ent[2] and frame[20] != 0
+                        and 0 < s0 < 0xFF and not (s0 == 0xFE and frame[23] & 0xC0 == 0x80)
+                        and ent[0] != ifindex and frame[0:6] == port.mac):
+                    out = bytearray(frame) if total == n else bytearray(frame[:total])
+                    out[0:12] = ent[1]
+                    out[21] = hlim - 1
+                    oport = ent[3]
+                    oport.tx_packets += 1
+                    oport.tx_bytes += len(out)
+                    self.tx.append((ent[0], out))
+                    self.fast_forwarded6 += 1
                     return
         eth_rcv(self, port, frame, now)
 
@@ -470,10 +491,13 @@ class Router:
         snmp = dict(self.counters.snmp)
         snmp["IpInReceives"] += self.fast_forwarded
         snmp["IpForwDatagrams"] += self.fast_forwarded
+        snmp["Ip6InReceives"] += self.fast_forwarded6
+        snmp["Ip6OutForwDatagrams"] += self.fast_forwarded6
         return {
             "drops": self.counters.drop_dict(),
             "snmp": snmp,
             "fast_forwarded": self.fast_forwarded,
+            "fast_forwarded6": self.fast_forwarded6,
             "interfaces": {p.name: p.counters() for p in self.ports.values()},
             "neighbours": [
                 {"port": self.ports[e.ifindex].name if e.ifindex in self.ports else e.ifindex,

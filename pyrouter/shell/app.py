@@ -284,6 +284,9 @@ class App:
             async for sig in signals:
                 if sig in (signal.SIGTERM, signal.SIGINT):
                     self.log.info("shutdown", signal=signal.Signals(sig).name)
+                    # Final Router Advertisements (lifetime 0) go out before the ports close.
+                    self.router.shutdown(int(trio.current_time() * NS))
+                    self.tx.flush()
                     assert self.nursery is not None
                     self.nursery.cancel_scope.cancel()
                     return

@@ -9,7 +9,9 @@
    2, "beyond scope of source address" (RFC 4443 3.1);
 4. longer than the egress MTU (the route's mtu, else the port's; never below
    1280) -> Packet Too Big with that MTU: routers never fragment IPv6 (RFC 8200 5);
-5. hop limit decremented (no checksum in the IPv6 header) and neighbour output.
+5. hop limit decremented (no checksum in the IPv6 header) and neighbour output;
+   a plain forward through a REACHABLE neighbour fills the forwarding cache, so the
+   next packets to that destination take Router.receive's fast path.
 
 Invariant: the packet is either queued for output or counted as dropped.
 """
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ...wire.ipv6 import IPV6_MIN_MTU, is_multicast6
 from ..drops import DropReason
+from ..link.neighbour import CONNECTED
 from ..packet import PacketBuf, PktType
 from ..route.fib import Route
 from .icmp6 import (ICMPV6_DEST_UNREACH, ICMPV6_EXC_HOPLIMIT, ICMPV6_NOT_NEIGHBOUR,
@@ -71,3 +74,9 @@ def ip6_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
         r.note("ip6_forward", hlim_out=data[7], mtu=mtu, out=port.name)
     snmp["Ip6OutForwDatagrams"] += 1
     neigh_output6(r, port, nexthop, data, pkt, now)
+    if route.oif != pkt.iif and not r.fib.custom_rules and not route.mp and data[6] != 0:
+        # The forwarding cache (core/router.py), keyed by the destination alone: exact
+        # while only the default rules exist and the route is not multipath.
+        e = r.neigh6.get(port.ifindex, nexthop)
+        if e is not None and e.state in CONNECTED and e.lladdr is not None:
+            r.fwd_cache_fill(bytes(data[24:40]), port, e.lladdr + port.mac, mtu)

@@ -65,6 +65,7 @@ from scapy.layers.inet6 import (
     ICMPv6NDOptDstLLAddr,
     ICMPv6NDOptMTU,
     ICMPv6NDOptPrefixInfo,
+    ICMPv6NDOptRedirectedHdr,
     ICMPv6NDOptRDNSS,
     ICMPv6NDOptSrcLLAddr,
     ICMPv6PacketTooBig,
@@ -207,7 +208,9 @@ def global_addrs6(topo: Topology, host: str) -> list[dict]:
     p = topo.port_of(host)
     cp = nsexec(p.netns, "ip", "-j", "-6", "addr", "show", "dev", p.name, "scope", "global",
                 check=True)
-    return [ai for link in json.loads(cp.stdout or "[]") for ai in link.get("addr_info", [])]
+    # (`ip -j` prints an empty object for every address the scope filter left out)
+    return [ai for link in json.loads(cp.stdout or "[]") for ai in link.get("addr_info", [])
+            if ai.get("local")]
 
 
 def icmp6(pkts: list, layer, src: str | None = None, dst: str | None = None) -> list:
@@ -377,3 +380,345 @@ def test_icmpv6_error_capped_at_1280(topo6: Topology) -> None:
     assert len(bytes(te[0][IPv6])) == 1280 and te[0][IPv6].plen == 1240
     quoted = te[0][IPerror6]
     assert quoted.plen == 1460 and quoted.src == H1_6 and quoted.dst == H2_6
+
+
+# --------------------------------------------------------------------------
+# 7. Router Advertisements and SLAAC
+# --------------------------------------------------------------------------
+
+RA_FULL = {
+    "max_rtr_adv_interval": 4, "min_rtr_adv_interval": 3, "default_lifetime": 1200,
+    "managed": True, "other_config": True, "cur_hop_limit": 60,
+    "reachable_time": 30000, "retrans_timer": 1500, "mtu": 1400,
+    "prefixes": [{"prefix": "fd00:1::/64", "on_link": True, "autonomous": True,
+                  "valid_lifetime": 7200, "preferred_lifetime": 3600}],
+    "rdnss": ["fd00:1::53"], "rdnss_lifetime": 8,
+}
+
+
+def slaac_ports(ra: dict) -> list[Port]:
+    """Port a advertises ``ra``; h1 has no static IPv6 address (SLAAC: the namespace's
+    defaults, forwarding=0, accept_ra=1, autoconf=1, which the test asserts)."""
+    return v6_ports(a={"peer_addresses": ["10.0.1.2/24"],
+                       "peer_routes": [{"to": "default", "via": "10.0.1.1"}],
+                       "config": {"ra": ra}})
+
+
+def sysctl(topo: Topology, host: str, name: str) -> str:
+    return topo.exec(host, "sysctl", "-n", name, check=True).stdout.strip()
+
+
+def test_slaac_and_ra_contents(topology) -> None:
+    topo = topology(ports=slaac_ports(RA_FULL))
+    dev = topo.dev("a")
+    for knob, want in (("forwarding", "0"), ("accept_ra", "1"), ("autoconf", "1")):
+        assert sysctl(topo, "h1", f"net.ipv6.conf.{dev}.{knob}") == want, knob
+    with topo.capture("h1", "icmp6") as cap:
+        addr = wait_for(lambda: [a for a in global_addrs6(topo, "h1")
+                                 if ipaddress.ip_address(a["local"])
+                                 in ipaddress.ip_network("fd00:1::/64")],
+                        10, what="a SLAAC address in fd00:1::/64 on h1")[0]
+        # Two unsolicited intervals need three RAs to ff02::1: at most ~3 * 4 s.
+        wait_for(lambda: len(icmp6(cap.read(), ICMPv6ND_RA, dst="ff02::1")) >= 3, 14,
+                 interval=0.2, what="three RAs to ff02::1")
+    pkts = cap.stop()
+
+    # The host: an EUI-64 address in the prefix with the advertised lifetimes, a default
+    # route via the router's link-local learnt from the RA, the RA's MTU and hop limit.
+    iid = ipaddress.ip_address(eui64_lladdr(topo.mac("h1"))).packed[8:]
+    assert ipaddress.ip_address(addr["local"]).packed[8:] == iid, addr
+    assert addr["prefixlen"] == 64 and addr.get("dynamic"), addr
+    assert 7000 <= addr["valid_life_time"] <= 7200, addr
+    assert 3400 <= addr["preferred_life_time"] <= 3600, addr
+    route = topo.exec("h1", "ip", "-6", "route", "show", "default", check=True).stdout
+    assert re.search(rf"^default via {re.escape(LL_A)} dev {dev} proto ra ", route, re.M), route
+    assert sysctl(topo, "h1", f"net.ipv6.conf.{dev}.mtu") == "1400"
+    assert sysctl(topo, "h1", f"net.ipv6.conf.{dev}.hop_limit") == "60"
+    # ... and it can use the address: h1 -> h2 through the router.
+    cp = ping6(topo, "h1", H2_6, count=1)
+    assert len(replies6(cp.stdout)) == 1, show(cp)
+
+    ras = icmp6(pkts, ICMPv6ND_RA, src=LL_A)
+    assert ras, f"no RA from {LL_A}: {summaries(pkts)}"
+    for p in ras:
+        ra = p[ICMPv6ND_RA]
+        assert p[IPv6].hlim == 255 and p[Ether].src == MAC_A
+        assert (ra.M, ra.O, ra.chlim, ra.routerlifetime, ra.reachabletime, ra.retranstimer) \
+            == (1, 1, 60, 1200, 30000, 1500), p.show(dump=True)
+        assert p[ICMPv6NDOptSrcLLAddr].lladdr == MAC_A
+        assert p[ICMPv6NDOptMTU].mtu == 1400
+        pio = p[ICMPv6NDOptPrefixInfo]
+        assert (pio.prefix, pio.prefixlen, pio.L, pio.A, pio.validlifetime,
+                pio.preferredlifetime) == ("fd00:1::", 64, 1, 1, 7200, 3600), p.show(dump=True)
+        assert ICMPv6NDOptPrefixInfo not in pio.payload, "a second prefix was advertised"
+        rdnss = p[ICMPv6NDOptRDNSS]
+        assert (rdnss.lifetime, list(rdnss.dns)) == (8, ["fd00:1::53"]), p.show(dump=True)
+
+    # Multicast RAs every [min, max] = [3, 4] s: each one (a solicited multicast RA too,
+    # RFC 4861 6.2.4) restarts the timer, and none comes within MIN_DELAY_BETWEEN_RAS
+    # (3 s) of the previous one (radvd answers RS by unicast, RFC 7772).
+    mcast = [float(p.time) for p in ras if p[IPv6].dst == "ff02::1"]
+    gaps = [b - a for a, b in zip(mcast, mcast[1:])]
+    assert len(gaps) >= 2, f"multicast RAs at {mcast}"
+    assert all(2.95 <= g <= 4.1 for g in gaps), f"RA intervals {gaps}"
+
+
+def test_rs_answered(topology) -> None:
+    """Two RS 4 s apart (longer than the 3 s multicast RA rate limit) are each answered
+    within 1 s; periodic RAs are 600-1800 s apart, the initial ones 16 s, so neither
+    answer can be a coincidence."""
+    topo = topology(ports=slaac_ports({"max_rtr_adv_interval": 1800}))
+    ll, mac = host_lladdr(topo, "h1"), topo.mac("h1")
+    rs = Ether(src=mac, dst="33:33:00:00:00:02") / IPv6(src=ll, dst="ff02::2", hlim=255) \
+        / ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr=mac)
+    with topo.capture("h1", "icmp6") as cap:
+        sendp(topo, "h1", rs)
+        time.sleep(4)
+        sendp(topo, "h1", rs)
+        time.sleep(1.2)
+    pkts = cap.stop()
+    sent = [float(p.time) for p in icmp6(pkts, ICMPv6ND_RS, src=ll)]
+    assert len(sent) >= 2, summaries(pkts)
+    sent = sent[-2:]   # ours (h1's kernel may have sent its own RS before the capture)
+    ras = [p for p in icmp6(pkts, ICMPv6ND_RA, src=LL_A) if p[IPv6].dst in (ll, "ff02::1")]
+    for t in sent:
+        answers = [float(p.time) - t for p in ras if 0 <= float(p.time) - t <= 1.0]
+        assert answers, f"RS at {t}: no RA within 1 s; RAs at {[float(p.time) for p in ras]}"
+    for p in ras:
+        assert p[ICMPv6ND_RA].routerlifetime == 5400          # default: 3 * max
+        pio = p[ICMPv6NDOptPrefixInfo]                          # default: the /64 of fd00:1::1
+        assert (pio.prefix, pio.prefixlen, pio.L, pio.A, pio.validlifetime,
+                pio.preferredlifetime) == ("fd00:1::", 64, 1, 1, 2592000, 604800)
+        assert ICMPv6NDOptMTU not in p and ICMPv6NDOptRDNSS not in p
+
+
+# --------------------------------------------------------------------------
+# 8. neighbour discovery with the router
+# --------------------------------------------------------------------------
+
+def test_router_neighbour_entry_and_na(topo6: Topology) -> None:
+    topo6.exec("h1", "ip", "-6", "neigh", "flush", "dev", topo6.dev("a"), check=True)
+    with topo6.capture("h1", "icmp6") as cap:
+        cp = ping6(topo6, "h1", H2_6, count=2)
+        assert len(replies6(cp.stdout)) == 2, show(cp)
+    pkts = cap.stop()
+    ent = [n for n in neigh6(topo6, "h1") if n.get("dst") == R_A6]
+    assert len(ent) == 1, neigh6(topo6, "h1")
+    assert ent[0].get("lladdr") == MAC_A and "REACHABLE" in ent[0].get("state", []), ent
+    assert "router" in ent[0], ent                     # the NA carried R=1
+
+    ns = [p for p in icmp6(pkts, ICMPv6ND_NS, src=H1_6) if p[ICMPv6ND_NS].tgt == R_A6]
+    assert ns and ns[0][IPv6].dst == "ff02::1:ff00:1", summaries(ns)
+    na = [p for p in icmp6(pkts, ICMPv6ND_NA, src=R_A6, dst=H1_6) if p[ICMPv6ND_NA].tgt == R_A6]
+    assert na, summaries(pkts)
+    first = na[0]
+    assert first[IPv6].hlim == 255 and first[Ether].src == MAC_A
+    assert (first[ICMPv6ND_NA].R, first[ICMPv6ND_NA].S, first[ICMPv6ND_NA].O) == (1, 1, 1)
+    assert first[ICMPv6NDOptDstLLAddr].lladdr == MAC_A, first.show(dump=True)
+    # A unicast NS (h1 verifying the entry later, or our own) is answered with R and S.
+    sendp(topo6, "h1", eth_to_router(topo6, "h1", IPv6(src=H1_6, dst=R_A6, hlim=255)
+                                     / ICMPv6ND_NS(tgt=R_A6)
+                                     / ICMPv6NDOptSrcLLAddr(lladdr=topo6.mac("h1"))))
+    with topo6.capture("h1", "icmp6") as cap:
+        sendp(topo6, "h1", eth_to_router(topo6, "h1", IPv6(src=H1_6, dst=R_A6, hlim=255)
+                                         / ICMPv6ND_NS(tgt=R_A6)
+                                         / ICMPv6NDOptSrcLLAddr(lladdr=topo6.mac("h1"))))
+        cap.wait_for(lambda p: ICMPv6ND_NA in p, 3)
+    na = icmp6(cap.stop(), ICMPv6ND_NA, src=R_A6, dst=H1_6)
+    assert na and (na[0][ICMPv6ND_NA].R, na[0][ICMPv6ND_NA].S) == (1, 1), summaries(na)
+
+
+# --------------------------------------------------------------------------
+# 9. a vanished host: Address unreachable
+# --------------------------------------------------------------------------
+
+def first_error_delay(topo: Topology, code: int = 3) -> tuple[float, subprocess.CompletedProcess]:
+    """Ping h2 from h1 (0.5 s apart) and return the delay between h1's first echo request
+    and the first Destination Unreachable ``code`` from the router (pcap timestamps)."""
+    with topo.capture("h1", "icmp6") as cap:
+        cp = ping6(topo, "h1", H2_6, count=10, interval=0.5, wait=1, timeout=30)
+    pkts = cap.stop()
+    reqs = [float(p.time) for p in icmp6(pkts, ICMPv6EchoRequest, src=H1_6, dst=H2_6)]
+    errs = [float(p.time) for p in icmp6(pkts, ICMPv6DestUnreach, src=R_A6, dst=H1_6)
+            if p[ICMPv6DestUnreach].code == code]
+    assert reqs and errs, f"{show(cp)}\n{summaries(pkts)}"
+    return errs[0] - reqs[0], cp
+
+
+def test_vanished_host_address_unreachable(topo6: Topology) -> None:
+    """h2 drops its address before the router ever resolved it: INCOMPLETE, three
+    multicast NS one second apart, then Address unreachable for the queued echos."""
+    topo6.exec("h2", "ip", "addr", "del", f"{H2_6}/64", "dev", topo6.dev("b"), check=True)
+    with topo6.capture("h2", "icmp6") as far:
+        delay, cp = first_error_delay(topo6)
+    print(f"INCOMPLETE -> Address unreachable after {delay:.2f} s")
+    assert 2.8 <= delay <= 3.6, f"first Address unreachable {delay:.2f} s after the first echo"
+    assert ("Destination unreachable: Address unreachable"
+            in {m for _s, _q, m in errors6(cp.stdout)}), show(cp)
+    assert {s for s, _q, _m in errors6(cp.stdout)} == {R_A6}, show(cp)
+    ns = [p for p in icmp6(far.stop(), ICMPv6ND_NS) if p[ICMPv6ND_NS].tgt == H2_6]
+    assert len(ns) >= 3 and {p[IPv6].dst for p in ns} == {"ff02::1:ff00:2"}, summaries(ns)
+    t = [float(p.time) for p in ns[:3]]
+    assert all(0.9 <= b - a <= 1.2 for a, b in zip(t, t[1:])), t
+
+
+def test_vanished_host_link_down(topo6: Topology) -> None:
+    """h2 was reachable, then takes its link down: the router's entry goes with the link
+    (the kernel's neigh_carrier_down), a new resolution fails and h1 gets Address
+    unreachable about 3 s after its first unanswered echo."""
+    assert len(replies6(ping6(topo6, "h1", H2_6, count=1).stdout)) == 1
+    topo6.exec("h2", "ip", "link", "set", topo6.dev("b"), "down", check=True)
+    time.sleep(1.5)                      # pyrouter notices within its 1 s link poll
+    delay, cp = first_error_delay(topo6)
+    print(f"link down -> Address unreachable after {delay:.2f} s")
+    assert 2.8 <= delay <= 3.6, f"first Address unreachable {delay:.2f} s after the first echo"
+    assert {s for s, _q, _m in errors6(cp.stdout)} == {R_A6}, show(cp)
+
+
+# --------------------------------------------------------------------------
+# 10. Redirect
+# --------------------------------------------------------------------------
+
+def test_redirect_for_an_onlink_gateway(topology) -> None:
+    """fd00:7::/64 is reached through fe80::1b on h1's own link (the kernel redirects
+    only to a link-local target, RFC 4861 8.2): h1's packet gets a Redirect from the
+    router's link-local naming fe80::1b, and the packet is still forwarded (the router
+    solicits fe80::1b on port a)."""
+    topo = topology(ports=v6_ports(),
+                    routes=[{"to": "fd00:7::/64", "via": "fe80::1b", "dev": "port:a"}])
+    with topo.capture("h1", "icmp6") as cap:
+        ping6(topo, "h1", "fd00:7::1", count=1, wait=1)
+        cap.wait_for(lambda p: ICMPv6ND_NS in p and p[ICMPv6ND_NS].tgt == "fe80::1b", 3)
+    pkts = cap.stop()
+    red = icmp6(pkts, ICMPv6ND_Redirect, src=LL_A, dst=H1_6)
+    assert len(red) == 1, summaries(pkts)
+    r = red[0]
+    assert (r[ICMPv6ND_Redirect].tgt, r[ICMPv6ND_Redirect].dst) == ("fe80::1b", "fd00:7::1")
+    assert r[IPv6].hlim == 255 and r[Ether].src == MAC_A
+    # The Redirected Header quotes the packet as received: hop limit not yet decremented
+    # (ip6_forward redirects before the decrement; IPv4 quotes the decremented TTL).
+    quoted = r[ICMPv6NDOptRedirectedHdr].pkt
+    assert IPv6 in quoted, r.show(dump=True)
+    assert (quoted[IPv6].src, quoted[IPv6].dst, quoted[IPv6].hlim) == (H1_6, "fd00:7::1", 64)
+    # No Target Link-Layer Address option: the router has not resolved fe80::1b.
+    assert ICMPv6NDOptDstLLAddr not in r
+    ns = [p for p in icmp6(pkts, ICMPv6ND_NS) if p[ICMPv6ND_NS].tgt == "fe80::1b"]
+    assert ns and ns[0][Ether].src == MAC_A, summaries(pkts)
+
+
+# --------------------------------------------------------------------------
+# 11. hostile input
+# --------------------------------------------------------------------------
+
+def test_spoofed_na_for_router_addresses(topo6: Topology) -> None:
+    """h1 advertises the router's own addresses (unsolicited, override) with its MAC: the
+    router ignores them and keeps answering on them."""
+    mac = topo6.mac("h1")
+    frames = [Ether(src=mac, dst="33:33:00:00:00:01")
+              / IPv6(src=H1_6, dst="ff02::1", hlim=255)
+              / ICMPv6ND_NA(R=0, S=0, O=1, tgt=tgt) / ICMPv6NDOptDstLLAddr(lladdr=mac)
+              for tgt in (R_A6, R_B6, LL_A)]
+    sendp(topo6, "h1", *frames)
+    time.sleep(0.3)
+    for host, dst in (("h2", R_A6), ("h2", R_B6), ("h1", R_A6), ("h1", H2_6)):
+        cp = ping6(topo6, host, dst, count=2)
+        assert len(replies6(cp.stdout)) == 2, show(cp)
+    cp = ping6(topo6, "h1", f"{LL_A}%{topo6.dev('a')}", count=2)
+    assert len(replies6(cp.stdout)) == 2, show(cp)
+
+
+def routes6(topo: Topology) -> list:
+    """The router's IPv6 routes (and, on pyrouter, addresses) as comparable data."""
+    if topo.target == "kernel":
+        assert topo.router_ns
+        r = nsexec(topo.router_ns, "ip", "-j", "-6", "route", "show", "table", "all",
+                   check=True).stdout
+        a = nsexec(topo.router_ns, "ip", "-j", "-6", "addr", check=True).stdout
+        strip = ("expires", "valid_life_time", "preferred_life_time")
+        return [sorted(json.dumps({k: v for k, v in x.items() if k not in strip}, sort_keys=True)
+                       for x in json.loads(r)),
+                sorted(ai["local"] for link in json.loads(a) for ai in link.get("addr_info", [])
+                       if ai.get("local"))]
+    rts = topo.cli_json("show", "route", "table", "all")
+    return [sorted(json.dumps(x, sort_keys=True) for x in rts if x.get("family") == 6),
+            topo.cli_json("show", "addr")]
+
+
+def test_rogue_ra_ignored(topo6: Topology) -> None:
+    """An RA from h1 (default router, prefix fd00:99::/64 with A=1) changes nothing on the
+    router (forwarding=1: accept_ra=1 does not apply): 2001:db8:99::1 has no route before
+    and after, and the router's IPv6 routes and addresses are unchanged."""
+    ll, mac = host_lladdr(topo6, "h1"), topo6.mac("h1")
+    before = routes6(topo6)
+    cp = ping6(topo6, "h2", "2001:db8:99::1", count=1, wait=1)
+    assert errors6(cp.stdout) == [(R_B6, 1, "Destination unreachable: No route")], show(cp)
+    ra = Ether(src=mac, dst="33:33:00:00:00:01") / IPv6(src=ll, dst="ff02::1", hlim=255) \
+        / ICMPv6ND_RA(routerlifetime=1800, chlim=7) / ICMPv6NDOptSrcLLAddr(lladdr=mac) \
+        / ICMPv6NDOptMTU(mtu=1280) \
+        / ICMPv6NDOptPrefixInfo(prefix="fd00:99::", prefixlen=64, L=1, A=1,
+                                validlifetime=3600, preferredlifetime=1800)
+    sendp(topo6, "h1", ra, ra, gap=0.1)
+    time.sleep(1.5)
+    assert routes6(topo6) == before
+    cp = ping6(topo6, "h2", "2001:db8:99::1", count=1, wait=1)
+    assert errors6(cp.stdout) == [(R_B6, 1, "Destination unreachable: No route")], show(cp)
+    # The RA's hop limit and MTU were not taken either: h2 -> h1 still works at 1500 bytes
+    # and arrives with hop limit 63.
+    cp = ping6(topo6, "h2", H1_6, "-s", "1452", "-M", "do", count=1)
+    assert [(r[0], r[3]) for r in replies6(cp.stdout)] == [(1460, 63)], show(cp)
+
+
+NS_FLOOD_CODE = r"""
+import socket, struct, sys
+from scapy.layers.inet6 import IPv6, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr
+from scapy.layers.l2 import Ether
+dev, smac, tgt, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+import ipaddress
+low = ipaddress.IPv6Address(tgt).packed[13:]
+group = str(ipaddress.IPv6Address(bytes.fromhex("ff0200000000000000000001ff") + low))
+mc = "33:33:ff:" + low.hex(":")
+tmpl = bytearray(bytes(Ether(src=smac, dst=mc) / IPv6(src="fd00:1::100:0:0", dst=group, hlim=255)
+                 / ICMPv6ND_NS(tgt=tgt) / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:99:99:99")))
+base = ~struct.unpack_from("!H", tmpl, 56)[0] & 0xFFFF
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((dev, 0))
+sent = 0
+for i in range(1, n + 1):
+    struct.pack_into("!I", tmpl, 34, i)            # low 32 bits of the source address
+    c = base + (i >> 16) + (i & 0xFFFF)
+    c = (c & 0xFFFF) + (c >> 16)
+    c = (c & 0xFFFF) + (c >> 16)
+    struct.pack_into("!H", tmpl, 56, ~c & 0xFFFF)
+    try:
+        s.send(tmpl)
+        sent += 1
+    except BlockingIOError:
+        pass
+print(sent)
+"""
+
+
+def test_ns_flood_from_many_sources(topo6: Topology, target: str) -> None:
+    """100 000 NS for the router's address, each from a distinct source address with an
+    SLLAO (each would create a STALE entry): traffic through the router keeps working and
+    the neighbour table stays bounded (gc_thresh3 = 1024)."""
+    assert len(replies6(ping6(topo6, "h1", H2_6, count=2).stdout)) == 2
+    # fd00:1::1 -> solicited-node group ff02::1:ff00:1, MAC 33:33:ff:00:00:01
+    t0 = time.monotonic()
+    cp = pyexec(topo6, "h1", NS_FLOOD_CODE, topo6.dev("a"), topo6.mac("h1"), R_A6, "100000",
+                timeout=120)
+    took = time.monotonic() - t0
+    assert cp.returncode == 0 and int(cp.stdout) > 90000, show(cp)
+    print(f"NS flood: {cp.stdout.strip()} frames in {took:.1f} s")
+    cp = ping6(topo6, "h1", H2_6, count=5, interval=0.3, wait=2)
+    assert len(replies6(cp.stdout)) >= 4, show(cp)
+    cp = ping6(topo6, "h2", R_A6, count=2)
+    assert len(replies6(cp.stdout)) == 2, show(cp)
+    if target == "kernel":
+        assert topo6.router_ns
+        n = len(json.loads(nsexec(topo6.router_ns, "ip", "-j", "-6", "neigh", "show",
+                                  check=True).stdout or "[]"))
+    else:
+        n = sum(1 for e in topo6.cli_json("show", "neigh") if ":" in str(e.get("dst", "")))
+    print(f"IPv6 neighbours after the flood: {n}")
+    assert 0 < n <= 1024, n

@@ -307,6 +307,14 @@ def _radvd_conf(dev: str, ra: dict, addresses: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def eui64_lladdr(mac: str) -> str:
+    """The kernel's default (addr_gen_mode 0, EUI-64) link-local address for a MAC."""
+    b = bytearray(int(x, 16) for x in mac.split(":"))
+    b[0] ^= 0x02
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + bytes(b[:3]) + b"\xff\xfe"
+                                     + bytes(b[3:])))
+
+
 def _v6_addrs(ns: str, dev: str) -> list[dict]:
     """The IPv6 addr_info entries of ``dev`` in ``ns`` (``ip -j -6 addr``)."""
     cp = nsexec(ns, "ip", "-j", "-6", "addr", "show", "dev", dev)
@@ -542,6 +550,23 @@ class Topology:
         else:
             self._start_pyrouter()
         self._check_hosts_configured()
+        if self.target == "pyrouter":
+            self._settle_v6_pyrouter()
+
+    def _settle_v6_pyrouter(self) -> None:
+        """Best effort: give pyrouter's link-local addresses time to leave DAD, as the
+        kernel target waits for (``ip addr``) - here seen from outside, by pinging the
+        router's EUI-64 link-local from the host's own link-local (ports with a fixed
+        macaddress only: the router's MAC is not otherwise known).  Never fails."""
+        for p in self.ports.values():
+            if not p.macaddress or not any(_is_v6(a) for a in p.addresses):
+                continue
+            ll = f"{eui64_lladdr(p.macaddress)}%{p.name}"
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if nsexec(p.netns, "ping", "-6", "-n", "-q", "-c", "1", "-W", "1", ll,
+                          timeout=5).returncode == 0:
+                    break
 
     def _start_pyrouter(self) -> None:
         if self._socket_dir is not None:

@@ -11,35 +11,61 @@ forwarding=1, radvd for ports with ``ra:``); assertions only pyrouter can answer
 ``show`` JSON) are guarded by ``target == "pyrouter"``.  Behaviour reference:
 /work/shared/reference/behaviour/neighbour-ipv6-netfilter.md sections 4, 5 and 8.
 
-What each test checks (kernel figures measured on 6.18, see the report):
+Until pyrouter has IPv6 (``interfaces.X.ra`` in its schema) the module is xfail(run=False)
+on the pyrouter target; ``PYROUTER_TARGET=kernel`` runs it (about 85 s).
 
-1. forwarding: h1 -> h2 echo replies arrive with hop limit 63; the router answers echo on
-   its global addresses of both ports and on its link-local address (``%dev``), hlim 64.
-2. traceroute -6 (UDP and ICMP): hop 1 = the router's address on the ingress port, hop 2 =
-   h2; ``ping -6 -t 1`` prints "Time exceeded: Hop limit" from that address.
+What each test checks, with the kernel figures measured (Linux 6.18, radvd 2.19):
+
+1. forwarding: h1 -> h2 echo replies arrive with hop limit 63 and from the router's port-b
+   MAC on h2's side; the router answers echo on its global addresses of both ports (also
+   h2 -> port a's address) and on its link-local address (``%dev``), all with hlim 64.
+2. traceroute -6 (UDP and ICMP): hop 1 = fd00:1::1 (the router's global address on the
+   ingress port, not its link-local), hop 2 = h2; ``ping -6 -t 1`` prints "Time exceeded:
+   Hop limit" from fd00:1::1; the Time Exceeded has hlim 64.
 3. Packet Too Big: port b MTU 1400; ``ping -6 -s 1452 -M do`` gets "Packet too big:
-   mtu=1400" from the router, ``tracepath -6`` reports pmtu 1400, a 1500-byte packet sent
-   raw (bypassing h1's PMTU cache) is never fragmented by the router: nothing reaches h2.
-4. link-local source: fe80:: -> fd00:2::2 gets Destination Unreachable code 2 (beyond
-   scope of source address) and nothing is forwarded.
-5. unknown next header 253 -> Parameter Problem code 1 pointer 6; an unknown HBH option of
-   type 0x9e (top bits 10) -> code 2 pointer 42; type 0x1e (top bits 00) is skipped and the
-   echo answered.
-6. a 1500-byte packet with hop limit 1: the Time Exceeded is exactly 1280 bytes of IPv6.
-7. SLAAC (``ra:``): the host comes up with an address in the advertised prefix and a
-   default route ``via fe80::... proto ra``, the RA carries every configured field
-   (M/O, hop limit, router lifetime, reachable/retrans, MTU, PIO flags/lifetimes, RDNSS,
-   SLLAO), unsolicited RAs come every [min, max] seconds, and an RS is answered within 1 s.
-8. neighbours: h1 holds the router REACHABLE with the router's MAC and the ``router`` flag;
-   the router's NA to a multicast NS has R, S and O set and a TLLAO with its MAC, hlim 255.
-9. vanished host: h2 loses its address (or its link); pings from h1 then get "Address
-   unreachable" (type 1 code 3) from the router ~3 s after the first unanswered echo
-   (INCOMPLETE: 3 multicast NS 1 s apart).
-10. redirect: the router's route to fd00:7::/64 is via fe80::1b on h1's own link: h1 gets
-    an ICMPv6 Redirect (target fe80::1b, destination fd00:7::1) from the router's link-local.
-11. hostile input: a spoofed override NA for the router's own addresses, a rogue RA (the
-    router learns no route from it) and a flood of NS from 100 000 source addresses leave the
-    router working (and, on pyrouter, its neighbour table within gc_thresh3 = 1024).
+   mtu=1400" from fd00:1::1, ``tracepath -6`` (after ``ip -6 route flush cache``) reports
+   pmtu 1400; a 1500-byte UDP packet sent raw (bypassing h1's PMTU cache) gets one PTB whose
+   IPv6 packet is exactly 1280 bytes, and nothing at all reaches h2 (no fragments).
+4. link-local source: fe80::(h1) -> fd00:2::2 gets Destination Unreachable code 2 (beyond
+   scope of source address) sent from the router's link-local to h1's link-local; nothing
+   is forwarded.
+5. to fd00:1::1: next header 253 -> Parameter Problem code 1 pointer 6; HBH option 0x9e
+   (top bits 10) -> code 2 pointer 42 (= 40 + 2); option 0x1e (top bits 00) is skipped and
+   the echo answered.
+6. a 1500-byte echo with hop limit 1: the Time Exceeded is exactly 1280 bytes of IPv6
+   (plen 1240), its quote the start of the 1500-byte packet (quoted plen 1460).
+7. SLAAC (``ra:`` with every key of keys.md): h1 (forwarding=0, accept_ra=1, autoconf=1,
+   no static IPv6 address) gets an EUI-64 address in fd00:1::/64, "dynamic", valid 7200 /
+   preferred 3600, ``default via fe80::ff:fe00:a01 dev X proto ra``, its IPv6 MTU 1400 and
+   hop limit 60 from the RA, and can reach h2; every RA from the router's link-local has
+   hlim 255, M=1 O=1, chlim 60, router lifetime 1200, reachable 30000 / retrans 1500 ms,
+   SLLAO, MTU 1400, one PIO (L=1 A=1, 7200/3600), RDNSS fd00:1::53 lifetime 8; multicast
+   RAs 3-4 s apart (measured 3.0-4.0).  Two RS 4 s apart (max interval 1800 s) are each
+   answered within 1 s (radvd: unicast to the soliciting link-local, RFC 7772); defaults
+   when only max_rtr_adv_interval is given: lifetime 3 * max = 5400, the interface's /64
+   with 2592000 / 604800 s, no MTU and no RDNSS option.
+8. neighbours: after h1 flushes its cache and pings through the router, h1 holds
+   fd00:1::1 REACHABLE with the router's MAC and the ``router`` flag; the NA answering
+   h1's multicast NS has hlim 255, R=1 S=1 O=1 and a TLLAO with the router's MAC; a unicast
+   NS is answered with R=1 S=1.
+9. vanished host: (a) h2 deletes fd00:2::2 before the router ever resolved it: the router
+   sends 3 NS to ff02::1:ff00:2 about 1 s apart and h1 gets "Destination unreachable:
+   Address unreachable" from fd00:1::1 3.05 s after its first echo; (b) h2 was reachable
+   and sets its link down: same error 3.06 s after the first echo sent 1.5 s after the
+   link went down (the kernel flushes the entry on carrier loss and resolves afresh).
+   Asserted window: 2.8-3.6 s.
+10. redirect: with fd00:7::/64 via fe80::1b (h1's link), h1's echo to fd00:7::1 gets one
+    Redirect from the router's link-local (hlim 255, target fe80::1b, destination
+    fd00:7::1, Redirected Header quoting the packet with its hop limit NOT decremented,
+    64; no TLLAO as fe80::1b is unresolved) and is still forwarded (NS for fe80::1b).  A
+    global gateway (fd00:8::/64 via fd00:1::3) is forwarded without any Redirect.
+11. hostile input: unsolicited override NAs from h1 for fd00:1::1, fd00:2::1 and the
+    router's link-local change nothing (both hosts keep reaching them); a rogue RA
+    (lifetime 1800, hop limit 7, MTU 1280, A=1 prefix fd00:99::/64) changes no route or
+    address of the router (2001:db8:99::1 stays "No route", h2 -> h1 still works at 1500
+    bytes with hlim 63); 100 000 NS from distinct sources with SLLAO (sent in ~1.5 s) leave
+    forwarding and local delivery working and the kernel with 1021 IPv6 neighbours
+    (gc_thresh3 1024; the test asserts 0 < n <= 1024 on both targets).
 """
 
 from __future__ import annotations
@@ -80,21 +106,26 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import Ether
 
-from .conftest import Port, Topology, nsexec, wait_for
+from .conftest import TARGET, Port, Topology, eui64_lladdr, nsexec, wait_for
 
-pytestmark = [pytest.mark.netns, pytest.mark.timeout(90)]
+
+def _pyrouter_has_ipv6() -> bool:
+    """The lead's IPv6 work (issue #5) brings ``interfaces.X.ra``; before it is merged,
+    pyrouter drops every IPv6 frame (ipv6_disabled) and these tests cannot pass there."""
+    from pyrouter.control.schema import Interface
+    return "ra" in Interface.model_fields
+
+
+pytestmark = [
+    pytest.mark.netns, pytest.mark.timeout(90),
+    pytest.mark.xfail(TARGET == "pyrouter" and not _pyrouter_has_ipv6(), run=False,
+                      reason="pyrouter has no IPv6 yet (issue #5): run with "
+                             "PYROUTER_TARGET=kernel, or after the IPv6 work is merged"),
+]
 
 MAC_A, MAC_B = "02:00:00:00:0a:01", "02:00:00:00:0b:01"
 R_A6, R_B6 = "fd00:1::1", "fd00:2::1"
 H1_6, H2_6 = "fd00:1::2", "fd00:2::2"
-
-
-def eui64_lladdr(mac: str) -> str:
-    """The kernel's default (addr_gen_mode 0) link-local address for a MAC."""
-    b = bytearray(int(x, 16) for x in mac.split(":"))
-    b[0] ^= 0x02
-    iid = bytes(b[:3]) + b"\xff\xfe" + bytes(b[3:])
-    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + iid))
 
 
 LL_A, LL_B = eui64_lladdr(MAC_A), eui64_lladdr(MAC_B)
@@ -139,7 +170,8 @@ def show(cp: subprocess.CompletedProcess) -> str:
 
 
 def ping6(topo: Topology, host: str, dst: str, *opts: str, count: int = 3,
-          interval: float = 0.2, wait: float = 2, timeout: float = 30) -> subprocess.CompletedProcess:
+          interval: float = 0.2, wait: float = 2,
+          timeout: float = 30) -> subprocess.CompletedProcess:
     return topo.exec(host, "ping", "-6", "-n", "-c", str(count), "-i", str(interval),
                      "-W", str(wait), *opts, dst, timeout=timeout)
 
@@ -191,7 +223,7 @@ def host_lladdr(topo: Topology, host: str) -> str:
     raise AssertionError(f"{host} has no usable link-local address:\n{cp.stdout}")
 
 
-def eth_to_router(topo: Topology, host: str, pkt, key: str | None = None) -> Ether:
+def eth_to_router(topo: Topology, host: str, pkt) -> Ether:
     """``pkt`` in an Ethernet frame from ``host`` to the router port's MAC."""
     p = topo.port_of(host)
     return Ether(src=topo.mac(host), dst=p.macaddress) / pkt
@@ -585,13 +617,20 @@ def test_redirect_for_an_onlink_gateway(topology) -> None:
     router's link-local naming fe80::1b, and the packet is still forwarded (the router
     solicits fe80::1b on port a)."""
     topo = topology(ports=v6_ports(),
-                    routes=[{"to": "fd00:7::/64", "via": "fe80::1b", "dev": "port:a"}])
+                    routes=[{"to": "fd00:7::/64", "via": "fe80::1b", "dev": "port:a"},
+                            {"to": "fd00:8::/64", "via": "fd00:1::3"}])
     with topo.capture("h1", "icmp6") as cap:
         ping6(topo, "h1", "fd00:7::1", count=1, wait=1)
         cap.wait_for(lambda p: ICMPv6ND_NS in p and p[ICMPv6ND_NS].tgt == "fe80::1b", 3)
+        # A global gateway on the same link: forwarded (the router solicits fd00:1::3),
+        # but no Redirect (ndisc_send_redirect: "target address is not link-local unicast").
+        ping6(topo, "h1", "fd00:8::1", count=1, wait=1)
+        cap.wait_for(lambda p: ICMPv6ND_NS in p and p[ICMPv6ND_NS].tgt == "fd00:1::3", 3)
     pkts = cap.stop()
     red = icmp6(pkts, ICMPv6ND_Redirect, src=LL_A, dst=H1_6)
     assert len(red) == 1, summaries(pkts)
+    assert [p for p in pkts if ICMPv6ND_NS in p and p[ICMPv6ND_NS].tgt == "fd00:1::3"
+            and p[Ether].src == MAC_A], summaries(pkts)
     r = red[0]
     assert (r[ICMPv6ND_Redirect].tgt, r[ICMPv6ND_Redirect].dst) == ("fe80::1b", "fd00:7::1")
     assert r[IPv6].hlim == 255 and r[Ether].src == MAC_A

@@ -679,8 +679,10 @@ def routes6(topo: Topology) -> list:
                 sorted(ai["local"] for link in json.loads(a) for ai in link.get("addr_info", [])
                        if ai.get("local"))]
     rts = topo.cli_json("show", "route", "table", "all")
+    addrs = topo.cli_json("show", "addr")                  # the shape of `ip -j addr`
     return [sorted(json.dumps(x, sort_keys=True) for x in rts if x.get("family") == 6),
-            topo.cli_json("show", "addr")]
+            sorted(ai["local"] for link in addrs for ai in link.get("addr_info", [])
+                   if ai.get("local"))]
 
 
 def test_rogue_ra_ignored(topo6: Topology) -> None:

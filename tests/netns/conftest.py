@@ -544,6 +544,13 @@ class Topology:
                 self._add_netns(ns)
                 self.hosts[p.host] = ns
             p.netns = self.hosts[p.host]
+            if p.config.get("ra") is not None:
+                # A SLAAC host (RFC 4862), whatever devconf_inherit_init_net gives a new
+                # namespace: the port's device takes these defaults when it appears in (or
+                # moves into) the namespace.
+                for knob in ("forwarding=0", "accept_ra=1", "autoconf=1"):
+                    nsexec(p.netns, "sysctl", "-qw", f"net.ipv6.conf.default.{knob}",
+                           check=True)
         self.cfg_path.write_text(yaml.safe_dump(self.config_dict(), sort_keys=False))
         if self.target == "kernel":
             self._start_kernel()

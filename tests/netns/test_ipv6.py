@@ -24,8 +24,10 @@ What each test checks, with the kernel figures measured (Linux 6.18, radvd 2.19)
    Hop limit" from fd00:1::1; the Time Exceeded has hlim 64.
 3. Packet Too Big: port b MTU 1400; ``ping -6 -s 1452 -M do`` gets "Packet too big:
    mtu=1400" from fd00:1::1, ``tracepath -6`` (after ``ip -6 route flush cache``) reports
-   pmtu 1400; a 1500-byte UDP packet sent raw (bypassing h1's PMTU cache) gets one PTB whose
-   IPv6 packet is exactly 1280 bytes, and nothing at all reaches h2 (no fragments).
+   pmtu 1400; h1's own fragments of a 3000-byte echo cross the router unchanged (3
+   fragments, same ids/offsets/lengths on both sides, all <= 1400 bytes); a 1500-byte
+   UDP packet sent raw (bypassing h1's PMTU cache) gets one PTB whose IPv6 packet is
+   exactly 1280 bytes, and nothing at all reaches h2 (the router never fragments).
 4. link-local source: fe80::(h1) -> fd00:2::2 gets Destination Unreachable code 2 (beyond
    scope of source address) sent from the router's link-local to h1's link-local; nothing
    is forwarded.
@@ -336,6 +338,19 @@ def test_packet_too_big(topology) -> None:
     cp = topo.exec("h1", "tracepath", "-6", "-n", H2_6, timeout=30)
     assert re.search(r"pmtu 1400\b", cp.stdout), show(cp)
     assert re.search(r"^\s*2:\s+" + re.escape(H2_6), cp.stdout, re.M), show(cp)
+
+    # h1 now fragments for the 1400-byte path itself: the fragments cross the router as
+    # they are (same sizes and offsets on both sides), none larger than 1400 bytes.
+    with topo.capture("h1", "ip6") as near, topo.capture("h2", "ip6") as far:
+        cp = ping6(topo, "h1", H2_6, "-s", "3000", count=1)
+        assert len(replies6(cp.stdout)) == 1, show(cp)
+
+    def frags(pkts: list) -> list[tuple[int, int, int]]:
+        return sorted((p[IPv6ExtHdrFragment].id, p[IPv6ExtHdrFragment].offset, p[IPv6].plen)
+                      for p in pkts if IPv6ExtHdrFragment in p and p[IPv6].src == H1_6)
+    sent, got = frags(near.stop()), frags(far.stop())
+    assert len(sent) == 3 and got == sent, (sent, got)
+    assert all(40 + plen <= 1400 for _id, _off, plen in got), got
 
     # A 1500-byte packet sent raw (h1's kernel would fragment it at its learned PMTU): the
     # router answers PTB and forwards nothing, in particular no fragments.

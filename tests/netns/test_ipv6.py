@@ -11,6 +11,13 @@ forwarding=1, radvd for ports with ``ra:``); assertions only pyrouter can answer
 ``show`` JSON) are guarded by ``target == "pyrouter"``.  Behaviour reference:
 /work/shared/reference/behaviour/neighbour-ipv6-netfilter.md sections 4, 5 and 8.
 
+Counters: the tests also check the router's IPv6 SNMP counters (nstat names, from
+/proc/net/snmp6 on the kernel target, pyrouter's stats ``snmp`` otherwise): hop limit ->
+Ip6InHdrErrors and Icmp6OutTimeExcds +1; PTB -> Ip6InTooBigErrors and Icmp6OutPktTooBigs
++1; link-local source -> Ip6InAddrErrors and Icmp6OutDestUnreachs +1; Param Problems ->
+Ip6InUnknownProtos +1, Icmp6OutParmProblems +2; Redirect -> Icmp6OutRedirects +1; rogue
+RA -> Icmp6InRouterAdvertisements +2 (exact deltas, as the kernel counts them).
+
 Until pyrouter has IPv6 (``interfaces.X.ra`` in its schema) the module is xfail(run=False)
 on the pyrouter target; ``PYROUTER_TARGET=kernel`` runs it (about 85 s).
 
@@ -256,6 +263,24 @@ def summaries(pkts: list) -> list[str]:
     return [p.summary() for p in pkts]
 
 
+def snmp6(topo: Topology) -> dict[str, int]:
+    """The router's IPv6 SNMP counters, nstat names (Ip6InHdrErrors, Icmp6OutTimeExcds...):
+    /proc/net/snmp6 of the router namespace, or pyrouter's stats ``snmp``."""
+    if topo.target == "kernel":
+        assert topo.router_ns
+        out = nsexec(topo.router_ns, "cat", "/proc/net/snmp6", check=True).stdout
+        return {k: int(v) for k, v in (ln.split() for ln in out.splitlines() if ln.strip())}
+    st = topo.stats()
+    assert st is not None
+    return {k: v for k, v in st["snmp"].items() if k.startswith(("Ip6", "Icmp6"))}
+
+
+def delta(before: dict[str, int], after: dict[str, int], *names: str) -> dict[str, int]:
+    missing = [n for n in names if n not in after]
+    assert not missing, f"no counters {missing} in {sorted(after)}"
+    return {n: after[n] - before.get(n, 0) for n in names}
+
+
 # --------------------------------------------------------------------------
 # 1. forwarding and the router's own addresses
 # --------------------------------------------------------------------------
@@ -312,9 +337,12 @@ def test_traceroute6(topo6: Topology, mode: str) -> None:
 
 
 def test_hop_limit_exceeded(topo6: Topology) -> None:
+    c0 = snmp6(topo6)
     with topo6.capture("h1", "icmp6") as cap:
         cp = ping6(topo6, "h1", H2_6, "-t", "1", count=1, wait=1)
     assert errors6(cp.stdout) == [(R_A6, 1, "Time exceeded: Hop limit")], show(cp)
+    assert delta(c0, snmp6(topo6), "Ip6InHdrErrors", "Icmp6OutTimeExcds") \
+        == {"Ip6InHdrErrors": 1, "Icmp6OutTimeExcds": 1}
     te = icmp6(cap.stop(), ICMPv6TimeExceeded, dst=H1_6)
     assert len(te) == 1 and te[0][ICMPv6TimeExceeded].code == 0, summaries(te)
     assert te[0][IPv6].src == R_A6 and te[0][IPv6].hlim == 64, te[0].show(dump=True)
@@ -356,9 +384,12 @@ def test_packet_too_big(topology) -> None:
     # router answers PTB and forwards nothing, in particular no fragments.
     big = IPv6(src=H1_6, dst=H2_6, hlim=64) / UDP(sport=40000, dport=9) / (b"x" * 1452)
     assert len(bytes(big)) == 1500
+    c0 = snmp6(topo)
     with topo.capture("h2", "ip6") as far, topo.capture("h1", "icmp6") as near:
         sendp(topo, "h1", eth_to_router(topo, "h1", big))
         assert near.wait_for(lambda p: ICMPv6PacketTooBig in p, 3), "no PTB for the raw packet"
+    assert delta(c0, snmp6(topo), "Ip6InTooBigErrors", "Icmp6OutPktTooBigs") \
+        == {"Ip6InTooBigErrors": 1, "Icmp6OutPktTooBigs": 1}
     got = [p for p in far.stop() if IPv6 in p and p[IPv6].src == H1_6]
     assert got == [], f"forwarded despite the MTU: {summaries(got)}"
     assert not [p for p in far.stop() if IPv6ExtHdrFragment in p]
@@ -375,9 +406,13 @@ def test_packet_too_big(topology) -> None:
 def test_link_local_source_not_forwarded(topo6: Topology) -> None:
     ll = host_lladdr(topo6, "h1")
     pkt = IPv6(src=ll, dst=H2_6, hlim=64) / ICMPv6EchoRequest(id=0x66, seq=1, data=b"ll" * 8)
+    c0 = snmp6(topo6)
     with topo6.capture("h2", "ip6") as far, topo6.capture("h1", "icmp6") as near:
         sendp(topo6, "h1", eth_to_router(topo6, "h1", pkt))
         assert near.wait_for(lambda p: ICMPv6DestUnreach in p, 3), "no Destination Unreachable"
+    assert delta(c0, snmp6(topo6), "Ip6InAddrErrors", "Icmp6OutDestUnreachs",
+                 "Ip6OutForwDatagrams") \
+        == {"Ip6InAddrErrors": 1, "Icmp6OutDestUnreachs": 1, "Ip6OutForwDatagrams": 0}
     fwd = [p for p in far.stop() if ICMPv6EchoRequest in p and p[IPv6].src == ll]
     assert fwd == [], summaries(fwd)
     du = icmp6(near.stop(), ICMPv6DestUnreach, dst=ll)
@@ -398,6 +433,7 @@ def test_parameter_problem(topo6: Topology) -> None:
         / ICMPv6EchoRequest(id=0x55, seq=1)
     opt00 = base / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=0x1E, optdata=b"\x00" * 4)]) \
         / ICMPv6EchoRequest(id=0x55, seq=2)
+    c0 = snmp6(topo6)
     with topo6.capture("h1", "icmp6") as cap:
         for pkt in (unk_nh, opt10, opt00):
             sendp(topo6, "h1", eth_to_router(topo6, "h1", pkt))
@@ -412,6 +448,10 @@ def test_parameter_problem(topo6: Topology) -> None:
     echo = icmp6(pkts, ICMPv6EchoReply, src=R_A6, dst=H1_6)
     assert [(p[ICMPv6EchoReply].id, p[ICMPv6EchoReply].seq) for p in echo] == [(0x55, 2)], \
         summaries(echo)
+    assert delta(c0, snmp6(topo6), "Ip6InUnknownProtos", "Icmp6OutParmProblems",
+                 "Icmp6InEchos", "Icmp6OutEchoReplies") \
+        == {"Ip6InUnknownProtos": 1, "Icmp6OutParmProblems": 2, "Icmp6InEchos": 1,
+            "Icmp6OutEchoReplies": 1}
 
 
 # --------------------------------------------------------------------------
@@ -566,6 +606,7 @@ def test_router_neighbour_entry_and_na(topo6: Topology) -> None:
     sendp(topo6, "h1", eth_to_router(topo6, "h1", IPv6(src=H1_6, dst=R_A6, hlim=255)
                                      / ICMPv6ND_NS(tgt=R_A6)
                                      / ICMPv6NDOptSrcLLAddr(lladdr=topo6.mac("h1"))))
+    c0 = snmp6(topo6)
     with topo6.capture("h1", "icmp6") as cap:
         sendp(topo6, "h1", eth_to_router(topo6, "h1", IPv6(src=H1_6, dst=R_A6, hlim=255)
                                          / ICMPv6ND_NS(tgt=R_A6)
@@ -573,6 +614,8 @@ def test_router_neighbour_entry_and_na(topo6: Topology) -> None:
         cap.wait_for(lambda p: ICMPv6ND_NA in p, 3)
     na = icmp6(cap.stop(), ICMPv6ND_NA, src=R_A6, dst=H1_6)
     assert na and (na[0][ICMPv6ND_NA].R, na[0][ICMPv6ND_NA].S) == (1, 1), summaries(na)
+    d = delta(c0, snmp6(topo6), "Icmp6InNeighborSolicits", "Icmp6OutNeighborAdvertisements")
+    assert all(v >= 1 for v in d.values()), d
 
 
 # --------------------------------------------------------------------------
@@ -634,6 +677,7 @@ def test_redirect_for_an_onlink_gateway(topology) -> None:
     topo = topology(ports=v6_ports(),
                     routes=[{"to": "fd00:7::/64", "via": "fe80::1b", "dev": "port:a"},
                             {"to": "fd00:8::/64", "via": "fd00:1::3"}])
+    c0 = snmp6(topo)
     with topo.capture("h1", "icmp6") as cap:
         ping6(topo, "h1", "fd00:7::1", count=1, wait=1)
         cap.wait_for(lambda p: ICMPv6ND_NS in p and p[ICMPv6ND_NS].tgt == "fe80::1b", 3)
@@ -644,6 +688,7 @@ def test_redirect_for_an_onlink_gateway(topology) -> None:
     pkts = cap.stop()
     red = icmp6(pkts, ICMPv6ND_Redirect, src=LL_A, dst=H1_6)
     assert len(red) == 1, summaries(pkts)
+    assert delta(c0, snmp6(topo), "Icmp6OutRedirects") == {"Icmp6OutRedirects": 1}
     assert [p for p in pkts if ICMPv6ND_NS in p and p[ICMPv6ND_NS].tgt == "fd00:1::3"
             and p[Ether].src == MAC_A], summaries(pkts)
     r = red[0]
@@ -713,9 +758,13 @@ def test_rogue_ra_ignored(topo6: Topology) -> None:
         / ICMPv6NDOptMTU(mtu=1280) \
         / ICMPv6NDOptPrefixInfo(prefix="fd00:99::", prefixlen=64, L=1, A=1,
                                 validlifetime=3600, preferredlifetime=1800)
+    c0 = snmp6(topo6)
     sendp(topo6, "h1", ra, ra, gap=0.1)
     time.sleep(1.5)
     assert routes6(topo6) == before
+    # received and counted (so the test sees them reach the router), then ignored
+    assert delta(c0, snmp6(topo6), "Icmp6InRouterAdvertisements") \
+        == {"Icmp6InRouterAdvertisements": 2}
     cp = ping6(topo6, "h2", "2001:db8:99::1", count=1, wait=1)
     assert errors6(cp.stdout) == [(R_B6, 1, "Destination unreachable: No route")], show(cp)
     # The RA's hop limit and MTU were not taken either: h2 -> h1 still works at 1500 bytes

@@ -15,6 +15,9 @@ from typing import Any
 from pyroute2 import IPRoute, NetNS
 
 
+IFA_F_NODAD = 0x02   # linux/if_addr.h
+
+
 def netns_exists(name: str) -> bool:
     return os.path.exists(f"/run/netns/{name}")
 
@@ -38,18 +41,18 @@ def setup_link(name: str, mtu: int, netns: str | None, peer: Any) -> None:
         if peer is None:
             return
         for a in peer.addresses:
-            # IPv6 peer addresses skip DAD (IFA_F_NODAD), as `ip addr add ... nodad`:
-            # the lab's hosts are usable the moment the router is ready.
-            extra = {"flags": IFA_F_NODAD} if a.version == 6 else {}
+            # IPv6: IFA_F_NODAD, so that the lab host's address is usable at once (no
+            # tentative second, during which the kernel would not even answer NS for it).
+            flags = {"flags": IFA_F_NODAD} if a.version == 6 else {}
             ns.addr("add", index=idx, address=str(a.ip), prefixlen=a.network.prefixlen,
-                    **extra)
+                    **flags)
         for rt in peer.routes:
             dst = rt.to if rt.to != "default" else ("::/0" if rt.via.version == 6
                                                     else "0.0.0.0/0")
             net = ip_network(dst)
-            oif = {"oif": idx} if rt.via.version == 6 and rt.via.is_link_local else {}
+            # oif: a link-local IPv6 gateway (fe80::...) is only meaningful with a device.
             ns.route("add", dst=str(net.network_address), dst_len=net.prefixlen,
-                     gateway=str(rt.via), family=10 if net.version == 6 else 2, **oif)
+                     gateway=str(rt.via), oif=idx, family=10 if net.version == 6 else 2)
 
 
 def set_mtu(name: str, mtu: int, netns: str | None) -> None:
@@ -63,7 +66,6 @@ def set_mtu(name: str, mtu: int, netns: str | None) -> None:
 
 
 IFF_UP = 0x1
-IFA_F_NODAD = 0x02
 
 
 def link_states(ports: list[tuple[str, str | None]]) -> dict[str, bool | None]:

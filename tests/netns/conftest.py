@@ -12,13 +12,14 @@ ip_forward=1) and veth pairs whose two ends both carry the port name.  Running
 the suite against the kernel proves that the tests themselves are right.
 
 Requirements: root and /dev/net/tun (pyrouter target), plus ip, ping, tcpdump,
-traceroute, tracepath and socat on PATH.  Without root or the TUN device the
-whole directory is skipped.
+traceroute, tracepath and socat on PATH (and radvd for the kernel target of ports
+with ``ra:``).  Without root or the TUN device the whole directory is skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import secrets
@@ -192,6 +193,9 @@ class Port:
     peer_routes: list[dict] = dataclasses.field(default_factory=list)
     mtu: int | None = None
     macaddress: str | None = None
+    # Extra router-side interface keys merged into the YAML (e.g. ``{"ra": {...}}``); the
+    # kernel target translates ``ra`` into radvd.conf (see _radvd_conf).
+    config: dict = dataclasses.field(default_factory=dict)
     # filled in by the factory
     name: str = ""                         # TAP / veth name (<= 15 chars)
     netns: str = ""                        # full netns name of the host
@@ -204,9 +208,14 @@ def default_ports() -> list[Port]:
     ]
 
 
+def _is_v6(addr: str) -> bool:
+    return ":" in str(addr)
+
+
 def _route_args(r: dict) -> list[str]:
     """Translate a contract route dict into `ip route add` arguments."""
-    args: list[str] = []
+    args: list[str] = []  # iproute2 infers the family from `to` / `via`
+
     rtype = r.get("type", "unicast")
     if rtype != "unicast":
         args.append(rtype)
@@ -243,6 +252,75 @@ def _rule_args(r: dict) -> list[str]:
     if r.get("suppress_prefixlength") is not None:
         args += ["suppress_prefixlength", str(r["suppress_prefixlength"])]
     return args
+
+
+def _onoff(v: Any) -> str:
+    return "on" if v else "off"
+
+
+def _radvd_conf(dev: str, ra: dict, addresses: Sequence[str]) -> str:
+    """Translate the contract's ``interfaces.X.ra`` section (keys.md) into radvd.conf.
+
+    Every key is written explicitly, with the contract's defaults (RFC 4861 ones) where
+    the key is absent, so that radvd's own defaults (e.g. a 1-day valid lifetime) never
+    leak in and both targets advertise the same thing.
+    """
+    known = {"max_rtr_adv_interval", "min_rtr_adv_interval", "default_lifetime", "managed",
+             "other_config", "cur_hop_limit", "reachable_time", "retrans_timer", "mtu",
+             "prefixes", "rdnss", "rdnss_lifetime"}
+    unknown = set(ra) - known
+    assert not unknown, f"ra keys without a radvd translation: {sorted(unknown)}"
+    mx = ra.get("max_rtr_adv_interval", 600)
+    mn = ra.get("min_rtr_adv_interval", max(3, round(0.33 * mx, 3)))
+    lines = [f"interface {dev} {{",
+             "  AdvSendAdvert on;",
+             f"  MaxRtrAdvInterval {mx};",
+             f"  MinRtrAdvInterval {mn};",
+             f"  AdvDefaultLifetime {ra.get('default_lifetime', 3 * mx)};",
+             f"  AdvManagedFlag {_onoff(ra.get('managed', False))};",
+             f"  AdvOtherConfigFlag {_onoff(ra.get('other_config', False))};",
+             f"  AdvCurHopLimit {ra.get('cur_hop_limit', 64)};",
+             f"  AdvReachableTime {ra.get('reachable_time', 0)};",
+             f"  AdvRetransTimer {ra.get('retrans_timer', 0)};",
+             f"  AdvLinkMTU {ra.get('mtu') or 0};",      # 0: no MTU option
+             "  AdvSourceLLAddress on;"]
+    prefixes = ra.get("prefixes")
+    if prefixes is None:  # default: each global /64 of the interface, L=1 A=1
+        prefixes = []
+        for a in addresses:
+            net = ipaddress.ip_interface(a).network
+            if net.version == 6 and net.prefixlen == 64 and not net.is_link_local \
+                    and {"prefix": str(net)} not in prefixes:
+                prefixes.append({"prefix": str(net)})
+    for pfx in prefixes:
+        lines += [f"  prefix {pfx['prefix']} {{",
+                  f"    AdvOnLink {_onoff(pfx.get('on_link', True))};",
+                  f"    AdvAutonomous {_onoff(pfx.get('autonomous', True))};",
+                  f"    AdvValidLifetime {pfx.get('valid_lifetime', 2592000)};",
+                  f"    AdvPreferredLifetime {pfx.get('preferred_lifetime', 604800)};",
+                  "  };"]
+    if ra.get("rdnss"):
+        lines += [f"  RDNSS {' '.join(ra['rdnss'])} {{",
+                  f"    AdvRDNSSLifetime {ra.get('rdnss_lifetime', 2 * mx)};",
+                  "  };"]
+    lines.append("};")
+    return "\n".join(lines) + "\n"
+
+
+def eui64_lladdr(mac: str) -> str:
+    """The kernel's default (addr_gen_mode 0, EUI-64) link-local address for a MAC."""
+    b = bytearray(int(x, 16) for x in mac.split(":"))
+    b[0] ^= 0x02
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + bytes(b[:3]) + b"\xff\xfe"
+                                     + bytes(b[3:])))
+
+
+def _v6_addrs(ns: str, dev: str) -> list[dict]:
+    """The IPv6 addr_info entries of ``dev`` in ``ns`` (``ip -j -6 addr``)."""
+    cp = nsexec(ns, "ip", "-j", "-6", "addr", "show", "dev", dev)
+    if cp.returncode != 0:
+        return []
+    return [ai for link in json.loads(cp.stdout or "[]") for ai in link.get("addr_info", [])]
 
 
 class Capture:
@@ -387,6 +465,7 @@ class Topology:
             d["peer"] = {"addresses": list(p.peer_addresses)}
             if p.peer_routes:
                 d["peer"]["routes"] = [dict(r) for r in p.peer_routes]
+            d.update(p.config)
             interfaces[p.name] = d
         cfg: dict[str, Any] = {"interfaces": interfaces}
         if self.routes:
@@ -465,12 +544,36 @@ class Topology:
                 self._add_netns(ns)
                 self.hosts[p.host] = ns
             p.netns = self.hosts[p.host]
+            if p.config.get("ra") is not None:
+                # A SLAAC host (RFC 4862), whatever devconf_inherit_init_net gives a new
+                # namespace: the port's device takes these defaults when it appears in (or
+                # moves into) the namespace.
+                for knob in ("forwarding=0", "accept_ra=1", "autoconf=1"):
+                    nsexec(p.netns, "sysctl", "-qw", f"net.ipv6.conf.default.{knob}",
+                           check=True)
         self.cfg_path.write_text(yaml.safe_dump(self.config_dict(), sort_keys=False))
         if self.target == "kernel":
             self._start_kernel()
         else:
             self._start_pyrouter()
         self._check_hosts_configured()
+        if self.target == "pyrouter":
+            self._settle_v6_pyrouter()
+
+    def _settle_v6_pyrouter(self) -> None:
+        """Best effort: give pyrouter's link-local addresses time to leave DAD, as the
+        kernel target waits for (``ip addr``) - here seen from outside, by pinging the
+        router's EUI-64 link-local from the host's own link-local (ports with a fixed
+        macaddress only: the router's MAC is not otherwise known).  Never fails."""
+        for p in self.ports.values():
+            if not p.macaddress or not any(_is_v6(a) for a in p.addresses):
+                continue
+            ll = f"{eui64_lladdr(p.macaddress)}%{p.name}"
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if nsexec(p.netns, "ping", "-6", "-n", "-q", "-c", "1", "-W", "1", ll,
+                          timeout=5).returncode == 0:
+                    break
 
     def _start_pyrouter(self) -> None:
         if self._socket_dir is not None:
@@ -500,6 +603,9 @@ class Topology:
         self._add_netns(r)
         self.router_ns = r
         nsexec(r, "sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
+        # IPv6 router: forwarding=1 on all (and default, so the veths inherit it), which
+        # also makes the router ignore RAs (accept_ra=1) and set R in its NAs.
+        nsexec(r, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", check=True)
         for p in self.ports.values():
             ip("-n", r, "link", "add", p.name, "type", "veth", "peer", "name", p.name,
                "netns", p.netns)
@@ -507,13 +613,15 @@ class Topology:
             mac = ["address", p.macaddress] if p.macaddress else []
             ip("-n", r, "link", "set", p.name, *mtu, *mac, "up")
             for a in p.addresses:
-                ip("-n", r, "addr", "add", a, "dev", p.name)
+                ip("-n", r, "addr", "add", a, "dev", p.name, *(["nodad"] if _is_v6(a) else []))
             ip("-n", p.netns, "link", "set", p.name, *mtu, "up")
             for a in p.peer_addresses:
-                ip("-n", p.netns, "addr", "add", a, "dev", p.name)
+                ip("-n", p.netns, "addr", "add", a, "dev", p.name,
+                   *(["nodad"] if _is_v6(a) else []))
         for p in self.ports.values():
             for rt in p.peer_routes:
-                ip("-n", p.netns, "route", "add", *_route_args(rt))
+                dev = ["dev", p.name] if _is_v6(rt.get("via", "")) and not rt.get("dev") else []
+                ip("-n", p.netns, "route", "add", *_route_args(rt), *dev)
         for rt in self.routes:
             ip("-n", r, "route", "add", *_route_args(rt))
         for rule in self.extra_config.get("rules", []):
@@ -523,23 +631,61 @@ class Topology:
             name = f"net.ipv4.conf.all.{knob}" if knob in ("rp_filter", "send_redirects") \
                 else f"net.ipv4.{knob}"
             nsexec(r, "sysctl", "-qw", f"{name}={int(value)}", check=True)
+        # The router's link-local addresses finish DAD (~1-2 s) before it is "ready": until
+        # then the kernel sends no NS for forwarded traffic (ndisc_send_ns needs a
+        # non-tentative link-local) and radvd has no source address.
+        if any(_is_v6(a) for p in self.ports.values() for a in p.addresses) \
+                or any(p.config.get("ra") is not None for p in self.ports.values()):
+            def dad_done() -> bool:
+                return all(any(ai.get("scope") == "link" and not ai.get("tentative")
+                               for ai in _v6_addrs(r, p.name)) for p in self.ports.values())
+            wait_for(dad_done, 10, what="the kernel router's link-local addresses (DAD)")
+        for p in self.ports.values():
+            extra = set(p.config) - {"ra"}
+            assert not extra, f"no kernel translation for interface keys {sorted(extra)}"
+            if p.config.get("ra") is not None:
+                self._start_radvd(p)
         self.ready_path.write_text("kernel\n")
 
+    def _start_radvd(self, p: Port) -> None:
+        """radvd in the router namespace, for one port's ``ra:`` section (kernel target)."""
+        assert shutil.which("radvd"), "radvd is needed for ra: on the kernel target"
+        conf = self.tmp / f"radvd-{p.key}.conf"
+        conf.write_text(_radvd_conf(p.name, p.config["ra"], p.addresses))
+        log = open(self.tmp / f"radvd-{p.key}.log", "w")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.router_ns, "radvd", "-n", "-C", str(conf),
+             "-p", str(self.tmp / f"radvd-{p.key}.pid"), "-m", "stderr"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        self._bg.append(proc)
+        time.sleep(0.3)
+        if proc.poll() is not None:
+            raise AssertionError(f"radvd exited {proc.returncode}:\n{conf.read_text()}\n"
+                                 f"{(self.tmp / f'radvd-{p.key}.log').read_text()}")
+
     def _check_hosts_configured(self) -> None:
-        """The peers must be configured once the router says it is ready."""
+        """The peers must be configured once the router says it is ready; hosts with IPv6
+        also wait for their own link-local address to leave DAD (so that RS and NS are
+        sent from it, as on a settled link)."""
         for p in self.ports.values():
             want = {a.split("/")[0] for a in p.peer_addresses}
+            v6 = any(_is_v6(a) for a in p.addresses + p.peer_addresses) or "ra" in p.config
 
             def have() -> bool:
-                cp = nsexec(p.netns, "ip", "-j", "-4", "addr", "show", "dev", p.name)
+                cp = nsexec(p.netns, "ip", "-j", "addr", "show", "dev", p.name)
                 if cp.returncode != 0:
                     return False
-                got = {ai["local"] for link in json.loads(cp.stdout or "[]")
-                       for ai in link.get("addr_info", [])}
-                return want <= got
+                infos = [ai for link in json.loads(cp.stdout or "[]")
+                         for ai in link.get("addr_info", [])]
+                got = {ai["local"] for ai in infos if not ai.get("tentative")}
+                if v6 and not any(ai.get("family") == "inet6" and ai.get("scope") == "link"
+                                  and not ai.get("tentative") for ai in infos):
+                    return False
+                return {str(ipaddress.ip_address(a)) for a in want} <= got
 
             try:
-                wait_for(have, 5, what=f"{p.name} in {p.netns} to carry {sorted(want)}")
+                wait_for(have, 10, what=f"{p.name} in {p.netns} to carry {sorted(want)}")
             except AssertionError as e:
                 dump = nsexec(p.netns, "ip", "addr").stdout
                 pytest.fail(f"host side not configured after ready: {e}\n{dump}\n"
@@ -757,7 +903,12 @@ def topology(tmp_path: Path, request: pytest.FixtureRequest):
       "via": "10.0.3.1"}], "mtu": 9000}``).
     * ``extra_ports``: more ports (same forms) added to the default two.
     * ``mtu``: {"a": 1400} sets the MTU of a port (router side and host side).
-    * ``routes``: extra contract ``routes:`` entries for the router.
+    * ``routes``: extra contract ``routes:`` entries for the router (``dev: "port:a"``
+      names port a's device, e.g. for a link-local IPv6 gateway).
+    * Port ``config``: extra router-side interface keys, e.g. ``{"ra": {...}}`` (keys.md);
+      the kernel target runs radvd for ``ra``.  IPv6 addresses (router and peer side) are
+      added with nodad on the kernel target; the harness waits for the kernel router's
+      and every IPv6 host's link-local address to leave DAD.
     * ``config``: extra top-level config keys, e.g. ``{"metrics": {"listen": "127.0.0.1:9101"}}``
       (pyrouter target only; the control socket is always ``topo.socket_path``).
     """
@@ -780,6 +931,17 @@ def topology(tmp_path: Path, request: pytest.FixtureRequest):
                 p.mtu = mtu[p.key]
             p.name = f"p{token[:6]}{p.key}"
             assert len(p.name) <= 15, p.name
+        # ``dev: "port:<key>"`` in a route names a port before its name is known (needed
+        # for link-local IPv6 gateways); resolved here for both targets.
+        names = {f"port:{p.key}": p.name for p in plist}
+
+        def resolve(rts: Iterable[dict]) -> list[dict]:
+            return [{**r, "dev": names[r["dev"]]} if str(r.get("dev", "")) in names
+                    else dict(r) for r in rts]
+
+        routes = resolve(routes)
+        for p in plist:
+            p.peer_routes = resolve(p.peer_routes)
         sub = tmp_path / f"topo{len(made)}"
         sub.mkdir()
         topo = Topology(sub, token, plist, list(routes), TARGET, extra_config=config)

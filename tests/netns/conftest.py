@@ -452,6 +452,10 @@ class Topology:
         _CREATED_NETNS.add(ns)
         self.netns.append(ns)
         ip("-n", ns, "link", "set", "lo", "up")
+        # A new namespace copies the IPv4 knobs of the initial one (devconf_inherit_init_net
+        # 0), so a machine whose root namespace forwards (dockerd turns ip_forward on) would
+        # make every host a router: forwarding loops, redirects ignored.  Hosts are hosts.
+        nsexec(ns, "sysctl", "-qw", "net.ipv4.ip_forward=0", check=True)
 
     def config_dict(self) -> dict:
         interfaces: dict[str, dict] = {}

@@ -56,9 +56,11 @@ def ip6_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     else:
         src = int.from_bytes(data[8:24], "big")
         if src == 0 or is_multicast6(src) or src == 1:
+            snmp["Ip6InAddrErrors"] += 1         # ip6_forward's "error:" label
             r.drop(DropReason.MARTIAN_SRC, in_port)
             return
         if src >> 118 == 0x3FA:
+            snmp["Ip6InAddrErrors"] += 1
             icmpv6_send(r, pkt, ICMPV6_DEST_UNREACH, ICMPV6_NOT_NEIGHBOUR, 0, now)
             r.drop(DropReason.IP6_LINKLOCAL_SRC, in_port)
             return

@@ -247,7 +247,8 @@ def build_sysctl6(cfg: Config, plans: list[PortPlan]) -> Ipv6Sysctl:
             rc.reachable_time, rc.retrans_timer, rc.mtu or 0, prefixes,
             tuple(int(a) for a in rc.rdnss), rc.rdnss_lifetime or 0)
     return Ipv6Sysctl(**cfg.ipv6.model_dump(), ra=ra,
-                      proxy_ndp=frozenset(p.ifindex for p in plans if p.config.proxy_ndp))
+                      proxy_ndp={p.ifindex: frozenset(int(a) for a in p.config.proxy_ndp)
+                                 for p in plans if p.config.proxy_ndp})
 
 
 def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",

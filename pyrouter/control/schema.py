@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from ..wire.addr import mac_from_str
-from .schema6 import Ipv6Knobs, RaConfigModel
+from .schema6 import Ipv6Knobs, RaConfigModel, V6Addr
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 
@@ -66,7 +66,7 @@ class Peer(_Model):
 class Interface(_Model):
     addresses: list[IfAddr] = Field(default_factory=list)
     ra: RaConfigModel | None = None          # IPv6 Router Advertisements (schema6.py)
-    proxy_ndp: bool = False
+    proxy_ndp: list[V6Addr] = Field(default_factory=list)   # `ip -6 neigh add proxy ADDR`
     mtu: int | None = Field(default=None, ge=68, le=65535)
     macaddress: str | None = None
     netns: str | None = None

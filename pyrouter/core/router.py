@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..wire.addr import ip4_str
-from ..wire.ipv6 import ip6_str
+from ..wire.ipv6 import ip6_str, solicited_node
 from ..wire.icmpv4 import ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
 from .actions import Event
 from .drops import Counters, DropReason
@@ -40,7 +40,7 @@ from .ip.icmp_limit import IcmpLimiter
 from .ip.redirect import RedirectLimiter
 from .ip6 import addrconf
 from .ip6.addrconf import Inet6Dev
-from .ip6.ndisc import Ndisc6
+from .ip6.ndisc import Ndisc6, ndisc_proxy_timer
 from .ip6.ra import RaState, ra_shutdown, ra_start, ra_timer, ra_unicast_timer
 from .ip6.reasm import Reassembler6
 from .ip6.sysctl import Ipv6Sysctl
@@ -93,6 +93,10 @@ class Router:
         self.neigh6.timer_kind = "neigh6"
         self.reasm6 = Reassembler6()
         self.ra_state: dict[int, RaState] = {}
+        self.ndisc_proxy_queue: list[tuple[int, int, int, int]] = []   # (due, ifindex, src, target)
+        self.proxy_groups6: dict[int, frozenset[int]] = {
+            idx: frozenset(solicited_node(a) for a in addrs)
+            for idx, addrs in self.sysctl6.proxy_ndp.items()}
         self.ip6_ident = rng.getrandbits(32)
         self.local4: set[int] = set()          # the router's IPv4 addresses
         self.local4_bytes: set[bytes] = set()  # the same, packed (fast path)
@@ -211,6 +215,8 @@ class Router:
                 ra_timer(self, key[1], deadline, now)
             elif kind == "ra-unicast":
                 ra_unicast_timer(self, key[1], now)
+            elif kind == "ndisc-proxy":
+                ndisc_proxy_timer(self, now)
             elif kind == "neigh-gc":
                 self.neigh4.periodic_gc(now)
                 self.neigh6.periodic_gc(now)
@@ -236,7 +242,7 @@ class Router:
         alive |= {(st.deadline, ("ra", idx)) for idx, st in self.ra_state.items()
                   if st.deadline is not None}
         alive |= {(d, k) for d, k in ((e[0], e[2]) for e in self.timers._heap)
-                  if k[0] in ("neigh-gc", "neigh-rand", "ra-unicast")}
+                  if k[0] in ("neigh-gc", "neigh-rand", "ra-unicast", "ndisc-proxy")}
         self.timers.compact(alive)
 
     def poll_at(self) -> Instant | None:
@@ -474,6 +480,7 @@ class Router:
                        if a.state == addrconf.PERMANENT}
         self.addrs6_all = new.addrs6_all
         self.sysctl6 = new.sysctl6
+        self.proxy_groups6 = new.proxy_groups6
         for idx in list(self.ra_state):
             if idx in gone_idx or idx not in self.sysctl6.ra:
                 del self.ra_state[idx]

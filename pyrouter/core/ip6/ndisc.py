@@ -9,7 +9,9 @@ options (RFC 4861 6.1, 7.1.1, 7.1.2, 8.1); otherwise it is dropped, counted.
   (S=0, O=1); otherwise the sender is learned STALE (created if absent when the NS
   was unicast or had an lladdr) and answered unicast with R=1, S=1, and O and the
   target lladdr option only when the NS was multicast (the kernel's inc_opt).
-  With proxy_ndp on the port, targets routed through another port are answered too.
+  A target in the port's proxy_ndp list (the kernel's pneigh entries) is answered as
+  a proxy: O=0 (RFC 4861 7.2.8), R=0, and a multicast NS only after a random delay
+  below proxy_delay (0.8 s, "MAX_ANYCAST_DELAY_TIME"), through a bounded queue.
 * NA (ndisc_recv_na): target not multicast; S=1 to a multicast destination is
   invalid.  For one of our tentative addresses -> DAD failed; for a usable one ->
   ignored and counted (someone spoofs us).  Otherwise an existing entry is updated:
@@ -41,8 +43,8 @@ from ..actions import Event
 from ..drops import DropReason
 from ..link.neighbour import VALID, NeighbourEntry, NudState
 from ..packet import PacketBuf
-from ..route.fib import RouteType
 from ..route.flow import FlowKey
+from ..time import SECOND
 from .addrconf import PERMANENT, TENTATIVE, dad_failure, ipv6_dev_get_saddr
 from .icmp6 import ICMPV6_ADDR_UNREACH, ICMPV6_DEST_UNREACH, PEER_KEY6, icmpv6_send, send_icmp6
 
@@ -112,10 +114,14 @@ def _recv_ns(r: Router, pkt: PacketBuf, port: Port, off: int, src: int, dst: int
     dev = r.in6.get(port.ifindex)
     a = dev.find(target) if dev else None
     if a is None:
-        if dev is not None and port.ifindex in r.sysctl6.proxy_ndp and not dad \
-                and _proxied(r, port, target):
-            _learn(r, port, src, sll, True, now)
-            ndisc_send_na(r, port, src, target, True, True, False, True, now)
+        if not dad and r.sysctl6.forwarding \
+                and target in r.sysctl6.proxy_ndp.get(port.ifindex, ()):
+            if not _learn(r, port, src, sll, not inc or sll is not None, now):
+                return
+            if inc:
+                ndisc_proxy_enqueue(r, port.ifindex, src, target, now)
+            else:
+                ndisc_send_na(r, port, src, target, False, True, False, False, now)
             return
         r.drop(DropReason.NDISC_NOT_FOR_US, port)
         return
@@ -135,9 +141,27 @@ def _recv_ns(r: Router, pkt: PacketBuf, port: Port, off: int, src: int, dst: int
     ndisc_send_na(r, port, src, target, True, True, inc, inc, now)
 
 
-def _proxied(r: Router, port: Port, target: int) -> bool:
-    route = r.fib.lookup(FlowKey(6, target, 0), r.route_usable)
-    return route is not None and route.type is RouteType.UNICAST and route.oif != port.ifindex
+PROXY_DELAY = 8 * SECOND // 10
+PROXY_QLEN = 64
+
+
+def ndisc_proxy_enqueue(r: Router, ifindex: int, src: int, target: int, now: int) -> None:
+    """pneigh_enqueue(): answer after a random delay; at most proxy_qlen waiting."""
+    if len(r.ndisc_proxy_queue) >= PROXY_QLEN:
+        r.drop(DropReason.NEIGH_QUEUE_FULL)
+        return
+    at = now + int(r.rng.random() * PROXY_DELAY)
+    r.ndisc_proxy_queue.append((at, ifindex, src, target))
+    r.timers.schedule(at, ("ndisc-proxy",))
+
+
+def ndisc_proxy_timer(r: Router, now: int) -> None:
+    due = [q for q in r.ndisc_proxy_queue if q[0] <= now]
+    r.ndisc_proxy_queue = [q for q in r.ndisc_proxy_queue if q[0] > now]
+    for _at, ifindex, src, target in due:
+        port = r.ports.get(ifindex)
+        if port is not None and target in r.sysctl6.proxy_ndp.get(ifindex, ()):
+            ndisc_send_na(r, port, src, target, False, True, False, True, now)
 
 
 def _recv_na(r: Router, port: Port, data: bytearray, off: int, dst: int,

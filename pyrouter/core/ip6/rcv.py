@@ -101,13 +101,17 @@ def ip6_route_input(r: Router, pkt: PacketBuf, port: Port, src: int, dst: int,
     snmp = r.counters.snmp
     if dst >> 120 == 0xFF:
         dev = r.in6.get(port.ifindex)
-        if dev is not None and dst in dev.groups:
+        if dev is not None and (dst in dev.groups or dst in r.proxy_groups6.get(port.ifindex, ())):
             return ip6_input(r, pkt, port, now, mcast=True)
         r.drop(DropReason.MCAST6_NOT_JOINED, port)
         return None
     if dst in r.local6:
         if dst >> 118 != 0x3FA or _on_port(r, port.ifindex, dst):
             return ip6_input(r, pkt, port, now)
+    if r.sysctl6.proxy_ndp and dst in r.sysctl6.proxy_ndp.get(port.ifindex, ()) \
+            and _is_ndisc(pkt.data):
+        # ip6_forward_proxy_check(): ND messages to a proxied address are ours to answer.
+        return ip6_input(r, pkt, port, now)
     if dst >> 118 == 0x3FA:
         r.drop(DropReason.IP6_LINKLOCAL_DST, port)
         return None
@@ -138,6 +142,10 @@ def ip6_route_input(r: Router, pkt: PacketBuf, port: Port, src: int, dst: int,
         icmpv6_send(r, pkt, ICMPV6_DEST_UNREACH, code, 0, now)
     r.drop(reason, port)
     return None
+
+
+def _is_ndisc(data: bytearray) -> bool:
+    return data[6] == 58 and len(data) > 40 and 133 <= data[40] <= 137
 
 
 def _on_port(r: Router, ifindex: int, addr: int) -> bool:

@@ -53,4 +53,6 @@ class Ipv6Sysctl:
     max_hbh_opts_number: int = 8
     max_dst_opts_number: int = 8
     ra: dict[int, RaConfig] = field(default_factory=dict)   # ifindex -> RA settings
-    proxy_ndp: frozenset[int] = frozenset()                  # ifindexes with proxy_ndp
+    # ifindex -> addresses answered for on that port (the kernel's pneigh entries, as
+    # `ip -6 neigh add proxy ADDR dev X` with proxy_ndp=1)
+    proxy_ndp: dict[int, frozenset[int]] = field(default_factory=dict)

@@ -1,0 +1,88 @@
+"""proxy_ndp (the kernel's pneigh entries) and the IPv6 fast path's equivalence with the
+slow path (core/router.py receive, core/ip6/forward.py cache fill)."""
+
+from __future__ import annotations
+
+import struct
+
+from pyrouter.core import SECOND
+
+from .helpers6 import (CONFIG6, H1, H2, LAN, R_MAC, WAN, Net6, expect_ip6, frame6, icmp6_of,
+                       na_pkt, nd_options, ns_pkt, parse_ip6, solicited, udp6_pkt)
+
+PROXIED = "2001:db8:1::99"
+CONFIG_PROXY = CONFIG6.replace('''    macaddress: "02:00:00:00:01:01"
+''', f'''    macaddress: "02:00:00:00:01:01"
+    proxy_ndp: ["{PROXIED}"]
+''', 1)
+
+
+def test_proxy_ndp_answers_multicast_ns_after_a_delay() -> None:
+    net = Net6(CONFIG_PROXY)
+    net.ready()
+    out = net.send(LAN, frame6(H1, ns_pkt(H1.ip, solicited(PROXIED), PROXIED, H1.mac)))
+    assert icmp6_of(out, 136) == []                  # pneigh_enqueue(): not at once
+    later = net.run_until(net.now + SECOND)
+    nas = icmp6_of(later, 136)
+    assert len(nas) == 1
+    na = parse_ip6(nas[0][1:])
+    assert na.dst == H1.ip and na.hlim == 255 and na.eth_dst == H1.mac
+    flags = na.payload[4]
+    assert flags == 0x40                             # S=1, R=0, O=0 (RFC 4861 7.2.8)
+    assert nd_options(na.payload[24:]).get(2) == [bytes([2, 1]) + R_MAC[LAN]]
+
+
+def test_proxy_ndp_unicast_ns_answered_at_once_and_others_not() -> None:
+    net = Net6(CONFIG_PROXY)
+    net.ready()
+    nas = icmp6_of(net.send(LAN, frame6(H1, ns_pkt(H1.ip, PROXIED, PROXIED, H1.mac))), 136)
+    assert len(nas) == 1 and parse_ip6(nas[0]).payload[4] == 0x40
+    other = "2001:db8:1::98"
+    assert icmp6_of(net.send(LAN, frame6(H1, ns_pkt(H1.ip, solicited(other), other, H1.mac))),
+                    136) == []
+    net.run_until(net.now + SECOND)
+    assert net.drops().get("mcast6_not_joined", 0) >= 1
+
+
+def _resolve_h2(net: Net6) -> None:
+    out = net.send(LAN, frame6(H1, udp6_pkt(H1.ip, H2.ip)))
+    assert len(icmp6_of(out, 135)) == 1
+    out = net.send(WAN, frame6(H2, na_pkt(H2.ip, "2001:db8:2::1", H2.ip, s=True, o=True,
+                                          tll=H2.mac)))
+    assert len(out) == 1
+
+
+def test_fast_path_gives_the_slow_paths_bytes() -> None:
+    slow, fast = Net6(), Net6()
+    for n in (slow, fast):
+        n.ready()
+        _resolve_h2(n)
+    pkt = udp6_pkt(H1.ip, H2.ip, data=b"y" * 100)
+    for i in range(3):
+        f = frame6(H1, pkt)
+        slow.router.fwd_cache.clear()                 # always the slow path
+        a = slow.send(LAN, f)
+        b = fast.send(LAN, f)
+        assert [x[-1] for x in a] == [x[-1] for x in b] and len(a) == 1
+        expect_ip6(a[0], src=H1.ip, dst=H2.ip, hlim=63, eth_dst=H2.mac, ifindex=WAN)
+    assert fast.router.fast_forwarded6 == 2 and slow.router.fast_forwarded6 == 0
+    snap = fast.router.snapshot()["snmp"]
+    assert snap["Ip6OutForwDatagrams"] == 4           # the resolving packet + 3
+
+
+def test_fast_path_leaves_doubtful_packets_to_the_slow_path() -> None:
+    net = Net6()
+    net.ready()
+    _resolve_h2(net)
+    base = bytearray(frame6(H1, udp6_pkt(H1.ip, H2.ip)))
+    assert len(net.send(LAN, bytes(base))) == 1 and net.router.fwd_cache
+    before = net.router.fast_forwarded6
+    hl1 = bytearray(base)
+    hl1[21] = 1                                       # hop limit 1: Time Exceeded
+    net.send(LAN, bytes(hl1))
+    assert net.drops().get("ttl_exceeded") == 1       # (its Time Exceeded waits on NS for H1)
+    short = bytearray(base)
+    struct.pack_into("!H", short, 18, 2000)           # payload length past the frame
+    assert net.send(LAN, bytes(short)) == []
+    assert net.drops().get("ip6_truncated") == 1
+    assert net.router.fast_forwarded6 == before

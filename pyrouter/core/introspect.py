@@ -228,3 +228,50 @@ def route_get(r: Router, dst: int, src: int | None = None, iif: str | None = Non
         elif rt.type is RouteType.LOCAL:
             res["prefsrc"] = addr_str(4, dst)
     return res
+
+
+def route_get6(r: Router, dst: int, src: int | None = None,
+               iif: str | None = None) -> dict[str, Any]:
+    """``ip -6 route get DST [from SRC] [iif IF]``: the lookup, source, MTU and neighbour
+    an IPv6 packet gets (link-local destinations need ``iif``: they have no route)."""
+    from .ip6.addrconf import ipv6_dev_get_saddr  # noqa: PLC0415
+
+    in_port = r.ports_by_name.get(iif) if iif is not None else None
+    if iif is not None and in_port is None:
+        return {"error": f"Cannot find device \"{iif}\""}
+    res: dict[str, Any] = {"dst": addr_str(6, dst)}
+    if src is not None:
+        res["from"] = addr_str(6, src)
+    if in_port is not None:
+        res["iif"] = in_port.name
+    if dst in r.local6:
+        res.update(type="local", table="local", prefix=f"{addr_str(6, dst)}/128")
+        return res
+    rt = r.fib.lookup(FlowKey(6, dst, src or 0, iif=in_port.ifindex if in_port else 0),
+                      r.route_usable)
+    if rt is None:
+        res["error"] = "Network is unreachable"
+        return res
+    res.update(type=rt.type.value, table=table_name(rt.table, r),
+               prefix=f"{addr_str(6, rt.dst)}/{rt.plen}")
+    errors = {RouteType.UNREACHABLE: "Network is unreachable",
+              RouteType.PROHIBIT: "Permission denied", RouteType.BLACKHOLE: "Invalid argument"}
+    if rt.type in errors:
+        res["error"] = errors[rt.type]
+        return res
+    port = r.ports.get(rt.oif)
+    if port is None:
+        return res
+    res["dev"] = port.name
+    nexthop = rt.gateway if rt.gateway is not None else dst
+    if rt.gateway is not None:
+        res["gateway"] = addr_str(6, rt.gateway)
+    if in_port is None:
+        s = src if src is not None else ipv6_dev_get_saddr(r, port.ifindex, dst)
+        if s is not None:
+            res["prefsrc"] = addr_str(6, s)
+    res["mtu"] = max(rt.mtu or port.mtu, 1280)
+    e = r.neigh6.get(port.ifindex, nexthop)
+    res["neigh"] = {"addr": addr_str(6, nexthop), "state": e.state.value if e else "NONE",
+                    "lladdr": e.lladdr.hex(":") if e and e.lladdr else None}
+    return res

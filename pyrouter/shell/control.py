@@ -31,7 +31,7 @@ import stat
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -287,6 +287,8 @@ class ControlServer:
         raise ClientError("show what? links, addrs, routes, rules, neigh or stats")
 
     async def h_route_get(self, args: dict[str, Any], item: Send) -> Any:
+        if isinstance(args.get("dst"), str) and ":" in args["dst"]:
+            return self._route_get6(args)
         dst = _ip4(args.get("dst"), "dst")
         src = _ip4(args["from"], "from") if args.get("from") else None
         iif = args.get("iif")
@@ -294,6 +296,17 @@ class ControlServer:
             raise ClientError("iif: an interface name")
         mark = _int(args, "mark", 0, 0, 0xFFFFFFFF)
         return introspect.route_get(self.app.router, dst, src, iif, mark, self._now())
+
+    def _route_get6(self, args: dict[str, Any]) -> Any:
+        try:
+            dst = int(IPv6Address(args["dst"]))
+            src = int(IPv6Address(args["from"])) if args.get("from") else None
+        except ValueError:
+            raise ClientError("dst/from: not an IPv6 address") from None
+        iif = args.get("iif")
+        if iif is not None and not isinstance(iif, str):
+            raise ClientError("iif: an interface name")
+        return introspect.route_get6(self.app.router, dst, src, iif)
 
     async def h_reload(self, args: dict[str, Any], item: Send) -> Any:
         try:

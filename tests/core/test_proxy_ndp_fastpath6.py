@@ -86,3 +86,23 @@ def test_fast_path_leaves_doubtful_packets_to_the_slow_path() -> None:
     assert net.send(LAN, bytes(short)) == []
     assert net.drops().get("ip6_truncated") == 1
     assert net.router.fast_forwarded6 == before
+
+
+def test_route_get6_shows_route_source_mtu_and_neighbour() -> None:
+    from pyrouter.cli import fmt
+    from pyrouter.core import introspect
+    from ipaddress import IPv6Address
+
+    net = Net6()
+    net.ready()
+    _resolve_h2(net)
+    r = net.router
+    d = introspect.route_get6(r, int(IPv6Address(H2.ip)))
+    assert (d["dev"], d["prefsrc"], d["mtu"], d["neigh"]["state"]) == (
+        "wan0", "2001:db8:2::1", 1500, "REACHABLE")
+    assert fmt.route_get(d).startswith("2001:db8:2::20 dev wan0 src 2001:db8:2::1")
+    g = introspect.route_get6(r, int(IPv6Address("2001:db8:77::1")))
+    assert (g["gateway"], g["mtu"], g["neigh"]["state"]) == ("2001:db8:2::fe", 1280, "NONE")
+    assert introspect.route_get6(r, int(IPv6Address("2001:db8:dead::1")))["error"] == \
+        "Network is unreachable"
+    assert introspect.route_get6(r, int(IPv6Address("2001:db8:1::1")))["type"] == "local"

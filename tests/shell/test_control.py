@@ -276,8 +276,9 @@ def test_route_get(env: Env) -> None:
         assert await c.error("route.get", {"dst": "10.0.2"}) == \
             "dst: not an IPv4 address: '10.0.2'"
         assert await c.error("route.get", {}) == "dst: not an IPv4 address: None"
-    assert await c.error("route.get", {"dst": "nonsense"}) == "dst: not an IPv4 address: 'nonsense'"
-    assert await c.error("route.get", {"dst": "fd00::zz"}) == "dst/from: not an IPv6 address"
+        assert await c.error("route.get", {"dst": "nonsense"}) == \
+            "dst: not an IPv4 address: 'nonsense'"
+        assert await c.error("route.get", {"dst": "fd00::zz"}) == "dst/from: not an IPv6 address"
         assert await c.error("route.get", {"dst": "10.0.2.9", "from": "x"}) == \
             "from: not an IPv4 address: 'x'"
         assert await c.error("route.get", {"dst": "10.0.2.9", "iif": 1}) == \

@@ -174,7 +174,7 @@ def render(snapshot: Mapping[str, Any], loop: Mapping[str, Any]) -> str:
         state = _mapping(entry).get("state")
         if state is not None:
             states[str(state)] = states.get(str(state), 0) + 1
-    out.family("pyrouter_neighbours", "gauge", "IPv4 neighbour (ARP) entries by NUD state.",
+    out.family("pyrouter_neighbours", "gauge", "Neighbour entries (ARP and NDISC) by NUD state.",
                [("pyrouter_neighbours", {"state": s}, n) for s, n in states.items()])
 
     for stat, value in _mapping(snapshot.get("neigh_stats")).items():

@@ -21,7 +21,7 @@ absolute figures and ratios to kernel and to relay.
 Run as root:
 
     /work/main/.venv/bin/python benchmarks/forwarding.py [--duration 10] \
-        [--targets kernel,relay,pyrouter] [--json OUT]
+        [--targets kernel,relay,pyrouter] [--json OUT] [--ipv6]
 
 Every namespace, TAP and process it creates carries a per-run suffix (the
 pid) and is removed in `finally`, including on Ctrl-C, SIGTERM and failure.
@@ -57,6 +57,14 @@ READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 PREFIX = f"fb{os.getpid()}"  # <= 9 chars: names below stay <= 15 chars
 CREATED_NETNS: set[str] = set()  # for a last check that nothing is left behind
+IPV6 = False  # --ipv6: the same measurements over IPv6 (fd00:N::/64 instead of 10.0.N.0/24)
+
+
+def net_addr(subnet: int, host: int, plen: bool = True) -> str:
+    """10.0.<subnet>.<host>/24, or fd00:<subnet>::<host>/64 with --ipv6."""
+    if IPV6:
+        return f"fd00:{subnet}::{host}" + ("/64" if plen else "")
+    return f"10.0.{subnet}.{host}" + ("/24" if plen else "")
 
 
 class BenchError(Exception):
@@ -231,7 +239,7 @@ def remove_links(names: list[str], netns: list[str]) -> None:
 
 
 def host_addr(ns: str, dev: str, cidr: str, gateway: str | None = None) -> None:
-    sh("ip", "-n", ns, "addr", "add", cidr, "dev", dev)
+    sh("ip", "-n", ns, "addr", "add", cidr, "dev", dev, *(["nodad"] if ":" in cidr else []))
     sh("ip", "-n", ns, "link", "set", dev, "up")
     if gateway:
         sh("ip", "-n", ns, "route", "add", "default", "via", gateway)
@@ -246,10 +254,10 @@ def setup_kernel(cleanup: Cleanup, tmp: Path) -> Topology:
         # Created inside the namespaces, so deleting them removes the veths.
         sh("ip", "-n", r, "link", "add", r_end, "type", "veth",
            "peer", "name", h_end, "netns", host)
-        host_addr(r, r_end, f"10.0.{i}.1/24")
-        host_addr(host, h_end, f"10.0.{i}.2/24", gateway=f"10.0.{i}.1")
-    sh(*in_ns(r, "sysctl", "-qw", "net.ipv4.ip_forward=1"))
-    return Topology(h1, h2, "10.0.2.2", f"{PREFIX}h2")
+        host_addr(r, r_end, net_addr(i, 1))
+        host_addr(host, h_end, net_addr(i, 2), gateway=net_addr(i, 1, False))
+    sh(*in_ns(r, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"))
+    return Topology(h1, h2, net_addr(2, 2, False), f"{PREFIX}h2")
 
 
 def setup_relay(cleanup: Cleanup, tmp: Path) -> Topology:
@@ -263,9 +271,9 @@ def setup_relay(cleanup: Cleanup, tmp: Path) -> Topology:
         "--tap-b", tap_b, "--ns-b", h2, "--ready-file", str(ready)],
         tmp / "relay.log")
     wait_ready(relay, ready)
-    host_addr(h1, tap_a, "10.0.0.1/24")
-    host_addr(h2, tap_b, "10.0.0.2/24")
-    return Topology(h1, h2, "10.0.0.2", tap_b, relay)
+    host_addr(h1, tap_a, net_addr(0, 1))
+    host_addr(h2, tap_b, net_addr(0, 2))
+    return Topology(h1, h2, net_addr(0, 2, False), tap_b, relay)
 
 
 def pyrouter_config(h1: str, h2: str, tap_a: str, tap_b: str) -> str:
@@ -274,11 +282,11 @@ def pyrouter_config(h1: str, h2: str, tap_a: str, tap_b: str) -> str:
     for i, (tap, ns) in enumerate(((tap_a, h1), (tap_b, h2)), start=1):
         lines += [
             f"  {tap}:",
-            f"    addresses: [10.0.{i}.1/24]",
+            f"    addresses: [10.0.{i}.1/24, \"fd00:{i}::1/64\"]",
             f"    netns: {ns}",
             "    peer:",
-            f"      addresses: [10.0.{i}.2/24]",
-            f"      routes: [{{to: default, via: 10.0.{i}.1}}]",
+            f"      addresses: [\"{net_addr(i, 2)}\"]",
+            f"      routes: [{{to: default, via: \"{net_addr(i, 1, False)}\"}}]",
         ]
     return "\n".join(lines) + "\n"
 
@@ -296,7 +304,7 @@ def setup_pyrouter(cleanup: Cleanup, tmp: Path) -> Topology:
         "--stats-file", str(tmp / "pyrouter.stats.json")],
         tmp / "pyrouter.log", cwd=REPO)
     wait_ready(router, ready)
-    return Topology(h1, h2, "10.0.2.2", tap_b, router)
+    return Topology(h1, h2, net_addr(2, 2, False), tap_b, router)
 
 
 SETUP = {"kernel": setup_kernel, "relay": setup_relay, "pyrouter": setup_pyrouter}
@@ -527,6 +535,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--udp-rate", default="0",
                         help="iperf3 -b for the UDP test (default 0 = unlimited)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    parser.add_argument("--ipv6", action="store_true",
+                        help="measure IPv6 forwarding (fd00:N::/64) instead of IPv4")
     args = parser.parse_args(argv)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = set(args.targets) - set(TARGETS)
@@ -538,7 +548,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global IPV6
     args = parse_args(argv)
+    IPV6 = args.ipv6
     if os.geteuid() != 0:
         print("forwarding.py must run as root (netns, TAPs, veths)", file=sys.stderr)
         return 2
@@ -580,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(results, args.duration)
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"machine": machine, "duration_s": args.duration, "udp_payload_bytes": UDP_PAYLOAD,
+            {"machine": machine, "family": 6 if IPV6 else 4, "duration_s": args.duration, "udp_payload_bytes": UDP_PAYLOAD,
              "udp_rate": args.udp_rate, "interrupted": interrupted, "results": results},
             indent=2) + "\n")
     return 130 if interrupted else 0

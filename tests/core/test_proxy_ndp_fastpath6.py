@@ -106,3 +106,35 @@ def test_route_get6_shows_route_source_mtu_and_neighbour() -> None:
     assert introspect.route_get6(r, int(IPv6Address("2001:db8:dead::1")))["error"] == \
         "Network is unreachable"
     assert introspect.route_get6(r, int(IPv6Address("2001:db8:1::1")))["type"] == "local"
+
+
+def test_reload_keeps_dad_outcome_and_runs_dad_for_new_addresses() -> None:
+    from pyrouter.control.build import build, plan_ports
+    from pyrouter.control.load import parse
+    from pyrouter.core.ip6.addrconf import PERMANENT, TENTATIVE
+    import random
+    from ipaddress import IPv6Address
+
+    net = Net6()
+    net.ready()
+    r = net.router
+    new_text = CONFIG6.replace("addresses: [10.0.2.1/24, 2001:db8:2::1/64]",
+                               "addresses: [10.0.2.1/24, 2001:db8:2::1/64, 2001:db8:22::1/64]")
+    new_text = new_text.replace("    ra:\n      max_rtr_adv_interval: 30",
+                                "    ra:\n      max_rtr_adv_interval: 20")
+    cfg = parse(new_text)
+    idx = {p.name: p.ifindex for p in r.ports.values()}
+    new = build(cfg, random.Random(2), net.now, "<reload>", idx)
+    assert plan_ports(cfg, idx)
+    r.adopt(new)
+    wan = r.in6[WAN]
+    old_addr = wan.find(int(IPv6Address("2001:db8:2::1")))
+    added = wan.find(int(IPv6Address("2001:db8:22::1")))
+    assert old_addr is not None and old_addr.state == PERMANENT
+    assert added is not None and added.state == TENTATIVE
+    assert int(IPv6Address("2001:db8:22::1")) not in r.local6
+    out = net.run_until(net.now + 3 * SECOND)
+    assert added.state == PERMANENT and int(IPv6Address("2001:db8:22::1")) in r.local6
+    dad = [o for o in icmp6_of(out, 135) if parse_ip6(o[1:]).src == "::"]
+    assert len(dad) == 1                             # only the new address probed
+    assert r.sysctl6.ra[LAN].max_rtr_adv_interval == 20 and LAN in r.ra_state

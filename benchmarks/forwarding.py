@@ -592,7 +592,8 @@ def main(argv: list[str] | None = None) -> int:
         print_table(results, args.duration)
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"machine": machine, "family": 6 if IPV6 else 4, "duration_s": args.duration, "udp_payload_bytes": UDP_PAYLOAD,
+            {"machine": machine, "family": 6 if IPV6 else 4, "duration_s": args.duration,
+             "udp_payload_bytes": UDP_PAYLOAD,
              "udp_rate": args.udp_rate, "interrupted": interrupted, "results": results},
             indent=2) + "\n")
     return 130 if interrupted else 0

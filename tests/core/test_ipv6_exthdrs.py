@@ -198,3 +198,53 @@ def test_echo_reply_to_ff02_1_with_dstopts(net: Net6) -> None:
                                                dst=ALL_NODES)))
     assert len(out) == 1
     expect_icmp6(out[0], type=129, src=R_IP6[LAN], dst=H1.ip)
+
+
+# -- option counts, Router Alert and Jumbo Payload ----------------------------------------
+
+def test_max_hbh_opts_number(net: Net6) -> None:
+    """net.ipv6.max_hbh_opts_number (8): a ninth non-padding option discards."""
+    eight = opt(0x1E, b"") * 8 + b"\x01\x02\x00\x00"            # 16 + 4 + 2 = 22
+    eight += b"\x00\x00"
+    out = net.send(LAN, frame6(H1, echo_behind(hbh(58, eight), 0)))
+    assert len(out) == 1
+    nine = opt(0x1E, b"") * 9 + b"\x01\x02\x00\x00"             # 18 + 4 = 22
+    out = net.send(LAN, frame6(H1, echo_behind(hbh(58, nine), 0)))
+    assert out == []
+    assert net.drops().get("ip6_exthdr_bad") == 1
+
+
+def test_router_alert_accepted(net: Net6) -> None:
+    out = net.send(LAN, frame6(H1, echo_behind(hbh(58, opt(5, b"\x00\x00") + b"\x01\x00"), 0)))
+    assert len(out) == 1
+    expect_icmp6(out[0], type=129, src=R_IP6[LAN])
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: kernel ipv6_hop_ra() drops a Router Alert "
+                   "option whose length is not 2 silently (\"wrong RA length\"); pyrouter "
+                   "sends Parameter Problem code 0")
+def test_router_alert_wrong_length_dropped_silently(net: Net6) -> None:
+    out = net.send(LAN, frame6(H1, echo_behind(hbh(58, opt(5, b"\x00\x00\x00\x00")), 0)))
+    assert out == []
+    assert net.drops().get("ip6_exthdr_bad") == 1
+
+
+def test_jumbo_with_small_length_param_prob_at_its_value(net: Net6) -> None:
+    """ipv6_hop_jumbo(): a jumbo length <= 65535 -> Param Prob code 0 at optoff + 2."""
+    pkt = ip6(H1.ip, R_IP6[LAN], 0, hbh(58, opt(0xC2, (1000).to_bytes(4, "big")))
+              + icmp6_msg(H1.ip, R_IP6[LAN], 128, 0, echo6_body()))
+    out = net.send(LAN, frame6(H1, pkt))
+    assert len(out) == 1
+    expect_error6(out[0], type=4, code=0, about=pkt, src=R_IP6[LAN], word=44)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: kernel ipv6_hop_jumbo() answers a Jumbo option "
+                   "in a packet with a non-zero Payload Length with Param Prob code 0 "
+                   "pointing at the option (optoff); pyrouter always points at its value "
+                   "(optoff + 2)")
+def test_jumbo_with_nonzero_payload_length_points_at_option(net: Net6) -> None:
+    pkt = ip6(H1.ip, R_IP6[LAN], 0, hbh(58, opt(0xC2, (70000).to_bytes(4, "big")))
+              + icmp6_msg(H1.ip, R_IP6[LAN], 128, 0, echo6_body()))
+    out = net.send(LAN, frame6(H1, pkt))
+    assert len(out) == 1
+    expect_error6(out[0], type=4, code=0, about=pkt, src=R_IP6[LAN], word=42)

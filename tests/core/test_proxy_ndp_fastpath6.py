@@ -58,7 +58,7 @@ def test_fast_path_gives_the_slow_paths_bytes() -> None:
         n.ready()
         _resolve_h2(n)
     pkt = udp6_pkt(H1.ip, H2.ip, data=b"y" * 100)
-    for i in range(3):
+    for _ in range(3):
         f = frame6(H1, pkt)
         slow.router.fwd_cache.clear()                 # always the slow path
         a = slow.send(LAN, f)

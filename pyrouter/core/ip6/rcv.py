@@ -60,8 +60,8 @@ def ipv6_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
         return
     src = int.from_bytes(frame[off + 8:off + 24], "big")
     dst = int.from_bytes(frame[off + 24:off + 40], "big")
-    if (is_multicast6(src) or dst == 1 or src == 1 or src >> 32 == _V4MAPPED or dst >> 32 == _V4MAPPED
-            or (is_multicast6(dst) and mcast_scope(dst) <= 1)):
+    if (is_multicast6(src) or dst == 1 or src == 1 or src >> 32 == _V4MAPPED
+            or dst >> 32 == _V4MAPPED or (is_multicast6(dst) and mcast_scope(dst) <= 1)):
         snmp["Ip6InHdrErrors"] += 1
         r.drop(DropReason.IP6_BAD_ADDR, port)
         return

@@ -7,7 +7,7 @@ import struct
 
 from pyrouter.core import SECOND
 
-from .helpers6 import (CONFIG6, H1, H2, LAN, R_MAC, WAN, Net6, expect_ip6, frame6, icmp6_of,
+from .helpers6 import (CONFIG6, csum6, H1, H2, LAN, R_MAC, WAN, Net6, expect_ip6, frame6, icmp6_of,
                        na_pkt, nd_options, ns_pkt, parse_ip6, solicited, udp6_pkt)
 
 PROXIED = "2001:db8:1::99"
@@ -138,3 +138,46 @@ def test_reload_keeps_dad_outcome_and_runs_dad_for_new_addresses() -> None:
     dad = [o for o in icmp6_of(out, 135) if parse_ip6(o[1:]).src == "::"]
     assert len(dad) == 1                             # only the new address probed
     assert r.sysctl6.ra[LAN].max_rtr_adv_interval == 20 and LAN in r.ra_state
+
+
+def test_random_ipv6_packets_never_raise() -> None:
+    """Bad input is normal input: random IPv6 headers, extension-header chains and ICMPv6/ND
+    bodies go through receive() and tick() without an exception; every frame that is not
+    answered or forwarded is counted under a drop reason or delivered."""
+    import random as _random
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    net = Net6()
+    net.ready()
+    r = net.router
+    nexthdrs = st.sampled_from([0, 6, 17, 43, 44, 58, 59, 60, 50, 51, 135, 253])
+    dsts = st.sampled_from(["2001:db8:1::1", "2001:db8:2::20", "ff02::1", "ff02::1:ff00:1",
+                            "fe80::ff:fe00:101", "2001:db8:dead::1", "::1", "ff01::1"])
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(nh=nexthdrs, dst=dsts, hlim=st.integers(0, 255), body=st.binary(max_size=120),
+           plen_delta=st.integers(-8, 8), seed=st.integers(0, 2**16))
+    def run(nh: int, dst: str, hlim: int, body: bytes, plen_delta: int, seed: int) -> None:
+        rnd = _random.Random(seed)
+        chain = bytes(rnd.randrange(256) for _ in range(rnd.choice((0, 8, 16))))
+        if nh == 58 and len(body) >= 4:
+            # A valid checksum, so ICMPv6 and NDISC parsing is reached, not just the check.
+            b = bytearray(body)
+            b[0] = rnd.choice((1, 2, 3, 4, 128, 129, 133, 134, 135, 136, 137, 143, 200))
+            b[2:4] = b"\0\0"
+            b[2:4] = struct.pack("!H", csum6(H1.ip, dst, 58, bytes(b)))
+            body, chain = bytes(b), b""
+        payload = chain + body
+        hdr = struct.pack("!IHBB", 6 << 28, max(0, len(payload) + plen_delta) & 0xFFFF, nh, hlim)
+        from ipaddress import IPv6Address
+        l3 = hdr + IPv6Address(H1.ip).packed + IPv6Address(dst).packed + payload
+        r.receive(LAN, frame6(H1, l3, eth_dst=R_MAC[LAN] if rnd.random() < 0.7 else None),
+                  net.now)
+        net.now += rnd.randrange(0, 2 * SECOND)
+        r.tick(net.now)
+        r.drain()
+
+    run()
+    assert sum(r.counters.drops.values()) > 0 and r.counters.snmp["Icmp6InMsgs"] > 0

@@ -248,3 +248,23 @@ def test_jumbo_with_nonzero_payload_length_points_at_option(net: Net6) -> None:
     out = net.send(LAN, frame6(H1, pkt))
     assert len(out) == 1
     expect_error6(out[0], type=4, code=0, about=pkt, src=R_IP6[LAN], word=42)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: kernel ipv6_hop_jumbo() drops a Jumbo option "
+                   "not at offset 4n+2 (or of length != 4) silently ('wrong jumbo opt "
+                   "length/alignment'); pyrouter sends Parameter Problem")
+def test_misaligned_jumbo_dropped_silently(net: Net6) -> None:
+    options = b"\x00" + opt(0xC2, (70000).to_bytes(4, "big")) + b"\x01\x05" + bytes(5)
+    pkt = ip6(H1.ip, R_IP6[LAN], 0, hbh(58, options)
+              + icmp6_msg(H1.ip, R_IP6[LAN], 128, 0, echo6_body()))
+    assert net.send(LAN, frame6(H1, pkt)) == []
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a jumbogram (Payload Length 0, Jumbo 70000) "
+                   "longer than the frame is dropped silently by ipv6_hop_jumbo() "
+                   "(Ip6InTruncatedPkts); pyrouter sends Parameter Problem at the value")
+def test_truncated_jumbogram_dropped_silently(net: Net6) -> None:
+    body = hbh(58, opt(0xC2, (70000).to_bytes(4, "big"))) + icmp6_msg(
+        H1.ip, R_IP6[LAN], 128, 0, echo6_body())
+    pkt = ip6(H1.ip, R_IP6[LAN], 0, body, plen=0)
+    assert net.send(LAN, frame6(H1, pkt)) == []

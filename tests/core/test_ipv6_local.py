@@ -109,7 +109,7 @@ def test_echo_ignore_multicast_knob() -> None:
 @pytest.mark.xfail(strict=True, reason="BUG: a forwarding Linux router joins the "
                    "Subnet-Router anycast address of each prefix (RFC 4291 2.6.1, "
                    "addrconf_join_anycast) and answers an echo to 2001:db8:1:: from a "
-                   "unicast source; pyrouter treats it as an on-link host and sends an NS")
+                   "unicast source; pyrouter treats it as an on-link host (Redirect + NS)")
 def test_subnet_router_anycast_answered(net: Net6) -> None:
     out = net.send(LAN, frame6(H1, echo6(H1.ip, "2001:db8:1::")))
     assert len(out) == 1

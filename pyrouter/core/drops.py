@@ -60,6 +60,7 @@ class DropReason(Enum):
     REASM_DUP = "reasm_dup"
     RP_FILTER = "rp_filter"
     SOURCE_ROUTE = "source_route"
+    PORT_PROTOCOL_ERROR = "port_protocol_error"    # a port's peer broke its framing (shell)
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).

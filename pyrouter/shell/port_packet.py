@@ -185,6 +185,7 @@ class PacketPort:
         self.tx: socket.socket | None = None
         self.promisc = False
         self.counters = {"csum_completed": 0, "gso_segmented": 0}
+        self.app: App | None = None
 
     def open(self) -> None:
         facts = link_facts(self.device)
@@ -215,12 +216,16 @@ class PacketPort:
 
     def attach(self, app: App) -> None:
         assert self.tx is not None
+        self.app = app
         app.fds[self.plan.ifindex] = self.tx.fileno()
 
     def link_ref(self) -> tuple[str, str | None] | None:
         return (self.device, None)
 
     def close(self) -> None:
+        if self.app is not None and self.rx is not None:
+            self.app.log.info("port.closed", port=self.plan.name, device=self.device,
+                              promisc=self.promisc, **self.counters)
         for s in (self.rx, self.tx):
             if s is not None:
                 try:

@@ -17,120 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from .conftest import _CREATED_NETNS, _LIVE_ROUTERS, REPO_ROOT, TARGET, _del_netns, ip, nsexec, \
-    wait_for
+from .conftest import TARGET, ip, nsexec, wait_for
+from .lab import Lab, kernel_port, lab, tap_to  # noqa: F401  (lab is a fixture)
 
 pytestmark = [pytest.mark.netns]
-
-
-class Lab:
-    """Namespaces, veths and one router (pyrouter in namespace R, or the kernel there)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.token = secrets.token_hex(3)
-        self.namespaces: list[str] = []
-        self.proc: subprocess.Popen | None = None
-        self.log_path = tmp / "router.log"
-        self.ready = tmp / "router.ready"
-        self.r = self.netns("r")
-
-    def netns(self, short: str) -> str:
-        ns = f"pp-{self.token}-{short}"
-        ip("netns", "add", ns)
-        _CREATED_NETNS.add(ns)
-        self.namespaces.append(ns)
-        ip("-n", ns, "link", "set", "lo", "up")
-        return ns
-
-    def name(self, suffix: str) -> str:
-        return f"v{self.token}{suffix}"
-
-    def veth(self, name: str, ns_a: str, ns_b: str) -> None:
-        """A veth pair whose two ends are both called *name*, one in each namespace."""
-        ip("-n", ns_a, "link", "add", name, "type", "veth", "peer", "name", name, "netns", ns_b)
-        ip("-n", ns_a, "link", "set", name, "up")
-        ip("-n", ns_b, "link", "set", name, "up")
-
-    def host(self, ns: str, dev: str, addr: str, gw: str) -> None:
-        ip("-n", ns, "addr", "add", addr, "dev", dev)
-        ip("-n", ns, "route", "add", "default", "via", gw)
-
-    def start(self, cfg: dict[str, Any]) -> None:
-        path = self.tmp / "router.yaml"
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        sock = Path(f"/tmp/pp-{self.token}.sock")
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.r, sys.executable, "-m", "pyrouter", "--socket",
-             str(sock), "run", "-c", str(path), "--log-format", "json", "--ready-file",
-             str(self.ready)], cwd=str(REPO_ROOT), stdout=self.log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-        _LIVE_ROUTERS.add(self.proc)
-        deadline = time.monotonic() + 20
-        while not self.ready.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"pyrouter did not become ready (rc={self.proc.poll()})\n"
-                            f"{self.log_text()}")
-            time.sleep(0.05)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def teardown(self) -> None:
-        err = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                try:
-                    rc = self.proc.wait(10)
-                    if rc != 0:
-                        err = f"router exited {rc} after SIGTERM"
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(5)
-                    err = "router did not stop within 10 s"
-            else:
-                err = f"router died during the test (rc={self.proc.returncode})"
-            _LIVE_ROUTERS.discard(self.proc)
-            self.log.close()
-        for ns in reversed(self.namespaces):
-            _del_netns(ns)
-        Path(f"/tmp/pp-{self.token}.sock").unlink(missing_ok=True)
-        if err:
-            pytest.fail(f"{err}\n{self.log_text()[-4000:]}", pytrace=False)
-
-
-@pytest.fixture
-def lab(tmp_path: Path):
-    lab = Lab(tmp_path)
-    try:
-        yield lab
-    finally:
-        lab.teardown()
-
-
-def tap_to(lab: Lab, ns: str, name: str, addr: str, peer: str) -> dict[str, Any]:
-    """An ordinary TAP port whose kernel side moves to *ns* and is configured there."""
-    return {"addresses": [addr], "netns": ns,
-            "peer": {"addresses": [peer], "routes": [{"to": "default", "via": addr.split("/")[0]}]}}
-
-
-def kernel_port_b(lab: Lab, h2: str, name: str) -> None:
-    lab.veth(name, lab.r, h2)
-    ip("-n", lab.r, "addr", "add", "10.0.2.1/24", "dev", name)
-    lab.host(h2, name, "10.0.2.2/24", "10.0.2.1")
 
 
 def ping_and_transfer(lab: Lab, h1: str, h2: str, mbytes: int = 8) -> None:
@@ -167,7 +63,7 @@ def test_packet_port_routes_ping_and_tcp(lab: Lab) -> None:
     lab.host(h1, a, "10.0.1.2/24", "10.0.1.1")
     if TARGET == "kernel":
         ip("-n", lab.r, "addr", "add", "10.0.1.1/24", "dev", a)
-        kernel_port_b(lab, h2, b)
+        kernel_port(lab, h2, b, "10.0.2.1/24", "10.0.2.2/24")
         nsexec(lab.r, "sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
     else:
         # New namespaces inherit net.ipv4.* from the root one, where Docker may have
@@ -175,7 +71,7 @@ def test_packet_port_routes_ping_and_tcp(lab: Lab) -> None:
         nsexec(lab.r, "sysctl", "-qw", "net.ipv4.ip_forward=0", check=True)
         lab.start({"interfaces": {
             "eth1": {"kind": "packet", "device": a, "addresses": ["10.0.1.1/24"]},
-            b: tap_to(lab, h2, b, "10.0.2.1/24", "10.0.2.2/24")}})
+            b: tap_to(h2, "10.0.2.1/24", "10.0.2.2/24")}})
         events = [e for e in lab.log_text().splitlines() if "port.host_warning" in e]
         assert events == [], events          # R's kernel holds no router address, no forwarding
     ping_and_transfer(lab, h1, h2)
@@ -222,12 +118,12 @@ def test_bridge_master_port_routes(lab: Lab) -> None:
     lab.host(h1, c, "10.0.1.2/24", "10.0.1.1")
     if TARGET == "kernel":
         ip("-n", lab.r, "addr", "add", "10.0.1.1/24", "dev", br)
-        kernel_port_b(lab, h2, b)
+        kernel_port(lab, h2, b, "10.0.2.1/24", "10.0.2.2/24")
         nsexec(lab.r, "sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
     else:
         lab.start({"interfaces": {
             t: {"master": br, "addresses": ["10.0.1.1/24"]},
-            b: tap_to(lab, h2, b, "10.0.2.1/24", "10.0.2.2/24")}})
+            b: tap_to(h2, "10.0.2.1/24", "10.0.2.2/24")}})
         master = nsexec(lab.r, "ip", "-o", "link", "show", t, check=True).stdout
         assert f"master {br}" in master, master
     ping_and_transfer(lab, h1, h2, mbytes=4)

@@ -1,0 +1,109 @@
+"""A real VM behind pyrouter: Debian's kernel with a busybox initramfs (tests/netns/vmimage.py)
+under qemu-system-x86_64 (TCG), attached through the qemu socket port, pings a host in a
+namespace behind an ordinary TAP port of the router.
+
+Three attachments, one VM boot each (about 7-10 s under TCG):
+* ``qemu-listens``: QEMU ``-netdev stream,server=on``, pyrouter ``qemu: {server: false}``
+  connects; pyrouter starts first, so it also goes through its reconnect backoff;
+* ``pyrouter-listens``: pyrouter ``qemu: {server: true}``, QEMU ``server=off`` connects;
+* ``dgram``: ``-netdev dgram`` over two Unix datagram sockets.
+With PYROUTER_TARGET=kernel one run (``qemu-listens`` only) puts the VM on a QEMU TAP in
+the router namespace of a kernel router instead.
+
+The guest gets a static address from its kernel command line (``pyr.ip``/``pyr.gw``);
+``pyr.dhcp=1`` makes it run udhcpc instead (for the DHCP server of issue #8).  The test
+reads the ping result from the serial console file.  QEMU is killed at teardown.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import TARGET, ip, nsexec, wait_for
+from .lab import Lab, kernel_port, lab, tap_to  # noqa: F401  (lab is a fixture)
+from .vmimage import guest
+
+BOOT_TIMEOUT = 50.0
+VM_MAC = "52:54:00:00:03:02"
+
+
+def qemu_cmd(lab: Lab, netdev: str, serial: Path, append: str) -> list[str]:
+    vmlinuz, initrd = guest()
+    return ["ip", "netns", "exec", lab.r, "qemu-system-x86_64", "-accel", "tcg", "-m", "256",
+            "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
+            "-serial", f"file:{serial}", "-monitor", "none", "-no-reboot",
+            "-kernel", str(vmlinuz), "-initrd", str(initrd),
+            "-append", f"console=ttyS0 panic=-1 loglevel=4 ipv6.disable=1 {append}",
+            "-netdev", netdev, "-device", f"virtio-net-pci,netdev=n0,romfile=,mac={VM_MAC}"]
+
+
+@pytest.fixture(scope="module")
+def vm_ready() -> None:
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("no qemu-system-x86_64 (apt-get install qemu-system-x86)")
+    try:
+        guest()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+
+
+@pytest.mark.parametrize("mode", ["qemu-listens", "pyrouter-listens", "dgram"])
+def test_vm_pings_a_host_behind_the_router(lab: Lab, vm_ready: None, mode: str) -> None:
+    if TARGET == "kernel" and mode != "qemu-listens":
+        pytest.skip("the kernel target has no socket backends: one TAP run suffices")
+    h2 = lab.netns("h2")
+    b = lab.name("b")
+    qsock, psock = f"/tmp/pp-{lab.token}-q.sock", f"/tmp/pp-{lab.token}-p.sock"
+    serial = lab.tmp / "serial.log"
+    append = "pyr.ip=10.0.3.2/24 pyr.gw=10.0.3.1 pyr.ping=10.0.2.2 pyr.count=3"
+    try:
+        if TARGET == "kernel":
+            tap = lab.name("q")
+            kernel_port(lab, h2, b, "10.0.2.1/24", "10.0.2.2/24")
+            nsexec(lab.r, "sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
+            netdev = f"tap,id=n0,ifname={tap},script=no,downscript=no"
+            qemu = lab.spawn(qemu_cmd(lab, netdev, serial, append), lab.tmp / "qemu.out")
+            wait_for(lambda: nsexec(lab.r, "ip", "link", "show", tap).returncode == 0, 10,
+                     what="QEMU's TAP")
+            ip("-n", lab.r, "addr", "add", "10.0.3.1/24", "dev", tap)
+            ip("-n", lab.r, "link", "set", tap, "up")
+        else:
+            qemu_cfg = {
+                "qemu-listens": {"mode": "stream", "path": qsock},
+                "pyrouter-listens": {"mode": "stream", "path": qsock, "server": True},
+                "dgram": {"mode": "dgram", "local": psock, "remote": qsock},
+            }[mode]
+            netdev = {
+                "qemu-listens": f"stream,id=n0,server=on,addr.type=unix,addr.path={qsock}",
+                "pyrouter-listens": f"stream,id=n0,server=off,addr.type=unix,addr.path={qsock}",
+                "dgram": (f"dgram,id=n0,local.type=unix,local.path={qsock},"
+                          f"remote.type=unix,remote.path={psock}"),
+            }[mode]
+            nsexec(lab.r, "sysctl", "-qw", "net.ipv4.ip_forward=0", check=True)
+            lab.start({"interfaces": {
+                "vm0": {"kind": "qemu", "qemu": qemu_cfg, "addresses": ["10.0.3.1/24"]},
+                b: tap_to(h2, "10.0.2.1/24", "10.0.2.2/24")}})
+            qemu = lab.spawn(qemu_cmd(lab, netdev, serial, append), lab.tmp / "qemu.out")
+        t0 = time.monotonic()
+
+        def done() -> bool:
+            if qemu.poll() is not None:
+                return True
+            return serial.exists() and "PYR-DONE" in serial.read_text(errors="replace")
+
+        wait_for(done, BOOT_TIMEOUT, interval=0.2, what="the guest to finish")
+        text = serial.read_text(errors="replace") if serial.exists() else ""
+        print(f"{mode}: guest done after {time.monotonic() - t0:.1f} s")
+        assert "PYR-PING-RC=0" in text and "3 packets received" in text, (
+            f"serial:\n{text[-3000:]}\nqemu:\n{(lab.tmp / 'qemu.out').read_text()}\n"
+            f"router:\n{lab.log_text()[-3000:]}")
+        if TARGET == "pyrouter" and mode != "dgram":
+            events = lab.log_text()
+            assert '"qemu.connected"' in events and '"link.up"' in events
+    finally:
+        for p in (qsock, psock):
+            Path(p).unlink(missing_ok=True)

@@ -59,10 +59,10 @@ def cfg_text(qemu: str) -> str:
             f"    macaddress: \"02:00:00:00:01:01\"\n    qemu: {qemu}\n")
 
 
-def make_app(text: str) -> App:
+def make_app(text: str, cfg_path: str = "<test>") -> App:
     cfg = parse(text)
     plans = plan_ports(cfg)
-    app = App("<test>", cfg, plans, Log())
+    app = App(cfg_path, cfg, plans, Log())
     app.router = build(cfg, random.Random(1), 0)
     app.tx = Transmitter(app)
     for p in plans:
@@ -325,3 +325,37 @@ def test_dgram_exchanges_frames_and_counts_a_missing_peer(tmp_path: Path) -> Non
 
     run_app(app, body)
     assert r.ports[1].rx_packets == 4 and r.ports[1].tx_dropped == 1
+
+
+# -- reload --------------------------------------------------------------------------
+
+def test_reload_recreates_a_changed_port_and_keeps_the_others(tmp_path: Path) -> None:
+    a, b = str(tmp_path / "a.sock"), str(tmp_path / "b.sock")
+    text = cfg_text(f"{{mode: stream, path: {a}}}") + (
+        f"  vm1:\n    kind: qemu\n    addresses: [10.0.2.1/24]\n"
+        f"    qemu: {{mode: dgram, local: {tmp_path / 'l.sock'}, remote: {tmp_path / 'r.sock'}}}\n")
+    cfg_file = tmp_path / "router.yaml"
+    cfg_file.write_text(text)
+    app = make_app(text, str(cfg_file))
+    r = app.router
+
+    async def body(app: App) -> None:
+        la = listen_unix(a)
+        conn = await la.accept()
+        await wait_until(lambda: r.ports[1].up)
+        vm1 = app.ports[2]
+        cfg_file.write_text(text.replace(a, b))
+        lb = listen_unix(b)
+        summary = await app.reload()
+        assert summary["recreated"] == ["vm0"] and summary["added"] == []
+        assert app.ports[2] is vm1                      # unchanged: the same running port
+        assert app.ports[1].path == b                   # type: ignore[attr-defined]
+        assert await conn.receive_some(10) == b""       # the old connection was closed
+        conn2 = await lb.accept()
+        await wait_until(lambda: r.ports[1].up)
+        await conn2.send_all(framed(arp_request()))
+        assert is_arp_reply((await read_frames(conn2, bytearray(), 1))[0])
+        await la.aclose()
+        await lb.aclose()
+
+    run_app(app, body)

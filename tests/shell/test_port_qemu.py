@@ -359,3 +359,23 @@ def test_reload_recreates_a_changed_port_and_keeps_the_others(tmp_path: Path) ->
         await lb.aclose()
 
     run_app(app, body)
+
+
+def test_dgram_over_udp(tmp_path: Path) -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    qport = probe.getsockname()[1]
+    probe2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe2.bind(("127.0.0.1", 0))
+    rport = probe2.getsockname()[1]
+    probe2.close()
+    app = make_app(cfg_text(f"{{mode: dgram, local: '127.0.0.1:{rport}', "
+                            f"remote: '127.0.0.1:{qport}'}}"))
+
+    async def body(app: App) -> None:
+        q = trio.socket.from_stdlib_socket(probe)
+        await q.sendto(arp_request(), ("127.0.0.1", rport))
+        assert is_arp_reply(await q.recv(65536))
+        q.close()
+
+    run_app(app, body)

@@ -57,7 +57,8 @@ PACKET_MR_PROMISC = 1
 PACKET_MR_ALLMULTI = 2
 PACKET_VNET_HDR = 15
 PACKET_IGNORE_OUTGOING = 23
-VNET_HDR = struct.Struct("=BBHHHH")     # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+# virtio_net_hdr: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+VNET_HDR = struct.Struct("=BBHHHH")
 VNET_LEN = VNET_HDR.size
 F_NEEDS_CSUM = 1
 GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_ECN = 0, 1, 3, 4, 0x80
@@ -289,17 +290,17 @@ def host_warnings(cfg: Config) -> list[tuple[str, str]]:
         for j, a in enumerate(itf.addresses):
             dev = local.get(str(a.ip))
             if dev is not None:
-                out.append((f"interfaces.{name}.addresses[{j}]",
-                            f"the kernel has {a.ip} too (on {dev}): it would answer ARP/ND "
-                            f"for it on {itf.device}; remove it from the kernel"))
+                why = (f"the kernel has {a.ip} too (on {dev}): it would answer ARP/ND "
+                       f"for it on {itf.device}; remove it from the kernel")
+                out.append((f"interfaces.{name}.addresses[{j}]", why))
     first = next(iter(packet))
     for key, path in (("net.ipv4.ip_forward", "/proc/sys/net/ipv4/ip_forward"),
                       ("net.ipv6.conf.all.forwarding", "/proc/sys/net/ipv6/conf/all/forwarding")):
         if _read_flag(path):
             devs = ", ".join(str(i.device) for i in packet.values())
-            out.append((f"interfaces.{first}.device",
-                        f"{key}=1 in this namespace: the kernel would forward what arrives "
-                        f"on {devs} as well; set it to 0"))
+            why = (f"{key}=1 in this namespace: the kernel would forward what arrives "
+                   f"on {devs} as well; set it to 0")
+            out.append((f"interfaces.{first}.device", why))
     return out
 
 

@@ -234,10 +234,9 @@ class QemuStreamPort:
             s.close()
             self.txbuf.clear()
             self.stats["disconnects"] += 1
-            with trio.CancelScope(shield=True):
-                app.log.info("qemu.disconnected", port=self.plan.name, path=self.path,
-                             reason=reason)
-                set_carrier(app, idx, False)
+            app.log.info("qemu.disconnected", port=self.plan.name, path=self.path,
+                         reason=reason)
+            set_carrier(app, idx, False)
 
     async def _reader(self, app: App, s: socket.socket) -> str:
         idx = self.plan.ifindex

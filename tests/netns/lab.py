@@ -63,7 +63,7 @@ class Lab:
         path = self.tmp / "router.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         sock = Path(f"/tmp/pp-{self.token}.sock")
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115  (closed at teardown)
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.r, sys.executable, "-m", "pyrouter", "--socket",
              str(sock), "run", "-c", str(path), "--log-format", "json", "--ready-file",
@@ -119,8 +119,8 @@ class Lab:
             pytest.fail(f"{err}\n{self.log_text()[-4000:]}", pytrace=False)
 
 
-@pytest.fixture
-def lab(tmp_path: Path):
+@pytest.fixture(name="lab")
+def lab_fixture(tmp_path: Path):
     lab = Lab(tmp_path)
     try:
         yield lab

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from .conftest import TARGET, ip, nsexec, wait_for
-from .lab import Lab, kernel_port, lab, tap_to  # noqa: F401  (lab is a fixture)
+from .lab import Lab, kernel_port, lab_fixture, tap_to  # noqa: F401  (the lab fixture)
 
 pytestmark = [pytest.mark.netns]
 

@@ -81,7 +81,7 @@ def kernel() -> tuple[str, Path] | None:
         ver = vmlinuz.removeprefix("/boot/vmlinuz-")
         if os.path.isdir(f"/lib/modules/{ver}") and os.access(vmlinuz, os.R_OK):
             found.append((ver, Path(vmlinuz)))
-    return sorted(found)[-1] if found else None
+    return max(found) if found else None
 
 
 def _module_order(ver: str) -> list[str]:
@@ -109,7 +109,8 @@ def guest() -> tuple[Path, Path]:
     Raises RuntimeError naming what is missing."""
     k = kernel()
     if k is None:
-        raise RuntimeError("no kernel in /boot with modules (apt-get install linux-image-cloud-amd64)")
+        raise RuntimeError("no kernel in /boot with modules "
+                           "(apt-get install linux-image-cloud-amd64)")
     ver, vmlinuz = k
     busybox = shutil.which("busybox") or "/bin/busybox"
     if not os.path.exists(busybox):

@@ -10,8 +10,16 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from pyrouter.shell.port_packet import (F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP, VNET_HDR,
-                                        complete_csum, decode, tcp_segment)
+from pyrouter.shell.port_packet import (
+    F_NEEDS_CSUM,
+    GSO_TCPV4,
+    GSO_TCPV6,
+    GSO_UDP,
+    VNET_HDR,
+    complete_csum,
+    decode,
+    tcp_segment,
+)
 from pyrouter.wire.checksum import pseudo_header_v4
 
 ETH = Ether(src="02:00:00:00:aa:01", dst="02:00:00:00:01:01")

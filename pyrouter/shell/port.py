@@ -95,9 +95,9 @@ def make_port(plan: PortPlan) -> Any:
 def host_check(cfg: Config, file: str) -> Config:
     """What the config assumes of the running system, as ConfigErrors with key paths:
     a ``master`` must be an existing Linux bridge, a packet port's ``device`` must
-    exist (and must not be a bridge slave's TAP pyrouter creates).  A packet port
-    without ``macaddress`` takes its device's MAC: the returned config says so
-    explicitly, so that the core's Port carries the MAC the device answers to."""
+    exist.  A packet port without ``macaddress`` / ``mtu`` takes its device's MAC
+    and MTU (containerlab links default to 9500): the returned config says so
+    explicitly, so that the core's Port carries what the device has."""
     updates: dict[str, Interface] = {}
     for name, itf in cfg.interfaces.items():
         if itf.master is not None:
@@ -115,8 +115,13 @@ def host_check(cfg: Config, file: str) -> Config:
             if facts is None:
                 raise ConfigError(file, f"interfaces.{name}.device",
                                   f"no interface named {itf.device!r} in this namespace")
+            fill: dict[str, object] = {}
             if itf.macaddress is None:
-                updates[name] = itf.model_copy(update={"macaddress": facts["mac"]})
+                fill["macaddress"] = facts["mac"]
+            if itf.mtu is None:
+                fill["mtu"] = facts["mtu"]
+            if fill:
+                updates[name] = itf.model_copy(update=fill)
     if not updates:
         return cfg
     return cfg.model_copy(update={"interfaces": {n: updates.get(n, i)

@@ -27,11 +27,17 @@ router's addresses (it would answer ARP) nor forward (ip_forward=1 would
 route the same packets twice).  ``host_warnings`` checks both; the shell logs
 them at start and ``pyrouter check`` prints them (docs/deploy-ports.md).
 
-The link monitor follows the device's admin state (IFF_UP).
+The link monitor follows the device's admin state (IFF_UP).  The kernel reports
+a device going down as ENETDOWN on the rx socket once (packet_notifier): the port
+goes on reading.  A device that disappears (NETDEV_UNREGISTER: the socket is
+unbound for good) takes the port's carrier down; the port looks for a device of
+that name every REBIND_POLL seconds and binds to it when it is back (a container
+restart), keeping the router's MAC (promiscuous mode if the new device's differs).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -43,7 +49,7 @@ from ..control.build import PortPlan
 from ..core import DropReason
 from ..wire.checksum import inet_checksum
 from .netlink import all_local_addresses, link_facts
-from .rx import deliver
+from .rx import deliver, set_carrier
 from .tap import BrokenPortError
 
 if TYPE_CHECKING:
@@ -63,6 +69,7 @@ VNET_LEN = VNET_HDR.size
 F_NEEDS_CSUM = 1
 GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_ECN = 0, 1, 3, 4, 0x80
 BATCH = 64
+REBIND_POLL = 1.0          # s between looks for a device that went away
 MAX_FRAME = 65535 + 18
 READ_SIZE = VNET_LEN + 2 * 65536        # a TSO super-frame is up to 64 KiB of IP plus headers
 
@@ -187,6 +194,7 @@ class PacketPort:
         self.promisc = False
         self.counters = {"csum_completed": 0, "gso_segmented": 0}
         self.app: App | None = None
+        self.ifindex = 0
 
     def open(self) -> None:
         facts = link_facts(self.device)
@@ -214,6 +222,7 @@ class PacketPort:
             tx.close()
             raise
         self.rx, self.tx = rx, tx
+        self.ifindex = facts["ifindex"]
 
     def attach(self, app: App) -> None:
         assert self.tx is not None
@@ -227,6 +236,9 @@ class PacketPort:
         if self.app is not None and self.rx is not None:
             self.app.log.info("port.closed", port=self.plan.name, device=self.device,
                               promisc=self.promisc, **self.counters)
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
         for s in (self.rx, self.tx):
             if s is not None:
                 try:
@@ -237,6 +249,35 @@ class PacketPort:
         self.rx = self.tx = None
 
     async def run(self, app: App) -> None:
+        idx = self.plan.ifindex
+        while True:
+            err = await self._rx(app)
+            # ENETDOWN: the device went down (packet_notifier NETDEV_DOWN; the socket
+            # delivers again once it is up) or away (NETDEV_UNREGISTER: never again).
+            facts = await trio.to_thread.run_sync(link_facts, self.device)
+            if facts is not None and facts["ifindex"] == self.ifindex:
+                app.log.info("packet.device_down", port=self.plan.name, device=self.device)
+                continue
+            app.log.warning("packet.device_gone", port=self.plan.name, device=self.device,
+                            error=err)
+            set_carrier(app, idx, False)
+            app.fds.pop(idx, None)
+            self._close_sockets()
+            while True:
+                await trio.sleep(REBIND_POLL)
+                try:
+                    await trio.to_thread.run_sync(self.open)
+                except OSError:
+                    continue
+                break
+            self.attach(app)
+            app.log.info("packet.device_rebound", port=self.plan.name, device=self.device,
+                         promisc=self.promisc)
+            facts = await trio.to_thread.run_sync(link_facts, self.device)
+            set_carrier(app, idx, bool(facts and facts["up"]))
+
+    async def _rx(self, app: App) -> str:
+        """Deliver frames until the socket reports ENETDOWN/ENXIO (returned)."""
         assert self.rx is not None
         fd = self.rx.fileno()
         idx = self.plan.ifindex
@@ -246,6 +287,7 @@ class PacketPort:
         while True:
             frames.clear()
             n = 0
+            gone = None
             try:
                 while n < BATCH:
                     raw = read(fd, READ_SIZE)
@@ -262,11 +304,15 @@ class PacketPort:
             except BlockingIOError:
                 pass
             except OSError as e:
-                app.log.error("port.broken", port=self.plan.name, device=self.device,
-                              error=str(e))
-                raise BrokenPortError(f"read from {self.device}: {e}") from e
+                if e.errno not in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
+                    app.log.error("port.broken", port=self.plan.name, device=self.device,
+                                  error=str(e))
+                    raise BrokenPortError(f"read from {self.device}: {e}") from e
+                gone = e.strerror or str(e)
             if frames:
                 deliver(app, idx, frames)
+            if gone is not None:
+                return gone
             if n < BATCH:
                 await trio.lowlevel.wait_readable(fd)
             else:

@@ -85,7 +85,8 @@ class Transmitter:
                     r.drop(DropReason.TX_RING_FULL)
                     r.ports[ifindex].tx_dropped += 1
                 except OSError as e:
-                    if e.errno in (errno.EIO, errno.ENETDOWN, errno.EINVAL, errno.EMSGSIZE):
+                    if e.errno in (errno.EIO, errno.ENETDOWN, errno.EINVAL, errno.EMSGSIZE,
+                                   errno.ENXIO, errno.ENODEV):     # AF_PACKET: device gone
                         r.drop(DropReason.PORT_DOWN)
                         r.ports[ifindex].tx_dropped += 1
                     else:

@@ -19,6 +19,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -60,6 +61,8 @@ def test_packet_port_routes_ping_and_tcp(lab: Lab) -> None:
     h1, h2 = lab.netns("h1"), lab.netns("h2")
     a, b = lab.name("a"), lab.name("b")
     lab.veth(a, lab.r, h1)
+    for ns in (lab.r, h1):                   # containerlab's default link MTU
+        ip("-n", ns, "link", "set", a, "mtu", "9500")
     lab.host(h1, a, "10.0.1.2/24", "10.0.1.1")
     if TARGET == "kernel":
         ip("-n", lab.r, "addr", "add", "10.0.1.1/24", "dev", a)
@@ -74,7 +77,14 @@ def test_packet_port_routes_ping_and_tcp(lab: Lab) -> None:
             b: tap_to(h2, "10.0.2.1/24", "10.0.2.2/24")}})
         events = [e for e in lab.log_text().splitlines() if "port.host_warning" in e]
         assert events == [], events          # R's kernel holds no router address, no forwarding
+        opened = [e for e in lab.log_text().splitlines() if '"port": "eth1"' in e
+                  and "port.open" in e]
+        assert '"mtu": 9500' in opened[0], opened   # the device's MTU, as its MAC
     ping_and_transfer(lab, h1, h2)
+    # A 9000-byte ping crosses the 9500 link unfragmented and is fragmented to h2's 1500.
+    cp = nsexec(h1, "ping", "-c", "1", "-W", "2", "-s", "8972", "-M", "dont", "10.0.2.2",
+                timeout=10)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
     # h1 learned the router at the veth's own MAC.
     r_mac = nsexec(lab.r, "cat", f"/sys/class/net/{a}/address", check=True).stdout.strip()
     neigh = nsexec(h1, "ip", "neigh", "show", "10.0.1.1", check=True).stdout
@@ -144,3 +154,40 @@ def test_bridge_master_must_exist(lab: Lab) -> None:
     cp = nsexec(lab.r, sys.executable, "-m", "pyrouter", "run", "-c", str(cfg),
                 "--log-format", "json", timeout=20)
     assert cp.returncode == 2 and "not a bridge" in cp.stdout, cp.stdout
+
+
+def test_packet_port_follows_its_device_down_up_and_recreated(lab: Lab) -> None:
+    """`ip link set eth1 down` takes the port down (the kernel reports ENETDOWN on the
+    packet socket, which must not kill the router), up brings it back; a veth deleted and
+    created again (a container restart) is found again and re-bound."""
+    h1, h2 = lab.netns("h1"), lab.netns("h2")
+    a, b = lab.name("a"), lab.name("b")
+    lab.veth(a, lab.r, h1)
+    lab.host(h1, a, "10.0.1.2/24", "10.0.1.1")
+    if TARGET == "kernel":
+        ip("-n", lab.r, "addr", "add", "10.0.1.1/24", "dev", a)
+        kernel_port(lab, h2, b, "10.0.2.1/24", "10.0.2.2/24")
+        nsexec(lab.r, "sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
+    else:
+        nsexec(lab.r, "sysctl", "-qw", "net.ipv4.ip_forward=0", check=True)
+        lab.start({"interfaces": {
+            "eth1": {"kind": "packet", "device": a, "addresses": ["10.0.1.1/24"]},
+            b: tap_to(h2, "10.0.2.1/24", "10.0.2.2/24")}})
+
+    def pings() -> bool:
+        return nsexec(h1, "ping", "-c", "1", "-W", "1", "10.0.2.2", timeout=10).returncode == 0
+
+    assert pings(), lab.log_text()[-3000:]
+    ip("-n", lab.r, "link", "set", a, "down")
+    assert not pings()
+    ip("-n", lab.r, "link", "set", a, "up")
+    wait_for(pings, 10, interval=0.2, what=f"ping after {a} came back up")
+    if TARGET == "kernel":
+        return
+    assert '"link.down"' in lab.log_text() and lab.proc is not None and lab.proc.poll() is None
+    ip("-n", lab.r, "link", "del", a)
+    time.sleep(1.5)
+    lab.veth(a, lab.r, h1)                    # same name, new device (new ifindex, new MAC)
+    lab.host(h1, a, "10.0.1.2/24", "10.0.1.1")
+    wait_for(pings, 15, interval=0.3, what=f"ping after {a} was re-created")
+    assert lab.proc.poll() is None, lab.log_text()[-3000:]

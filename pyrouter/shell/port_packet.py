@@ -41,6 +41,7 @@ import errno
 import os
 import socket
 import struct
+from ipaddress import ip_interface
 from typing import TYPE_CHECKING
 
 import trio
@@ -339,6 +340,18 @@ def host_warnings(cfg: Config) -> list[tuple[str, str]]:
                 why = (f"the kernel has {a.ip} too (on {dev}): it would answer ARP/ND "
                        f"for it on {itf.device}; remove it from the kernel")
                 out.append((f"interfaces.{name}.addresses[{j}]", why))
+        facts = link_facts(str(itf.device))
+        for kaddr in (facts or {}).get("addresses", []):
+            k = ip_interface(kaddr)
+            if k.ip.is_link_local or k.ip in {a.ip for a in itf.addresses}:
+                continue
+            for j, a in enumerate(itf.addresses):
+                if a.version == k.version and (k.ip in a.network or a.ip in k.network):
+                    why = (f"{itf.device} has {kaddr} in the router's subnet {a.network}: "
+                           "the kernel would answer ARP/ND and send from the same link; "
+                           f"remove it (ip addr del {kaddr} dev {itf.device})")
+                    out.append((f"interfaces.{name}.addresses[{j}]", why))
+                    break
     first = next(iter(packet))
     for key, path in (("net.ipv4.ip_forward", "/proc/sys/net/ipv4/ip_forward"),
                       ("net.ipv6.conf.all.forwarding", "/proc/sys/net/ipv6/conf/all/forwarding")):

@@ -100,6 +100,7 @@ def test_packet_port_warns_about_the_kernel(lab: Lab) -> None:
     a = lab.name("a")
     lab.veth(a, lab.r, h1)
     ip("-n", lab.r, "addr", "add", "10.0.1.1/24", "dev", a)
+    ip("-n", lab.r, "addr", "add", "10.0.1.7/24", "dev", a)
     nsexec(lab.r, "sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
     cfg = lab.tmp / "c.yaml"
     cfg.write_text(yaml.safe_dump({"interfaces": {
@@ -108,6 +109,8 @@ def test_packet_port_warns_about_the_kernel(lab: Lab) -> None:
     assert cp.returncode == 0, cp.stderr
     assert "warning: interfaces.eth1.addresses[0]" in cp.stderr, cp.stderr
     assert "net.ipv4.ip_forward=1" in cp.stderr, cp.stderr
+    assert f"{a} has 10.0.1.7/24 in the router's subnet 10.0.1.0/24" in cp.stderr, cp.stderr
+    assert cp.stderr.count("warning:") == 3, cp.stderr
     # A device that does not exist is a config error at run time, naming the key.
     cfg.write_text(yaml.safe_dump({"interfaces": {
         "eth1": {"kind": "packet", "device": "nosuch0", "addresses": ["10.0.1.1/24"]}}}))

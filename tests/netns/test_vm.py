@@ -11,7 +11,9 @@ With PYROUTER_TARGET=kernel one run (``qemu-listens`` only) puts the VM on a QEM
 the router namespace of a kernel router instead.
 
 The guest gets a static address from its kernel command line (``pyr.ip``/``pyr.gw``);
-``pyr.dhcp=1`` makes it run udhcpc instead (for the DHCP server of issue #8).  The test
+``pyr.dhcp=1`` makes it run udhcpc instead.  The kernel target does that, against busybox
+udhcpd on QEMU's TAP; for pyrouter set PYROUTER_DHCP = True once its DHCP server
+(``interfaces.X.dhcp``, issue #8) exists and add the port's dhcp config below.  The test
 reads the ping result from the serial console file.  QEMU is killed at teardown.
 """
 
@@ -29,6 +31,16 @@ from .vmimage import guest
 
 BOOT_TIMEOUT = 50.0
 VM_MAC = "52:54:00:00:03:02"
+PYROUTER_DHCP = False        # the guest asks pyrouter's DHCP server for its address
+UDHCPD_CONF = """start 10.0.3.100
+end 10.0.3.110
+interface {tap}
+lease_file {leases}
+pidfile {pidfile}
+opt subnet 255.255.255.0
+opt router 10.0.3.1
+opt lease 600
+"""
 
 
 def qemu_cmd(lab: Lab, netdev: str, serial: Path, append: str) -> list[str]:
@@ -59,7 +71,9 @@ def test_vm_pings_a_host_behind_the_router(lab: Lab, vm_ready: None, mode: str) 
     b = lab.name("b")
     qsock, psock = f"/tmp/pp-{lab.token}-q.sock", f"/tmp/pp-{lab.token}-p.sock"
     serial = lab.tmp / "serial.log"
-    append = "pyr.ip=10.0.3.2/24 pyr.gw=10.0.3.1 pyr.ping=10.0.2.2 pyr.count=3"
+    dhcp = TARGET == "kernel" or PYROUTER_DHCP
+    addr = "pyr.dhcp=1" if dhcp else "pyr.ip=10.0.3.2/24 pyr.gw=10.0.3.1"
+    append = f"{addr} pyr.ping=10.0.2.2 pyr.count=3"
     try:
         if TARGET == "kernel":
             tap = lab.name("q")
@@ -71,6 +85,12 @@ def test_vm_pings_a_host_behind_the_router(lab: Lab, vm_ready: None, mode: str) 
                      what="QEMU's TAP")
             ip("-n", lab.r, "addr", "add", "10.0.3.1/24", "dev", tap)
             ip("-n", lab.r, "link", "set", tap, "up")
+            conf = lab.tmp / "udhcpd.conf"
+            conf.write_text(UDHCPD_CONF.format(tap=tap, leases=lab.tmp / "leases",
+                                               pidfile=lab.tmp / "udhcpd.pid"))
+            (lab.tmp / "leases").touch()
+            lab.spawn(["ip", "netns", "exec", lab.r, "busybox", "udhcpd", "-f", str(conf)],
+                      lab.tmp / "udhcpd.out")
         else:
             qemu_cfg = {
                 "qemu-listens": {"mode": "stream", "path": qsock},
@@ -98,6 +118,8 @@ def test_vm_pings_a_host_behind_the_router(lab: Lab, vm_ready: None, mode: str) 
         wait_for(done, BOOT_TIMEOUT, interval=0.2, what="the guest to finish")
         text = serial.read_text(errors="replace") if serial.exists() else ""
         print(f"{mode}: guest done after {time.monotonic() - t0:.1f} s")
+        if dhcp:
+            assert "PYR-LEASE ip=10.0.3.1" in text and "router=10.0.3.1" in text, text[-3000:]
         assert "PYR-PING-RC=0" in text and "3 packets received" in text, (
             f"serial:\n{text[-3000:]}\nqemu:\n{(lab.tmp / 'qemu.out').read_text()}\n"
             f"router:\n{lab.log_text()[-3000:]}")

@@ -117,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from ..control.build import build
         from ..control.load import ConfigError, load
-
-        from ..shell.port_packet import host_warnings
+        from ..shell.port import system_warnings
 
         try:
             cfg = load(args.config)
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as e:
             print(f"invalid: {e}", file=sys.stderr)
             return 2
-        for where, warning in host_warnings(cfg):   # what this system's kernel would do too
+        for where, warning in system_warnings(cfg):   # what this machine would say
             print(f"warning: {where}: {warning}", file=sys.stderr)
         print(f"{args.config}: valid")
         return 0

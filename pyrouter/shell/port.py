@@ -33,7 +33,7 @@ from ..control.build import PortPlan
 from ..control.load import ConfigError
 from ..control.schema import Config, Interface
 from .netlink import link_facts, link_kind, setup_link
-from .port_packet import PacketPort
+from .port_packet import PacketPort, host_warnings
 from .port_qemu import make_qemu_port
 from .tap import open_tap, rx_loop
 
@@ -126,3 +126,17 @@ def host_check(cfg: Config, file: str) -> Config:
         return cfg
     return cfg.model_copy(update={"interfaces": {n: updates.get(n, i)
                                                  for n, i in cfg.interfaces.items()}})
+
+
+def system_warnings(cfg: Config) -> list[tuple[str, str]]:
+    """For ``pyrouter check``: what ``host_check`` would refuse on this machine (a
+    missing bridge or device, reported as a warning because the file may be meant
+    for another machine), plus the packet ports' kernel warnings."""
+    out: list[tuple[str, str]] = []
+    try:
+        host_check(cfg, "<check>")
+    except ConfigError as e:
+        out.append((e.path, f"{e.reason} (on this machine; `pyrouter run` would refuse)"))
+    except OSError as e:
+        out.append(("", f"cannot inspect this machine's interfaces: {e}"))
+    return out + host_warnings(cfg)

@@ -152,6 +152,11 @@ def test_bridge_master_must_exist(lab: Lab) -> None:
                 "--log-format", "json", timeout=20)
     assert cp.returncode == 2, cp.stdout
     assert f"interfaces.{lab.name('t')}.master" in cp.stdout and "nosuchbr0" in cp.stdout
+    # `pyrouter check` validates the file (valid) and warns about this machine.
+    cp = nsexec(lab.r, sys.executable, "-m", "pyrouter", "check", "-c", str(cfg))
+    assert cp.returncode == 0, cp.stderr
+    assert f"warning: interfaces.{lab.name('t')}.master: no bridge named 'nosuchbr0'" \
+        in cp.stderr, cp.stderr
     cfg.write_text(yaml.safe_dump({"interfaces": {
         lab.name("t"): {"master": "lo", "addresses": ["10.0.1.1/24"]}}}))
     cp = nsexec(lab.r, sys.executable, "-m", "pyrouter", "run", "-c", str(cfg),

@@ -178,7 +178,8 @@ class App:
         OSError from device set-up) with nothing changed."""
         async with self.reload_lock:
             ifindexes = {p.plan.name: i for i, p in self.ports.items()}
-            cfg, plans = preflight(self.cfg_path, ifindexes)
+            # In a worker thread: host_check asks netlink (pyroute2 must not run on trio's).
+            cfg, plans = await trio.to_thread.run_sync(preflight, self.cfg_path, ifindexes)
             new_router = build(cfg, self.rng, int(trio.current_time() * NS), self.cfg_path,
                                ifindexes)
             old = {p.plan.name: p for p in self.ports.values()}

@@ -77,6 +77,20 @@ class Lab:
                             f"{self.log_text()}")
             time.sleep(0.05)
 
+    @property
+    def socket(self) -> Path:
+        return Path(f"/tmp/pp-{self.token}.sock")
+
+    def reload(self, cfg: dict[str, Any]) -> subprocess.CompletedProcess:
+        """Rewrite the config and ``pyrouter reload`` it (run in R)."""
+        path = self.tmp / "router.yaml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        os.replace(tmp, path)
+        return subprocess.run(["ip", "netns", "exec", self.r, sys.executable, "-m", "pyrouter",
+                               "--socket", str(self.socket), "reload"], check=False,
+                              capture_output=True, text=True, timeout=30, cwd=str(REPO_ROOT))
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -16,6 +16,7 @@ TCP arrives at the packet port as TSO super-frames with partial checksums.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -89,6 +90,17 @@ def test_packet_port_routes_ping_and_tcp(lab: Lab) -> None:
     r_mac = nsexec(lab.r, "cat", f"/sys/class/net/{a}/address", check=True).stdout.strip()
     neigh = nsexec(h1, "ip", "neigh", "show", "10.0.1.1", check=True).stdout
     assert r_mac in neigh, neigh
+    if TARGET == "pyrouter":
+        # A reload that changes only addresses keeps the packet port running as it is.
+        cp = lab.reload({"interfaces": {
+            "eth1": {"kind": "packet", "device": a, "addresses": ["10.0.1.1/24", "10.0.1.254/24"]},
+            b: tap_to(h2, "10.0.2.1/24", "10.0.2.2/24")}})
+        assert cp.returncode == 0, cp.stdout + cp.stderr + lab.log_text()[-2000:]
+        cp = nsexec(h1, "ping", "-c", "1", "-W", "2", "10.0.1.254", timeout=10)
+        assert cp.returncode == 0, cp.stdout + lab.log_text()[-2000:]
+        applied = [json.loads(line) for line in lab.log_text().splitlines()
+                   if '"reload.applied"' in line]
+        assert applied and applied[-1]["recreated"] == [] and applied[-1]["added"] == [], applied
 
 
 def test_packet_port_warns_about_the_kernel(lab: Lab) -> None:

@@ -14,8 +14,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The VM test (tests/netns/test_vm.py): QEMU, a Debian kernel (the cloud flavour: 27 MB
 # instead of 71 MB, with virtio-net) and busybox for the initramfs; no recommends
-# (they pull ~150 GUI/audio packages).  ethtool: offloads of the AF_PACKET test's veth.
-vm_pkgs=(qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio ethtool)
+# (they pull ~150 GUI/audio packages).
+vm_pkgs=(qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio)
 missing=()
 for p in "${vm_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -4,7 +4,8 @@ namespace behind an ordinary TAP port of the router.
 
 Three attachments, one VM boot each (about 7-10 s under TCG):
 * ``qemu-listens``: QEMU ``-netdev stream,server=on``, pyrouter ``qemu: {server: false}``
-  connects; pyrouter starts first, so it also goes through its reconnect backoff;
+  connects; pyrouter starts first, so it also goes through its reconnect backoff; after
+  the guest powers off a second QEMU is started on the same socket and served again;
 * ``pyrouter-listens``: pyrouter ``qemu: {server: true}``, QEMU ``server=off`` connects;
 * ``dgram``: ``-netdev dgram`` over two Unix datagram sockets.
 With PYROUTER_TARGET=kernel one run (``qemu-listens`` only) puts the VM on a QEMU TAP in
@@ -22,6 +23,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,6 +53,24 @@ def qemu_cmd(lab: Lab, netdev: str, serial: Path, append: str) -> list[str]:
             "-kernel", str(vmlinuz), "-initrd", str(initrd),
             "-append", f"console=ttyS0 panic=-1 loglevel=4 ipv6.disable=1 {append}",
             "-netdev", netdev, "-device", f"virtio-net-pci,netdev=n0,romfile=,mac={VM_MAC}"]
+
+
+def check_guest(lab: Lab, qemu: Any, serial: Path, what: str, dhcp: bool) -> None:
+    """Wait for the guest to finish, then check its lease (with DHCP) and its pings."""
+    t0 = time.monotonic()
+
+    def done() -> bool:
+        if qemu.poll() is not None:
+            return True
+        return serial.exists() and "PYR-DONE" in serial.read_text(errors="replace")
+
+    wait_for(done, BOOT_TIMEOUT, interval=0.2, what="the guest to finish")
+    text = serial.read_text(errors="replace") if serial.exists() else ""
+    print(f"{what}: guest done after {time.monotonic() - t0:.1f} s")
+    if dhcp:
+        assert "PYR-LEASE ip=10.0.3.1" in text and "router=10.0.3.1" in text, text[-3000:]
+    assert "PYR-PING-RC=0" in text and "3 packets received" in text, (
+        f"serial:\n{text[-3000:]}\nrouter:\n{lab.log_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -108,24 +128,20 @@ def test_vm_pings_a_host_behind_the_router(lab: Lab, vm_ready: None, mode: str) 
                 "vm0": {"kind": "qemu", "qemu": qemu_cfg, "addresses": ["10.0.3.1/24"]},
                 b: tap_to(h2, "10.0.2.1/24", "10.0.2.2/24")}})
             qemu = lab.spawn(qemu_cmd(lab, netdev, serial, append), lab.tmp / "qemu.out")
-        t0 = time.monotonic()
-
-        def done() -> bool:
-            if qemu.poll() is not None:
-                return True
-            return serial.exists() and "PYR-DONE" in serial.read_text(errors="replace")
-
-        wait_for(done, BOOT_TIMEOUT, interval=0.2, what="the guest to finish")
-        text = serial.read_text(errors="replace") if serial.exists() else ""
-        print(f"{mode}: guest done after {time.monotonic() - t0:.1f} s")
-        if dhcp:
-            assert "PYR-LEASE ip=10.0.3.1" in text and "router=10.0.3.1" in text, text[-3000:]
-        assert "PYR-PING-RC=0" in text and "3 packets received" in text, (
-            f"serial:\n{text[-3000:]}\nqemu:\n{(lab.tmp / 'qemu.out').read_text()}\n"
-            f"router:\n{lab.log_text()[-3000:]}")
+        check_guest(lab, qemu, serial, mode, dhcp)
         if TARGET == "pyrouter" and mode != "dgram":
             events = lab.log_text()
             assert '"qemu.connected"' in events and '"link.up"' in events
+        if TARGET == "pyrouter" and mode == "qemu-listens":
+            # The VM powers off (QEMU exits, its socket goes): pyrouter's carrier drops, it
+            # retries with backoff, and a new QEMU on the same socket is served again.
+            qemu.wait(10)
+            wait_for(lambda: lab.log_text().count('"qemu.disconnected"') == 1, 5,
+                     what="pyrouter to notice QEMU's exit")
+            serial2 = lab.tmp / "serial2.log"
+            qemu = lab.spawn(qemu_cmd(lab, netdev, serial2, append), lab.tmp / "qemu2.out")
+            check_guest(lab, qemu, serial2, mode + " (restarted)", dhcp)
+            assert lab.log_text().count('"qemu.connected"') == 2
     finally:
         for p in (qsock, psock):
             Path(p).unlink(missing_ok=True)

@@ -133,10 +133,11 @@ def system_warnings(cfg: Config) -> list[tuple[str, str]]:
     missing bridge or device, reported as a warning because the file may be meant
     for another machine), plus the packet ports' kernel warnings."""
     out: list[tuple[str, str]] = []
-    try:
-        host_check(cfg, "<check>")
-    except ConfigError as e:
-        out.append((e.path, f"{e.reason} (on this machine; `pyrouter run` would refuse)"))
-    except OSError as e:
-        out.append(("", f"cannot inspect this machine's interfaces: {e}"))
+    for name, itf in cfg.interfaces.items():           # every interface, not the first error
+        try:
+            host_check(cfg.model_copy(update={"interfaces": {name: itf}}), "<check>")
+        except ConfigError as e:
+            out.append((e.path, f"{e.reason} (on this machine; `pyrouter run` would refuse)"))
+        except OSError as e:
+            return [("", f"cannot inspect this machine's interfaces: {e}")]
     return out + host_warnings(cfg)

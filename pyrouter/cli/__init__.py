@@ -117,12 +117,16 @@ def main(argv: list[str] | None = None) -> int:
 
         from ..control.build import build
         from ..control.load import ConfigError, load
+        from ..shell.port import system_warnings
 
         try:
-            build(load(args.config), random.Random(0), 0, args.config)
+            cfg = load(args.config)
+            build(cfg, random.Random(0), 0, args.config)
         except ConfigError as e:
             print(f"invalid: {e}", file=sys.stderr)
             return 2
+        for where, warning in system_warnings(cfg):   # what this machine would say
+            print(f"warning: {where}: {warning}", file=sys.stderr)
         print(f"{args.config}: valid")
         return 0
     if args.cmd == "run":

@@ -29,6 +29,7 @@ from ..core.router import Router
 from ..core.sysctl import Ipv4Sysctl
 from ..wire.addr import mac_from_str, stable_mac
 from .load import ConfigError
+from .port_check import check_kinds
 from .routes_file import parse_routes
 from .schema import Config, Interface
 
@@ -65,6 +66,7 @@ def plan_ports(cfg: Config, ifindexes: dict[str, int] | None = None) -> list[Por
 def check(cfg: Config, file: str = "<config>",
           ifindexes: dict[str, int] | None = None) -> list[PortPlan]:
     """All semantic checks; returns the port plan."""
+    check_kinds(cfg, file)
     plans = plan_ports(cfg, ifindexes)
     seen: dict[Any, str] = {}
     macs: dict[bytes, str] = {}

@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from ..wire.addr import mac_from_str
 from .schema6 import Ipv6Knobs, RaConfigModel, V6Addr
+from .schema_ports import PortKind, QemuPort
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 
@@ -71,6 +72,18 @@ class Interface(_Model):
     macaddress: str | None = None
     netns: str | None = None
     peer: Peer | None = None
+    # Port kinds (control/schema_ports.py; which keys go together: control/port_check.py).
+    kind: PortKind = "tap"
+    master: str | None = None          # tap: enslave the TAP to this existing Linux bridge
+    qemu: QemuPort | None = None       # kind qemu: the QEMU socket backend
+    device: str | None = None          # kind packet: the existing kernel interface
+
+    @field_validator("master", "device")
+    @classmethod
+    def _ifname(cls, v: str | None) -> str | None:
+        if v is not None and not _IFNAME.match(v):
+            raise ValueError("an interface name: 1-15 characters of letters, digits, _ . -")
+        return v
 
     @field_validator("macaddress")
     @classmethod

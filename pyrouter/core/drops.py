@@ -75,6 +75,7 @@ class DropReason(Enum):
     NDISC_RA_IGNORED = "ndisc_ra_ignored"
     NDISC_RS_IGNORED = "ndisc_rs_ignored"
     NDISC_REDIRECT_IGNORED = "ndisc_redirect_ignored"
+    PORT_PROTOCOL_ERROR = "port_protocol_error"    # a port's peer broke its framing (shell)
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).

@@ -41,8 +41,10 @@ from . import log as logmod
 from .control import ControlServer
 from .metrics import LoopStats, render
 from .metrics import serve as serve_metrics
-from .netlink import link_states, netns_exists, set_mtu, setup_link
-from .tap import BrokenPortError, Transmitter, open_tap, rx_loop
+from .netlink import link_states, netns_exists, set_mtu
+from .port import PortTask, host_check, identity, make_port
+from .port_packet import host_warnings
+from .tap import BrokenPortError, Transmitter
 
 NS = 1_000_000_000
 LINK_POLL_SECONDS = 1.0
@@ -88,28 +90,14 @@ def write_json_atomic(path: str, data: dict[str, Any]) -> None:
 def preflight(cfg_path: str, ifindexes: dict[str, int] | None = None
               ) -> tuple[Config, list[PortPlan]]:
     cfg = load(cfg_path)
+    check(cfg, cfg_path, ifindexes)              # the file alone, before asking the system
+    cfg = host_check(cfg, cfg_path)              # bridges and devices exist (shell/port.py)
     plans = check(cfg, cfg_path, ifindexes)
     for p in plans:
         if p.netns is not None and not netns_exists(p.netns):
             raise ConfigError(cfg_path, f"interfaces.{p.name}.netns",
                               f"no network namespace named {p.netns!r}")
     return cfg, plans
-
-
-class PortTask:
-    """One open TAP and the cancel scope of its rx task."""
-
-    def __init__(self, plan: PortPlan, dev: Any) -> None:
-        self.plan = plan
-        self.dev = dev
-        self.scope = trio.CancelScope()
-
-    def close(self) -> None:
-        try:
-            trio.lowlevel.notify_closing(self.dev.fileno())
-        except (RuntimeError, ValueError):
-            pass
-        self.dev.close()
 
 
 class App:
@@ -125,6 +113,7 @@ class App:
         self.rng = random.Random(os.urandom(16))
         self.ports: dict[int, PortTask] = {}
         self.fds: dict[int, int] = {}          # ifindex -> TAP fd, for the transmitter
+        self.senders: dict[int, Callable[[bytes], None]] = {}   # other port kinds (shell/port.py)
         self.router: Router = None  # type: ignore[assignment]   # set in run()
         self.tx: Transmitter = None  # type: ignore[assignment]
         self.timers = TimerTask(self)
@@ -136,27 +125,29 @@ class App:
         self.error_limiter = logmod.RateLimiter()
 
     # -- ports -----------------------------------------------------------------
-    def open_ports(self, plans: list[PortPlan]) -> dict[int, PortTask]:
-        """Open and set up TAPs (blocking: pyroute2); on failure close what was opened."""
-        opened: dict[int, PortTask] = {}
+    def open_ports(self, plans: list[PortPlan]) -> dict[int, Any]:
+        """Open and set up ports of every kind (blocking: pyroute2, binds; shell/port.py);
+        on failure close what was opened."""
+        opened: dict[int, Any] = {}
         try:
             for p in plans:
-                dev = open_tap(p.name)
-                opened[p.ifindex] = PortTask(p, dev)
-                setup_link(p.name, p.mtu, p.netns, p.config.peer)
+                port = make_port(p)
+                port.open()
+                opened[p.ifindex] = port
         except BaseException:
             for t in opened.values():
-                t.dev.close()
+                t.close()
             raise
         return opened
 
-    def start_port(self, pt: PortTask) -> None:
+    def start_port(self, pt: Any) -> None:
         assert self.nursery is not None
-        self.fds[pt.plan.ifindex] = pt.dev.fileno()
+        pt.attach(self)
         self.nursery.start_soon(self._port_main, pt)
 
-    def stop_port(self, pt: PortTask) -> None:
+    def stop_port(self, pt: Any) -> None:
         self.fds.pop(pt.plan.ifindex, None)
+        self.senders.pop(pt.plan.ifindex, None)
         self.ports.pop(pt.plan.ifindex, None)
         pt.scope.cancel()
         pt.close()
@@ -164,7 +155,7 @@ class App:
     async def _port_main(self, pt: PortTask) -> None:
         with pt.scope:
             try:
-                await rx_loop(self, pt.plan.ifindex, pt.dev.fileno())
+                await pt.run(self)
             except (trio.ClosedResourceError, BrokenPortError):
                 if not pt.scope.cancel_called:       # not a port we are removing
                     raise
@@ -187,17 +178,17 @@ class App:
         OSError from device set-up) with nothing changed."""
         async with self.reload_lock:
             ifindexes = {p.plan.name: i for i, p in self.ports.items()}
-            cfg, plans = preflight(self.cfg_path, ifindexes)
+            # In a worker thread: host_check asks netlink (pyroute2 must not run on trio's).
+            cfg, plans = await trio.to_thread.run_sync(preflight, self.cfg_path, ifindexes)
             new_router = build(cfg, self.rng, int(trio.current_time() * NS), self.cfg_path,
                                ifindexes)
             old = {p.plan.name: p for p in self.ports.values()}
             new = {p.name: p for p in plans}
-            recreate = {n for n in new if n in old and (
-                new[n].netns != old[n].plan.netns or new[n].config.peer != old[n].plan.config.peer)}
+            recreate = {n for n in new if n in old and identity(new[n]) != identity(old[n].plan)}
             to_open = [new[n] for n in new if n not in old or n in recreate]
             to_close = [old[n] for n in old if n not in new or n in recreate]
             mtu_changes = [new[n] for n in new if n in old and n not in recreate
-                           and new[n].mtu != old[n].plan.mtu]
+                           and new[n].mtu != old[n].plan.mtu and new[n].config.kind == "tap"]
             # Close the TAPs that will be re-created first: the name must be free.
             for pt in (old[n] for n in recreate):
                 self.stop_port(pt)
@@ -251,7 +242,8 @@ class App:
         missing: set[str] = set()
         while True:
             await trio.sleep(LINK_POLL_SECONDS)
-            ports = [(pt.plan.name, pt.plan.netns) for pt in self.ports.values()]
+            refs = {idx: pt.link_ref() for idx, pt in self.ports.items()}
+            ports = [r for r in refs.values() if r is not None]
             try:
                 states = await trio.to_thread.run_sync(link_states, ports)
             except Exception as e:  # netlink trouble must not take the dataplane down
@@ -259,11 +251,15 @@ class App:
                 continue
             now = int(trio.current_time() * NS)
             for idx, pt in list(self.ports.items()):
-                up = states.get(pt.plan.name)
+                ref = refs.get(idx)
+                if ref is None:                  # a port that reports its own carrier
+                    continue
+                up = states.get(ref[0])
                 if up is None:
                     if pt.plan.name not in missing:
                         missing.add(pt.plan.name)
-                        self.log.warning("link.missing", port=pt.plan.name, netns=pt.plan.netns)
+                        self.log.warning("link.missing", port=pt.plan.name, device=ref[0],
+                                         netns=ref[1])
                     continue
                 missing.discard(pt.plan.name)
                 if idx in self.router.ports and self.router.ports[idx].up != up:
@@ -322,6 +318,8 @@ def run(cfg_path: str, log_format: str = "console", ready_file: str | None = Non
     if socket_path:
         cfg = cfg.model_copy(update={"control": cfg.control.model_copy(
             update={"socket": socket_path})})
+    for where, warning in host_warnings(cfg):
+        log.warning("port.host_warning", path=where, reason=warning)
     app = App(cfg_path, cfg, plans, log, stats_file)
     try:
         # Everything the file implies, bulk routes included, is built and checked
@@ -333,8 +331,8 @@ def run(cfg_path: str, log_format: str = "console", ready_file: str | None = Non
     try:
         app.ports = app.open_ports(plans)
         for pt in app.ports.values():
-            log.info("port.open", port=pt.plan.name, mac=pt.plan.mac.hex(":"), mtu=pt.plan.mtu,
-                     netns=pt.plan.netns)
+            log.info("port.open", port=pt.plan.name, kind=pt.kind, mac=pt.plan.mac.hex(":"),
+                     mtu=pt.plan.mtu, netns=pt.plan.netns)
     except Exception as e:  # report any set-up failure, undo, exit 1
         log.error("port.setup_failed", error=f"{type(e).__name__}: {e}")
         return 1
@@ -355,7 +353,7 @@ def run(cfg_path: str, log_format: str = "console", ready_file: str | None = Non
         code = 1
     finally:
         for pt in app.ports.values():
-            pt.dev.close()
+            pt.close()
         if ready_file:
             Path(ready_file).unlink(missing_ok=True)
     app.write_stats()

@@ -22,12 +22,19 @@ def netns_exists(name: str) -> bool:
     return os.path.exists(f"/run/netns/{name}")
 
 
-def setup_link(name: str, mtu: int, netns: str | None, peer: Any) -> None:
+def setup_link(name: str, mtu: int, netns: str | None, peer: Any,
+               master: str | None = None) -> None:
     """Set the TAP's MTU, move it into *netns* if asked, bring it up there,
-    and apply the ``peer`` addresses and routes."""
+    and apply the ``peer`` addresses and routes; or enslave it to the bridge
+    *master* (``ip link set dev NAME master BR``) and bring it up."""
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=name)[0]
         ipr.link("set", index=idx, mtu=mtu)
+        if master is not None:
+            br = ipr.link_lookup(ifname=master)
+            if not br:
+                raise OSError(f"bridge {master} not found")
+            ipr.link("set", index=idx, master=br[0])
         if netns is None:
             ipr.link("set", index=idx, state="up")
             return
@@ -92,4 +99,41 @@ def link_states(ports: list[tuple[str, str | None]]) -> dict[str, bool | None]:
                     out[name] = None
                     continue
                 out[name] = bool(sock.get_links(idx[0])[0]["flags"] & IFF_UP)
+    return out
+
+
+def link_kind(name: str) -> str | None:
+    """The rtnetlink kind of device *name* in this namespace ("bridge", "veth", "" for
+    a physical device), None if there is no such device."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return None
+        link = ipr.get_links(idx[0])[0]
+        info = link.get_attr("IFLA_LINKINFO")
+        return (info.get_attr("IFLA_INFO_KIND") or "") if info is not None else ""
+
+
+def link_facts(name: str) -> dict[str, Any] | None:
+    """MAC, MTU, admin state and addresses of device *name* in this namespace
+    (None if absent): what an AF_PACKET port needs to know about its device."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return None
+        link = ipr.get_links(idx[0])[0]
+        addrs = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                 for a in ipr.get_addr(index=idx[0])]
+        return {"ifindex": idx[0], "mac": link.get_attr("IFLA_ADDRESS"),
+                "mtu": link.get_attr("IFLA_MTU"), "up": bool(link["flags"] & IFF_UP),
+                "addresses": addrs}
+
+
+def all_local_addresses() -> dict[str, str]:
+    """Every address of this namespace (without prefix length) -> its device name."""
+    out: dict[str, str] = {}
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for a in ipr.get_addr():
+            out[str(a.get_attr("IFA_ADDRESS"))] = names.get(a["index"], str(a["index"]))
     return out

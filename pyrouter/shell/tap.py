@@ -51,7 +51,9 @@ def open_tap(name: str) -> Any:
 
 
 class Transmitter:
-    """Writes the router's queued frames to the ports' fds."""
+    """Writes the router's queued frames to the ports' fds (``app.fds``: TAP and
+    AF_PACKET), or hands them to a port's ``send`` (``app.senders``: QEMU sockets,
+    which count their own drops); a port with neither counts ``port_down``."""
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -67,19 +69,24 @@ class Transmitter:
             captures = app.captures
             for ifindex, frame in tx:
                 fd = fds.get(ifindex)
-                if fd is None:
-                    r.drop(DropReason.PORT_DOWN)
-                    continue
                 if captures:
                     for c in captures:
                         c.offer("out", ifindex, frame)
+                if fd is None:
+                    send = app.senders.get(ifindex)
+                    if send is None:
+                        r.drop(DropReason.PORT_DOWN)
+                    else:
+                        send(frame)
+                    continue
                 try:
                     write(fd, frame)
                 except BlockingIOError:
                     r.drop(DropReason.TX_RING_FULL)
                     r.ports[ifindex].tx_dropped += 1
                 except OSError as e:
-                    if e.errno in (errno.EIO, errno.ENETDOWN, errno.EINVAL, errno.EMSGSIZE):
+                    if e.errno in (errno.EIO, errno.ENETDOWN, errno.EINVAL, errno.EMSGSIZE,
+                                   errno.ENXIO, errno.ENODEV):     # AF_PACKET: device gone
                         r.drop(DropReason.PORT_DOWN)
                         r.ports[ifindex].tx_dropped += 1
                     else:

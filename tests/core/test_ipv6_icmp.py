@@ -276,3 +276,32 @@ def test_redirect_for_on_link_destination_and_still_forwarded(net: Net6) -> None
     assert len(fwd) == 1
     expect_ip6(fwd[0], src=H1.ip, dst=H1B.ip, hlim=29, ifindex=LAN, eth_dst=H1B.mac)
     assert R_MAC[LAN] == fwd[0][1][6:12]
+
+
+def test_redirect_to_link_local_source(net: Net6) -> None:
+    """Out the port it came in on: the redirect branch (no beyond-scope error for a
+    link-local source), to the link-local sender, and forwarded."""
+    net.learn6(H1, H1.ll)
+    net.learn6(H1B)
+    pkt = udp6_pkt(H1.ll, H1B.ip)
+    out = net.send(LAN, frame6(H1, pkt))
+    red = icmp6_of(out, 137)
+    assert len(red) == 1
+    expect_icmp6(red[0], type=137, src=R_LL[LAN], dst=H1.ll, hlim=255, eth_dst=H1.mac)
+    assert icmp6_of(out, 1) == []
+    fwd = [o for o in out if o not in red]
+    assert len(fwd) == 1
+    expect_ip6(fwd[0], src=H1.ll, dst=H1B.ip, hlim=63, ifindex=LAN, eth_dst=H1B.mac)
+
+
+def test_redirect_and_packet_too_big(net: Net6) -> None:
+    """ip6_forward(): the redirect is sent before the MTU check."""
+    h = H4.__class__("2001:db8:4::41", bytes.fromhex("024000000041"), SMALL)
+    net.learn6(H4)
+    net.learn6(h)
+    pkt = udp6_pkt(h.ip, H4.ip, data=bytes(1401 - 48))
+    out = net.send(SMALL, frame6(h, pkt))
+    assert [o[1][54] for o in out] == [137, 2]
+    expect_icmp6(out[0], type=137, src=R_LL[SMALL], dst=h.ip, hlim=255, ifindex=SMALL)
+    expect_error6(out[1], type=2, code=0, about=pkt, src=R_IP6[SMALL], word=1400,
+                  ifindex=SMALL, eth_dst=h.mac)

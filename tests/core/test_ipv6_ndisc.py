@@ -319,3 +319,30 @@ def test_ns_flood_cost_bounded_when_table_full(net: Net6) -> None:
     _ns_flood(net, 5000, 500)
     per_packet = (time.process_time() - t) / 500
     assert per_packet < 100e-6, f"{per_packet * 1e6:.0f} us per NS with the table full"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: RFC 4861 7.2.5 / neigh_update() WEAK_OVERRIDE: an "
+                   "NA with O=0 and a different lladdr moves a REACHABLE entry to STALE "
+                   "(keeping the old lladdr); pyrouter leaves it REACHABLE")
+def test_na_without_override_other_lladdr_makes_reachable_stale(net: Net6) -> None:
+    net.learn6(H2)
+    net.send(WAN, frame6(H2, na_pkt(H2.ip, R_IP6[WAN], H2.ip, s=True, tll=H2.mac)))
+    assert net.nstate(WAN, H2.ip) == "REACHABLE"
+    other = bytes.fromhex("02aabbccddee")
+    net.send(WAN, frame6(H2, na_pkt(H2.ip, R_IP6[WAN], H2.ip, s=True, tll=other)))
+    e = net.router.neigh6.get(WAN, int(IPv6Address(H2.ip)))
+    assert e.lladdr == H2.mac
+    assert e.state.value == "STALE"
+
+
+def test_unicast_ns_without_sllao_from_unknown_host_resolves_it(net: Net6) -> None:
+    """No lladdr to learn: the NA waits for our own resolution of the sender."""
+    out = net.send(LAN, frame6(H1, ns_pkt(H1.ip, R_IP6[LAN], R_IP6[LAN])))
+    assert len(out) == 1
+    m = expect_icmp6(out[0], type=135, dst=solicited(H1.ip), hlim=255, ifindex=LAN)
+    assert m.body[4:20] == a6(H1.ip)
+    out = net.send(LAN, frame6(H1, na_pkt(H1.ip, m.ip.src, H1.ip, s=True, o=True,
+                                          tll=H1.mac)))
+    assert len(out) == 1
+    m = expect_icmp6(out[0], type=136, src=R_IP6[LAN], dst=H1.ip, eth_dst=H1.mac)
+    assert na_flags(m) == (True, True, False)

@@ -188,3 +188,29 @@ def test_memory_bound_under_incomplete_fragment_flood(net: Net6) -> None:
     for f in fragment6(echo6(H1.ip, R_IP6[LAN], data=BIG), 1232, ident=0xFFFF0000):
         out += net.send(LAN, frame6(H1, f))
     assert len(out) == 3
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: kernel ip6_frag_queue() discards the whole queue "
+                   "on a fragment with no data (end == offset -> discard_fq); pyrouter keeps "
+                   "it and reassembles the datagram")
+def test_empty_fragment_discards_the_queue(net: Net6) -> None:
+    frags = fragment6(echo6(H1.ip, R_IP6[LAN], data=BIG), 1232)
+    empty = ip6(H1.ip, R_IP6[LAN], 44, frag_hdr(58, 1232, True, 0xABCD))
+    out = net.send(LAN, frame6(H1, frags[0]))
+    out += net.send(LAN, frame6(H1, empty))
+    out += net.send(LAN, frame6(H1, frags[1]))
+    out += net.send(LAN, frame6(H1, frags[2]))
+    assert out == []
+
+
+def test_unknown_next_header_after_reassembly(net: Net6) -> None:
+    """The Param Prob quotes the reassembled packet and points at the field that names
+    the unknown protocol there (nhoff 6, the Fragment header gone)."""
+    whole = ip6(H1.ip, R_IP6[LAN], 253, bytes(range(200)) * 12)
+    out = []
+    for f in fragment6(whole, 1232):
+        out += net.send(LAN, frame6(H1, f))
+    assert len(out) == 1
+    m = expect_icmp6(out[0], type=4, code=1, src=R_IP6[LAN], dst=H1.ip, hlim=64)
+    assert m.word == 6
+    assert m.data == whole[:1232]

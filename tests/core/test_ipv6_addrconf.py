@@ -22,7 +22,7 @@ def _dad_ns(out: list) -> dict[str, int]:
         target = str(IPv6Address(m.body[4:20]))
         assert m.ip.dst == solicited(target)
         assert m.ip.eth_dst == mcast_mac(solicited(target))
-        assert m.body[20:] == b"", "a DAD NS carries no source lladdr option"
+        assert 1 not in nd_options(m.body[20:]), "a DAD NS carries no source lladdr option"
         assert target not in res, "dad_transmits is 1"
         res[target] = t
     return res
@@ -141,3 +141,25 @@ def test_accept_dad_0_addresses_usable_at_once() -> None:
     assert {int(IPv6Address(a)) for a in OURS} <= net.router.local6
     out = net.run_until(3 * SECOND)
     assert _dad_ns(out) == {}
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: with enhanced_dad=1 (default since 4.11) the kernel's "
+                   "DAD NS carries a Nonce option (RFC 7527, type 14) so a looped-back probe is "
+                   "not taken for a duplicate; pyrouter's DAD NS has no options")
+def test_dad_ns_carries_a_nonce() -> None:
+    net = Net6()
+    out = net.run_until(SECOND)
+    for _, idx, f in icmp6_of(out, 135):
+        m = expect_icmp6((idx, f), type=135, src="::")
+        opts = nd_options(m.body[20:])
+        assert 14 in opts and len(opts[14][0]) == 8
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: joining the solicited-node groups the kernel sends "
+                   "MLDv2 Reports (type 143 to ff02::16, Router Alert), which MLD-snooping "
+                   "switches need to deliver NS/DAD to us; pyrouter sends no MLD at all")
+def test_mld_reports_when_joining_groups() -> None:
+    net = Net6()
+    out = net.run_until(3 * SECOND)
+    reports = [(i, f) for _, i, f in out if f[12:14] == b"\x86\xdd" and f[38:54] == a6("ff02::16")]
+    assert {i for i, _ in reports} == {1, 2, 3}

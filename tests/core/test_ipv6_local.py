@@ -11,7 +11,7 @@ import pytest
 from tests.core.helpers6 import (ALL_NODES, ALL_ROUTERS, CONFIG6, GW1, H1, H1B, H2, LAN,
                                  R_IP6, R_LL, SECOND, WAN, Net6, a6, csum6, echo6,
                                  expect_error6, expect_icmp6, expect_ip6, fragment6, frame6,
-                                 icmp6_of, icmp6_pkt, ip6, solicited, udp6_pkt)
+                                 icmp6_of, icmp6_pkt, ip6, na_pkt, solicited, udp6_pkt)
 from tests.core.helpers import MS, ones_sum
 
 
@@ -276,3 +276,29 @@ def test_v4mapped_destination_routed(net: Net6) -> None:
     out = net.send(LAN, frame6(H1, pkt))
     assert len(out) == 1
     expect_error6(out[0], type=1, code=0, about=pkt, src=R_IP6[LAN])
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: the kernel's redirect limiter (ndisc_send_redirect, "
+                   "per source) and icmpv6_xrlim_allow (per destination) use the same IPv6 "
+                   "inet_peer, so 6 redirects to a host spend its error budget too; pyrouter "
+                   "keeps separate buckets (PEER_KEY6 | 1<<130) and still sends Time Exceeded")
+def test_redirects_and_errors_share_the_peer_budget(net: Net6) -> None:
+    net.learn6(H1B)
+    out = []
+    for i in range(6):
+        out += net.send(LAN, frame6(H1, udp6_pkt(H1.ip, H1B.ip, data=bytes([i]) * 8)))
+    assert len(icmp6_of(out, 137)) == 6
+    out = net.send(LAN, frame6(H1, udp6_pkt(H1.ip, H2.ip, hlim=1)))
+    assert icmp6_of(out, 3) == []
+
+
+def test_unresolved_queue_bounded(net: Net6) -> None:
+    """unres_qlen_bytes (212992) bounds what waits for NDISC; the oldest go first."""
+    pkts = [udp6_pkt(H1.ip, H2.ip, data=i.to_bytes(2, "big") * 650) for i in range(300)]
+    for p in pkts:
+        net.send(LAN, frame6(H1, p))
+    out = net.send(WAN, frame6(H2, na_pkt(H2.ip, R_IP6[WAN], H2.ip, s=True, o=True,
+                                          tll=H2.mac)))
+    assert 50 < len(out) < 300
+    sent = [expect_ip6(o, dst=H2.ip, ifindex=WAN).raw[8:] for o in out]
+    assert sent == [p[8:] for p in pkts[-len(out):]]          # the newest survive, in order

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 from typing import Any
 
-from tests.core.helpers import MS, Net, ones_sum
 from pyrouter.core import SECOND
+from tests.core.helpers import MS, Net, ones_sum
 
 LAN, WAN, SMALL = 1, 2, 3
 

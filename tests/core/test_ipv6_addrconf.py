@@ -7,9 +7,28 @@ from ipaddress import IPv6Address
 
 import pytest
 
-from tests.core.helpers6 import (ALL_NODES, CONFIG6, H1, LAN, R_IP6, R_LL, R_MAC, SECOND,
-                                 WAN, Net6, a6, echo6, expect_icmp6, frame6, icmp6_of,
-                                 mcast_mac, na_pkt, nd_options, ns_pkt, solicited)
+from tests.core.helpers6 import (
+    ALL_NODES,
+    CONFIG6,
+    H1,
+    LAN,
+    R_IP6,
+    R_LL,
+    R_MAC,
+    SECOND,
+    WAN,
+    Net6,
+    a6,
+    echo6,
+    expect_icmp6,
+    frame6,
+    icmp6_of,
+    mcast_mac,
+    na_pkt,
+    nd_options,
+    ns_pkt,
+    solicited,
+)
 
 OURS = [R_LL[1], R_IP6[1], R_LL[2], R_IP6[2], R_LL[3], R_IP6[3]]
 

@@ -5,9 +5,25 @@ from __future__ import annotations
 
 import pytest
 
-from tests.core.helpers6 import (ALL_NODES, H1, H2, LAN, R_IP6, R_LL, WAN, Net6,
-                                 echo6_body, expect_error6, expect_icmp6, expect_ip6, frame6,
-                                 hbh, icmp6_msg, icmp6_pkt, ip6)
+from tests.core.helpers6 import (
+    ALL_NODES,
+    H1,
+    H2,
+    LAN,
+    R_IP6,
+    R_LL,
+    WAN,
+    Net6,
+    echo6_body,
+    expect_error6,
+    expect_icmp6,
+    expect_ip6,
+    frame6,
+    hbh,
+    icmp6_msg,
+    icmp6_pkt,
+    ip6,
+)
 
 
 @pytest.fixture

@@ -5,10 +5,31 @@ from __future__ import annotations
 
 import pytest
 
-from tests.core.helpers6 import (ALL_NODES, GW6, H1, H1B, H2, H4, LAN, R_IP6, R_LL, R_MAC,
-                                 SMALL, WAN, Net6, echo6, echo6_body, expect_error6,
-                                 expect_icmp6, expect_ip6, frame6, icmp6_of, icmp6_pkt, ip6,
-                                 udp6_pkt)
+from tests.core.helpers6 import (
+    ALL_NODES,
+    GW6,
+    H1,
+    H1B,
+    H2,
+    H4,
+    LAN,
+    R_IP6,
+    R_LL,
+    R_MAC,
+    SMALL,
+    WAN,
+    Net6,
+    echo6,
+    echo6_body,
+    expect_error6,
+    expect_icmp6,
+    expect_ip6,
+    frame6,
+    icmp6_of,
+    icmp6_pkt,
+    ip6,
+    udp6_pkt,
+)
 
 
 @pytest.fixture

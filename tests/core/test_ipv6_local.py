@@ -8,11 +8,35 @@ import struct
 
 import pytest
 
-from tests.core.helpers6 import (ALL_NODES, ALL_ROUTERS, CONFIG6, GW1, H1, H1B, H2, LAN,
-                                 R_IP6, R_LL, SECOND, WAN, Net6, a6, csum6, echo6,
-                                 expect_error6, expect_icmp6, expect_ip6, fragment6, frame6,
-                                 icmp6_of, icmp6_pkt, ip6, na_pkt, solicited, udp6_pkt)
 from tests.core.helpers import MS, ones_sum
+from tests.core.helpers6 import (
+    ALL_NODES,
+    ALL_ROUTERS,
+    CONFIG6,
+    GW1,
+    H1,
+    H1B,
+    H2,
+    LAN,
+    R_IP6,
+    R_LL,
+    SECOND,
+    WAN,
+    Net6,
+    a6,
+    csum6,
+    echo6,
+    expect_error6,
+    expect_icmp6,
+    expect_ip6,
+    fragment6,
+    frame6,
+    icmp6_of,
+    ip6,
+    na_pkt,
+    solicited,
+    udp6_pkt,
+)
 
 
 @pytest.fixture
@@ -168,7 +192,7 @@ def test_no_redirect_for_a_global_gateway(net: Net6) -> None:
 
 
 def test_redirect_to_a_link_local_gateway() -> None:
-    cfg = CONFIG6 + '  - {to: "2001:db8:12::/48", via: "%s", dev: lan0}\n' % GW1.ll
+    cfg = CONFIG6 + f'  - {{to: "2001:db8:12::/48", via: "{GW1.ll}", dev: lan0}}\n'
     net = Net6(config=cfg)
     net.ready()
     net.learn6(H1)

@@ -10,10 +10,33 @@ from ipaddress import IPv6Address
 import pytest
 
 from tests.core.helpers import ones_sum
-from tests.core.helpers6 import (ALL_NODES, H1, H2, LAN, R_IP6, R_LL, R_MAC, SECOND, WAN,
-                                 Net6, a6, echo6, expect_error6, expect_icmp6, expect_ip6,
-                                 frame6, icmp6_of, icmp6_pkt, mcast_mac, na_pkt, nd_options,
-                                 ns_pkt, pseudo6, solicited, udp6_pkt)
+from tests.core.helpers6 import (
+    ALL_NODES,
+    H1,
+    H2,
+    LAN,
+    R_IP6,
+    R_LL,
+    R_MAC,
+    SECOND,
+    WAN,
+    Net6,
+    a6,
+    echo6,
+    expect_error6,
+    expect_icmp6,
+    expect_ip6,
+    frame6,
+    icmp6_of,
+    icmp6_pkt,
+    mcast_mac,
+    na_pkt,
+    nd_options,
+    ns_pkt,
+    pseudo6,
+    solicited,
+    udp6_pkt,
+)
 
 
 @pytest.fixture

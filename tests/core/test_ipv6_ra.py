@@ -5,12 +5,30 @@ from __future__ import annotations
 
 import struct
 from ipaddress import IPv6Address
+from itertools import pairwise
 
 import pytest
 
-from tests.core.helpers6 import (ALL_NODES, CONFIG6, H1, H2, LAN, R_LL, R_MAC, SECOND, WAN,
-                                 Net6, a6, expect_icmp6, frame6, icmp6_of, icmp6_pkt,
-                                 mcast_mac, nd_options, rs_pkt)
+from tests.core.helpers6 import (
+    ALL_NODES,
+    CONFIG6,
+    H1,
+    H2,
+    LAN,
+    R_LL,
+    R_MAC,
+    SECOND,
+    WAN,
+    Net6,
+    a6,
+    expect_icmp6,
+    frame6,
+    icmp6_of,
+    icmp6_pkt,
+    mcast_mac,
+    nd_options,
+    rs_pkt,
+)
 
 
 def _ras(out: list, port: int = LAN) -> list:
@@ -34,7 +52,7 @@ def test_first_ra_right_after_link_local_dad_then_intervals(seed: int) -> None:
     for _, idx, f in ras:
         expect_icmp6((idx, f), type=134, src=R_LL[LAN], dst=ALL_NODES, hlim=255)
     times = [t for t, _, _ in ras]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in pairwise(times)]
     assert len(gaps) >= 12
     # MAX_INITIAL_RTR_ADVERTISEMENTS (3): the gaps after the first three are capped at 16 s
     assert all(10 * SECOND <= g <= 16 * SECOND for g in gaps[:2]), gaps[:3]

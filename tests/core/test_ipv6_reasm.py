@@ -8,9 +8,25 @@ import struct
 import pytest
 
 from pyrouter.core.ip6.reasm import HIGH_THRESH
-from tests.core.helpers6 import (H1, LAN, R_IP6, SECOND, Net6, echo6, echo6_body,
-                                 expect_error6, expect_icmp6, expect_ip6, frag_hdr, frame6,
-                                 fragment6, icmp6_msg, icmp6_of, ip6, na_pkt)
+from tests.core.helpers6 import (
+    H1,
+    LAN,
+    R_IP6,
+    SECOND,
+    Net6,
+    echo6,
+    echo6_body,
+    expect_error6,
+    expect_icmp6,
+    expect_ip6,
+    frag_hdr,
+    fragment6,
+    frame6,
+    icmp6_msg,
+    icmp6_of,
+    ip6,
+    na_pkt,
+)
 
 BIG = bytes(range(256)) * 12            # 3072 bytes of echo data
 

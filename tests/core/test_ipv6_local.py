@@ -326,3 +326,28 @@ def test_unresolved_queue_bounded(net: Net6) -> None:
     assert 50 < len(out) < 300
     sent = [expect_ip6(o, dst=H2.ip, ifindex=WAN).raw[8:] for o in out]
     assert sent == [p[8:] for p in pkts[-len(out):]]          # the newest survive, in order
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: the kernel refuses IPv6 on a device whose MTU is "
+                   "below 1280 (ipv6_add_dev -EINVAL, addrconf_ifdown on NETDEV_CHANGEMTU); "
+                   "pyrouter runs IPv6 there and sends frames larger than the port MTU")
+def test_no_ipv6_on_a_port_with_mtu_below_1280() -> None:
+    from tests.core.helpers6 import Host6, eth6
+    net = Net6(config=CONFIG6.replace("    mtu: 1400\n", "    mtu: 1000\n"))
+    out = net.run_until(3 * SECOND)
+    assert [o for o in out if o[1] == 3] == []              # no DAD, no NA on small0
+    h = Host6("2001:db8:4::40", bytes.fromhex("024000000040"), 3)
+    out = net.send(3, eth6(bytes.fromhex("020000000401"), h.mac,
+                           echo6(h.ip, "2001:db8:4::1", data=bytes(1100))))
+    assert all(len(f) - 14 <= 1000 for _, f in out)
+    assert out == []
+
+
+def test_hop_limit_knob_sets_our_packets_hop_limit() -> None:
+    net = Net6(config=CONFIG6.replace("ndisc_notify: true", "ndisc_notify: true\n  hop_limit: 200"))
+    net.ready()
+    net.learn6(H1)
+    out = net.send(LAN, frame6(H1, echo6(H1.ip, R_IP6[LAN])))
+    expect_icmp6(out[0], type=129, hlim=200)
+    out = net.send(LAN, frame6(H1, udp6_pkt(H1.ip, H2.ip, hlim=1)))
+    expect_icmp6(out[0], type=3, hlim=200)

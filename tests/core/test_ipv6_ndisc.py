@@ -369,3 +369,12 @@ def test_unicast_ns_without_sllao_from_unknown_host_resolves_it(net: Net6) -> No
     assert len(out) == 1
     m = expect_icmp6(out[0], type=136, src=R_IP6[LAN], dst=H1.ip, eth_dst=H1.mac)
     assert na_flags(m) == (True, True, False)
+
+
+def test_unknown_nd_options_ignored(net: Net6) -> None:
+    """RFC 4861 4.6: receivers silently ignore options they do not recognise."""
+    t = R_IP6[LAN]
+    opts = bytes([1, 1]) + H1.mac + bytes([200, 2]) + bytes(14)
+    out = net.send(LAN, frame6(H1, _ns_with(H1.ip, solicited(t), t, opts)))
+    assert len(out) == 1
+    expect_icmp6(out[0], type=136, src=t, dst=H1.ip, eth_dst=H1.mac)

@@ -182,3 +182,12 @@ def test_mld_reports_when_joining_groups() -> None:
     out = net.run_until(3 * SECOND)
     reports = [(i, f) for _, i, f in out if f[12:14] == b"\x86\xdd" and f[38:54] == a6("ff02::16")]
     assert {i for i, _ in reports} == {1, 2, 3}
+
+
+def test_dad_transmits_2_probes_one_second_apart() -> None:
+    net = Net6(config=CONFIG6.replace("ndisc_notify: true", "ndisc_notify: true\n  dad_transmits: 2"))
+    out = net.run_until(4 * SECOND)
+    ns = [(t, f[62:78]) for t, _, f in icmp6_of(out, 135) if f[62:78] == a6(R_IP6[LAN])]
+    assert len(ns) == 2 and ns[1][0] - ns[0][0] == SECOND
+    na = [t for t, _, f in icmp6_of(out, 136) if f[62:78] == a6(R_IP6[LAN])]
+    assert na == [ns[1][0] + SECOND]

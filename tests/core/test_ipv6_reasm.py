@@ -243,3 +243,23 @@ def test_fragment_identification_is_unpredictable(net: Net6) -> None:
         return reassemble(out)[2].pop()
     a, b, c = reply_ident(1), reply_ident(2), reply_ident(3)
     assert (b - a) & 0xFFFFFFFF != 1 or (c - b) & 0xFFFFFFFF != 1
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: ipv6_frag_rcv() checks a truncated first fragment "
+                   "(Param Prob code 3, pointer 0) before ip6_frag_queue()'s multiple-of-8 "
+                   "check; pyrouter checks the length first and sends code 0 pointer 4")
+def test_truncated_first_fragment_checked_before_length(net: Net6) -> None:
+    bad = ip6(H1.ip, R_IP6[LAN], 44, frag_hdr(6, 0, True, 12) + bytes(12))
+    out = net.send(LAN, frame6(H1, bad))
+    assert len(out) == 1
+    expect_error6(out[0], type=4, code=3, about=bad, src=R_IP6[LAN], word=0)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: ip6_frag_queue() checks end > 65535 (pointer at "
+                   "the Fragment Offset field) before the multiple-of-8 check (pointer 4); "
+                   "pyrouter checks them the other way round")
+def test_too_long_checked_before_multiple_of_8(net: Net6) -> None:
+    bad = ip6(H1.ip, R_IP6[LAN], 44, frag_hdr(58, 65528, True, 13) + bytes(12))
+    out = net.send(LAN, frame6(H1, bad))
+    assert len(out) == 1
+    expect_error6(out[0], type=4, code=0, about=bad, src=R_IP6[LAN], word=42)

@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from ipaddress import IPv6Address
 from typing import Any
 
 import pytest
@@ -276,8 +277,11 @@ def test_show_commands_reflect_real_state(topology) -> None:
 
     # addresses
     addrs = by_name(topo.cli_json("show", "addr"))
+    mac = bytes.fromhex(addrs[a]["address"].replace(":", ""))
+    ll = str(IPv6Address(b"\xfe\x80" + bytes(6) + bytes([mac[0] ^ 2]) + mac[1:3] + b"\xff\xfe"
+                         + mac[3:6]))         # the port's EUI-64 link-local
     assert [(i["local"], i["prefixlen"], i.get("broadcast")) for i in addrs[a]["addr_info"]] == \
-        [(R_A, 24, "10.0.1.255")], addrs[a]
+        [(R_A, 24, "10.0.1.255"), (ll, 64, None)], addrs[a]
     human = topo.cli("show", "addr").stdout
     assert f"inet {R_A}/24 brd 10.0.1.255 scope global {a}" in human, human
     assert f"inet {R_B}/24 brd 10.0.2.255 scope global {b}" in human, human

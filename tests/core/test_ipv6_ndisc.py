@@ -378,3 +378,23 @@ def test_unknown_nd_options_ignored(net: Net6) -> None:
     out = net.send(LAN, frame6(H1, _ns_with(H1.ip, solicited(t), t, opts)))
     assert len(out) == 1
     expect_icmp6(out[0], type=136, src=t, dst=H1.ip, eth_dst=H1.mac)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: RFC 6980 / ndisc_suppress_frag_ndisc() (default 1): "
+                   "ND messages that came in fragments (even an atomic fragment) are "
+                   "silently ignored; pyrouter answers a fragmented NS")
+@pytest.mark.parametrize("pieces", [1, 2])
+def test_fragmented_ns_ignored(net: Net6, pieces: int) -> None:
+    from tests.core.helpers6 import frag_hdr, ip6
+    t = R_IP6[LAN]
+    ns = ns_pkt(H1.ip, solicited(t), t, H1.mac, opts=bytes([200, 3]) + bytes(22))
+    msg = ns[40:]
+    if pieces == 1:
+        frags = [ip6(H1.ip, solicited(t), 44, frag_hdr(58, 0, False, 5) + msg, hlim=255)]
+    else:
+        frags = [ip6(H1.ip, solicited(t), 44, frag_hdr(58, 0, True, 6) + msg[:24], hlim=255),
+                 ip6(H1.ip, solicited(t), 44, frag_hdr(58, 24, False, 6) + msg[24:], hlim=255)]
+    out = []
+    for f in frags:
+        out += net.send(LAN, frame6(H1, f))
+    assert out == []

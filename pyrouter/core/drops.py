@@ -60,6 +60,8 @@ class DropReason(Enum):
     REASM_DUP = "reasm_dup"
     RP_FILTER = "rp_filter"
     SOURCE_ROUTE = "source_route"
+    ARP_INVALID_ADDR = "arp_invalid_addr"
+    ARP_PROXY_QUEUE_FULL = "arp_proxy_queue_full"
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).
@@ -76,6 +78,7 @@ SNMP_COUNTERS = (
     "ArpInRequests", "ArpInReplies", "ArpOutRequests", "ArpOutReplies",
     "IpExtInTruncatedPkts", "IpExtInNoRoutes", "IpExtInCsumErrors",
     "IcmpOutRateLimitGlobal", "IcmpOutRateLimitHost", "TcpExtIPReversePathFilter",
+    "ArpInDadProbes", "ArpInGratuitous", "ArpOutProxyReplies", "ArpOutGratuitous",
 )
 
 

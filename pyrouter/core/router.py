@@ -37,9 +37,11 @@ from .ip.fragment import Reassembler
 from .ip.icmp import icmp_send
 from .ip.icmp_limit import IcmpLimiter
 from .ip.redirect import RedirectLimiter
-from .link.arp import arp_solicit
+from .link.arp import PROXY_KEY, arp_announce_port, arp_proxy_timer, arp_solicit
 from .link.ethernet import eth_rcv
-from .link.neighbour import NeighbourEntry, NeighbourTable, NeighParams
+from .link.neighbour import (
+    NeighbourEntry, NeighbourTable, NeighParams, NeighTableParams, NudState,
+)
 from .packet import PacketBuf
 from .port import Port
 from .route.exceptions import ExceptionTable
@@ -50,8 +52,6 @@ from .time import SECOND, Instant, TimerQueue
 from .trace import Tracer
 
 FWD_CACHE_MAX = 4096
-NEIGH_GC_INTERVAL = 30 * SECOND
-NEIGH_RERANDOM_INTERVAL = 300 * SECOND
 
 _from_bytes = int.from_bytes
 _NEIGH_DROPS = {"queue_full": DropReason.NEIGH_QUEUE_FULL,
@@ -61,7 +61,8 @@ _NEIGH_DROPS = {"queue_full": DropReason.NEIGH_QUEUE_FULL,
 class Router:
     def __init__(self, rng: Any, now: Instant = 0,
                  neigh_params: NeighParams | None = None,
-                 sysctl: Ipv4Sysctl | None = None) -> None:
+                 sysctl: Ipv4Sysctl | None = None,
+                 neigh_table: NeighTableParams | None = None) -> None:
         self.rng = rng
         self.sysctl = sysctl or Ipv4Sysctl()
         self.icmp_limiter = IcmpLimiter(self.sysctl.icmp_limits(), rng)
@@ -74,7 +75,10 @@ class Router:
         self.fib.hash_seed = rng.getrandbits(32)
         self.timers = TimerQueue()
         self.counters = Counters()
-        self.neigh4 = NeighbourTable(self, self.timers, rng, neigh_params)
+        self.neigh4 = NeighbourTable(self, self.timers, rng, neigh_params, neigh_table, now=now)
+        # Delayed proxy ARP replies (core/link/arp.py): (due, ifindex, ARP body, pkt_type).
+        self.arp_proxy_queue: list[tuple[int, int, bytes, Any]] = []
+        self.arp_proxy_deadline: Instant | None = None
         self.reasm = Reassembler()
         self.local4: set[int] = set()          # the router's IPv4 addresses
         self.local4_bytes: set[bytes] = set()  # the same, packed (fast path)
@@ -90,8 +94,7 @@ class Router:
         self.tracer: Tracer | None = None      # core/trace.py
         self.trace: list[dict[str, Any]] | None = None
         self.ip_ident = rng.getrandbits(16)
-        self.timers.schedule(now + NEIGH_GC_INTERVAL, ("neigh-gc",))
-        self.timers.schedule(now + NEIGH_RERANDOM_INTERVAL, ("neigh-rand",))
+        self.timers.schedule(now + self.neigh4.gc_period(), ("neigh-gc",))
 
     # -- dataplane ---------------------------------------------------------
     def receive(self, ifindex: int, frame: bytes, now: Instant) -> None:
@@ -164,10 +167,9 @@ class Router:
                 self.reasm.timer(self, key[1], deadline, now)
             elif kind == "neigh-gc":
                 self.neigh4.periodic_gc(now)
-                self.timers.schedule(now + NEIGH_GC_INTERVAL, key)
-            elif kind == "neigh-rand":
-                self.neigh4.rerandomize()
-                self.timers.schedule(now + NEIGH_RERANDOM_INTERVAL, key)
+                self.timers.schedule(now + self.neigh4.gc_period(), key)
+            elif kind == "arp-proxy":
+                arp_proxy_timer(self, deadline, now)
         # Stale heap entries (re-armed timers) are skipped lazily; bound the heap.
         if len(self.timers) > 8 * (len(self.neigh4.entries) + len(self.reasm) + 16):
             self._compact_timers()
@@ -177,7 +179,9 @@ class Router:
                  for e in self.neigh4.entries.values() if e.deadline is not None}
         alive |= {(q.deadline, ("frag", q.key)) for q in self.reasm.queues.values()}
         alive |= {(d, k) for d, k in ((e[0], e[2]) for e in self.timers._heap)
-                  if k[0] in ("neigh-gc", "neigh-rand")}
+                  if k[0] == "neigh-gc"}
+        if self.arp_proxy_deadline is not None:
+            alive.add((self.arp_proxy_deadline, PROXY_KEY))
         self.timers.compact(alive)
 
     def poll_at(self) -> Instant | None:
@@ -320,10 +324,26 @@ class Router:
             return
         port.up = up
         if not up:
-            self.neigh4.flush_dev(ifindex)
+            self.neigh4.flush_dev(ifindex)       # neigh_carrier_down(): PERMANENT stays
         self.fwd_cache.clear()
         self.fnhe.flush()
         self.events.append(Event("link.up" if up else "link.down", {"port": port.name}))
+
+    # -- neighbours: static entries, announcements ---------------------------------
+    def add_static_neighbour(self, ifindex: int, family: int, addr: int, lladdr: bytes,
+                             now: Instant = 0) -> None:
+        """``ip neigh replace ADDR lladdr MAC dev X nud permanent``; IPv6 entries go to
+        the IPv6 table when there is one."""
+        if family == 4:
+            self.neigh4.add_permanent(ifindex, addr, lladdr, now)
+        elif hasattr(self, "neigh6"):
+            self.neigh6.add_permanent(ifindex, addr, lladdr, now)
+
+    def announce(self, now: Instant, why: str = "start") -> None:
+        """Gratuitous ARP for every address of every port that is up (arp_notify)."""
+        if self.sysctl.arp_notify:
+            for port in self.ports.values():
+                arp_announce_port(self, port, None, why)
 
     def adopt(self, new: Router, recreated: frozenset[str] = frozenset()) -> dict[str, Any]:
         """Take over the configuration of *new* (built from a reloaded config), keeping
@@ -334,14 +354,30 @@ class Router:
         gone = [p for p in self.ports.values()
                 if new.ports.get(p.ifindex) is None or new.ports[p.ifindex].name != p.name
                 or p.name in recreated]
+        gone_idx = {p.ifindex for p in gone}
         for p in gone:
-            self.neigh4.flush_dev(p.ifindex)
+            self.neigh4.flush_dev(p.ifindex, keep_permanent=False)
+            self.neigh4.drop_params(p.ifindex)
+        announce: list[tuple[Port, list[int] | None, str]] = []
         for idx, np in new.ports.items():
             op = self.ports.get(idx)
-            if op is not None and op.name == np.name:
+            if op is not None and idx not in gone_idx:
                 for attr in ("rx_packets", "rx_bytes", "rx_dropped", "tx_packets", "tx_bytes",
                              "tx_dropped", "up"):
                     setattr(np, attr, getattr(op, attr))
+                if op.mac != np.mac:
+                    # NETDEV_CHANGEADDR: neigh_changeaddr() flushes the port's entries
+                    # (static ones come back from the config below), then arp_notify.
+                    self.neigh4.flush_dev(idx, keep_permanent=False)
+                    announce.append((np, None, "mac_change"))
+                else:
+                    had = {a for a, _ in op.addrs4}
+                    added = [a for a, _ in np.addrs4 if a not in had]
+                    if added:
+                        announce.append((np, added, "address_added"))
+            else:
+                announce.append((np, None, "port_added"))
+        self._adopt_neighbours(new)
         added = [n for n in new.ports_by_name if n not in self.ports_by_name]
         self.ports, self.ports_by_name = new.ports, new.ports_by_name
         new.fib.hash_seed = self.fib.hash_seed       # flows keep their paths across reloads
@@ -349,6 +385,9 @@ class Router:
         self.local4, self.local4_bytes, self.bcast4 = new.local4, new.local4_bytes, new.bcast4
         self.sysctl = new.sysctl
         self.icmp_limiter.limits = new.icmp_limiter.limits
+        if self.sysctl.arp_notify:
+            for port, addrs, why in announce:
+                arp_announce_port(self, port, addrs, why)
         self.fnhe.flush()
         self.fnhe.min_pmtu, self.fnhe.expires = new.fnhe.min_pmtu, new.fnhe.expires
         self.fwd_cache.clear()
@@ -358,6 +397,26 @@ class Router:
                    "routes": sum(len(t) for t in self.fib.tables.values())}
         self.events.append(Event("reload.applied", summary))
         return summary
+
+    def _adopt_neighbours(self, new: Router) -> None:
+        """Neighbour parameters and static entries of a reloaded config (learned entries
+        stay; a port whose parameters did not change keeps its reachable_time)."""
+        t = self.neigh4
+        t.params, t.table = new.neigh4.params, new.neigh4.table
+        for idx, p in new.neigh4.dev_params.items():
+            if t.dev_params.get(idx) != p:
+                t.set_params(idx, p)
+        for idx in [i for i in t.dev_params if i not in new.neigh4.dev_params]:
+            t.drop_params(idx)
+        want = {k: e for k, e in new.neigh4.entries.items() if e.state is NudState.PERMANENT}
+        for k, e in list(t.entries.items()):
+            if e.state is NudState.PERMANENT and k not in want:
+                t.delete(*k)
+        for (idx, addr), ne in want.items():
+            e = t.get(idx, addr)
+            if ne.lladdr is not None and (e is None or e.state is not NudState.PERMANENT
+                                          or e.lladdr != ne.lladdr):
+                t.add_permanent(idx, addr, ne.lladdr, ne.updated)
 
     # -- operator view -----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -175,7 +175,8 @@ class Router:
             self._compact_timers()
 
     def _compact_timers(self) -> None:
-        alive = {(e.deadline, ("neigh", e.ifindex, e.addr))
+        kind = self.neigh4.kind
+        alive = {(e.deadline, (kind, e.ifindex, e.addr))
                  for e in self.neigh4.entries.values() if e.deadline is not None}
         alive |= {(q.deadline, ("frag", q.key)) for q in self.reasm.queues.values()}
         alive |= {(d, k) for d, k in ((e[0], e[2]) for e in self.timers._heap)

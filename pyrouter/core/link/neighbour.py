@@ -27,13 +27,22 @@ any        update with a different lladdr, no override  ignored (locktime)
 PERMANENT  (static entries) nothing changes it
 ========== ============================================ ======================
 
-Timers run through the core's TimerQueue under the key ("neigh", ifindex, addr);
-an entry's ``deadline`` is its only live timer.  Packets waiting on resolution
-sit in a per-entry queue bounded in bytes (unres_qlen_bytes, counted in
-approximate skb truesize); when full the oldest is dropped, as
-__neigh_event_send() does.  The table is bounded by gc_thresh3: a forced GC
-removes FAILED and unreferenced STALE entries, and if the table is still full
-the new entry is refused.
+Timers run through the core's TimerQueue under the key (kind, ifindex, addr)
+(kind "neigh" for ARP; another table uses its own); an entry's ``deadline`` is
+its only live timer.  Packets waiting on resolution sit in a per-entry queue
+bounded in bytes (unres_qlen_bytes, counted in approximate skb truesize); when
+full the oldest is dropped, as __neigh_event_send() does.
+
+Parameters are per interface (NeighParams, the kernel's neigh_parms, each with
+its own randomised reachable_time), thresholds per table (NeighTableParams).
+The table is bounded as neigh_alloc() bounds it: at gc_thresh3 entries, or
+above gc_thresh2 when the last flush is more than 5 s old, a forced gc removes
+(oldest first, down to gc_thresh2) entries with no running timer that are
+FAILED or were not updated for 5 s; if that freed nothing at gc_thresh3 the
+new entry is refused.  PERMANENT entries are exempt and never removed by gc or
+carrier loss.  The periodic gc (every base_reachable_time/2) re-picks
+reachable_time every 300 s and, above gc_thresh1, drops timer-less entries
+that are FAILED or unused for gc_stale_time.
 
 Invariants: an entry in REACHABLE/STALE/DELAY/PROBE/PERMANENT has an lladdr;
 only INCOMPLETE entries hold queued packets; every state change bumps

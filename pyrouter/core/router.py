@@ -432,7 +432,12 @@ class Router:
             "neighbours": [
                 {"port": self.ports[e.ifindex].name if e.ifindex in self.ports else e.ifindex,
                  "addr": ip4_str(e.addr), "lladdr": e.lladdr.hex(":") if e.lladdr else None,
-                 "state": e.state.value} for e in self.neigh4.entries.values()],
+                 "state": e.state.value, "probes": e.probes, "queued": len(e.queue)}
+                for e in self.neigh4.entries.values()],
             "neigh_stats": dict(self.neigh4.stats),
+            "neigh_table": {"entries": len(self.neigh4.entries),
+                            "gc_entries": self.neigh4.gc_entries,
+                            "gc_thresh3": self.neigh4.table.gc_thresh3,
+                            "proxy_queue": len(self.arp_proxy_queue)},
             "reasm_queues": len(self.reasm), "reasm_mem": self.reasm.mem,
         }

@@ -393,6 +393,12 @@ def test_show_neigh_lists_permanent_entries_and_ntable_the_stats() -> None:
     lan = next(p for p in t["parms"] if p["dev"] == "lan0")
     assert lan["locktime"] == 100 and lan["proxy_delay"] == 80 and lan["ucast_probes"] == 3
     assert 15000 <= lan["reachable_time_ms"] < 45000
+    snap = net.router.snapshot()                         # the stats file / metrics
+    assert snap["neigh_table"] == {"entries": 3, "gc_entries": 2, "gc_thresh3": 1024,
+                                   "proxy_queue": 0}
+    assert {"port": "wan0", "addr": "10.0.2.77", "lladdr": None, "state": "FAILED",
+            "probes": 3, "queued": 0} in snap["neighbours"]
+    assert snap["neigh_stats"]["res_failed"] == 1
     out = fmt.neigh_tables(introspect.neigh_tables(net.router))
     assert out.splitlines()[0] == "inet arp_cache"
     assert "thresh1 128 thresh2 512 thresh3 1024 gc_int 30000" in out

@@ -269,3 +269,46 @@ def test_broadcast_probe_is_answered_under_a_full_table() -> None:
     tx = net.send(LAN, ping(H1, H2.ip))                  # H2 cannot be created either
     assert tx == [] and net.drops() == {"neigh_table_full": 1}
     assert BCAST_MAC                                     # (imported for symmetry)
+
+
+def test_a_failed_entry_is_taken_at_once_even_after_a_fruitless_gc() -> None:
+    """The forced gc's "nothing can qualify before T" shortcut is reset when an entry
+    turns FAILED: the next allocation takes it, as a full kernel scan would."""
+    net = Net(config=TOPOLOGY + SMALL_TABLE)
+    t = net.router.neigh4
+    resolve_h2(net)                                      # H2 INCOMPLETE at t = 0
+    flood(net, 20)                                       # table full of fresh entries
+    fulls = t.stats["table_fulls"]
+    assert fulls > 0 and len(t.entries) == 16
+    net.run_until(3500 * MS)
+    assert net.neigh_state(H2) == "FAILED"
+    flood(net, 1, start=100)
+    assert t.stats["table_fulls"] == fulls and net.neigh(H2) is None
+    flood(net, 1, start=101)                             # again full, all fresh: refused
+    assert t.stats["table_fulls"] == fulls + 1
+    net.now = 5 * SECOND + 100 * MS                      # the oldest ones are 5 s old now
+    flood(net, 1, start=102)
+    assert t.stats["table_fulls"] == fulls + 1 and len(t.entries) <= 16
+
+
+def test_arp_flood_does_not_knock_forwarding_off_the_fast_path() -> None:
+    """New and refreshed entries do not clear the forwarding cache; only an entry
+    leaving CONNECTED (or changing lladdr) does."""
+    net = Net()
+    net.learn(H1)
+    net.send(LAN, ping(H1, H2.ip))
+    net.confirm(H2)
+    net.send(LAN, ping(H1, H2.ip, seq=2))                 # fills the cache
+    r = net.router
+    assert r.fwd_cache
+    before = r.fast_forwarded
+    flood(net, 3000)
+    assert r.fwd_cache
+    tx = net.send(LAN, ping(H1, H2.ip, seq=3))
+    assert len(tx) == 1 and r.fast_forwarded == before + 1
+    # A new lladdr for H2 (after locktime) must clear it.
+    net.send(WAN, arp(2, bytes.fromhex("0220000000ee"), H2.ip, R_MAC[WAN], R_IP[WAN],
+                      eth_dst=R_MAC[WAN]), at=net.now + 2 * SECOND)
+    assert r.fwd_cache == {}
+    tx = net.send(LAN, ping(H1, H2.ip, seq=4))
+    assert parse_eth(tx[0][1]).dst == bytes.fromhex("0220000000ee")

@@ -332,9 +332,9 @@ def test_arp_flood_keeps_the_table_bounded_and_forwarding_alive(topology) -> Non
     got = during.count("bytes from")
     print(f"[{topo.target}] flood: sent {out.strip()}, ping replies {got}/20, peak {peak}")
     # Forwarding goes on meanwhile: h1 and h2 keep their entries (a lost neighbour could
-    # not be created again while the table is full, and every ping would be lost).  Some
-    # loss is CPU overload of a userspace router at 10 000 ARP/s (the kernel: none).
-    assert got >= 10, during
+    # not be created again while the table is full, and every ping would be lost).  Both
+    # targets measured 20/20; a little slack for a loaded machine.
+    assert got >= 15, during
     # gc_thresh3 = 1024 holds (the kernel's table may briefly hold a few in flight).
     assert peak <= 1024 + 16, peak
     assert router_neigh_count(topo) <= 1024 + 16

@@ -161,6 +161,10 @@ class NeighbourTable:
         self.gc_entries = 0                    # entries subject to gc (not PERMANENT)
         self.last_flush = now
         self.last_rand = now
+        # Earliest instant a forced gc can free anything, learned from a fruitless scan
+        # (entries only become eligible by ageing past 5 s or by turning FAILED/NOARP,
+        # which resets it): keeps allocation O(1) while a flood holds the table full.
+        self._gc_next: Instant = 0
         self.generation = 0
         self._default_reach = self._rand_reach_time(self.params)
         self.stats = {"allocs": 0, "destroys": 0, "res_failed": 0, "periodic_gc_runs": 0,
@@ -206,10 +210,17 @@ class NeighbourTable:
 
     # -- helpers ---------------------------------------------------------
     def _set_state(self, e: NeighbourEntry, state: NudState, now: Instant) -> None:
+        # Only an entry that was CONNECTED can be behind a cached forwarding decision
+        # (the cache is filled from CONNECTED entries only): leaving that state or
+        # changing its lladdr clears it; creating and resolving entries does not, so an
+        # ARP flood does not knock forwarded traffic off the fast path.
+        if e.state in CONNECTED:
+            self.owner.neigh_changed()
+        if state is NudState.FAILED or state is NudState.NOARP:
+            self._gc_next = 0                    # forced gc may free this one at once
         e.state = state
         e.updated = now
         self.generation += 1
-        self.owner.neigh_changed()
 
     def _arm(self, e: NeighbourEntry, deadline: Instant) -> None:
         e.deadline = deadline
@@ -244,9 +255,13 @@ class NeighbourTable:
         or NOARP or were not updated for 5 s, until the table is back at gc_thresh2
         (at least one is removed if any qualifies).  Returns how many went."""
         self.stats["forced_gc_runs"] += 1
+        self.last_flush = now
+        if now < self._gc_next:
+            return 0                             # nothing can qualify yet (see __init__)
         max_clean = self.gc_entries - self.table.gc_thresh2
         tref = now - FORCED_GC_MIN_AGE
         victims = []
+        oldest: Instant | None = None
         for k, e in self.entries.items():
             if e.deadline is not None or e.state is NudState.PERMANENT:
                 continue
@@ -255,9 +270,15 @@ class NeighbourTable:
                 victims.append(k)
                 if len(victims) >= max_clean:
                     break
+            elif oldest is None or e.updated < oldest:
+                oldest = e.updated
         for k in victims:
             self._destroy(k)
-        self.last_flush = now
+        if not victims:
+            # A timer-held entry qualifies only after leaving its timer state, which sets
+            # ``updated`` then (5 s more at the least) or makes it FAILED (resets this).
+            nxt = now + FORCED_GC_MIN_AGE + 1
+            self._gc_next = nxt if oldest is None else min(nxt, oldest + FORCED_GC_MIN_AGE + 1)
         return len(victims)
 
     def periodic_gc(self, now: Instant) -> None:
@@ -289,7 +310,8 @@ class NeighbourTable:
             self.gc_entries -= 1
         self.stats["destroys"] += 1
         self.generation += 1
-        self.owner.neigh_changed()
+        if e.state in CONNECTED:
+            self.owner.neigh_changed()
 
     # -- events ----------------------------------------------------------
     def event_send(self, ifindex: int, addr: int, l3: bytes | None, ctx: Any,

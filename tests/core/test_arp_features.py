@@ -404,3 +404,20 @@ def test_show_neigh_lists_permanent_entries_and_ntable_the_stats() -> None:
     assert "thresh1 128 thresh2 512 thresh3 1024 gc_int 30000" in out
     assert "res_failed 1" in out and "hash_grows n/a" in out
     assert "dev lan0 reachable" in out and "locktime 1000" in out
+
+
+def test_reload_changes_neigh_params_and_keeps_an_unchanged_ports_reachable_time() -> None:
+    net = Net()
+    t = net.router.neigh4
+    lan_reach, wan_reach = t.reach_time(LAN), t.reach_time(WAN)
+    text = TOPOLOGY.replace('    macaddress: "02:00:00:00:02:01"\n',
+                            '    macaddress: "02:00:00:00:02:01"\n'
+                            '    neigh: {retrans_time_ms: 250, base_reachable_time_ms: 2000}\n')
+    reload(net, text + "neigh: {gc_thresh3: 2048}\n")
+    assert t.parms(WAN).retrans_time == 250 * MS and t.table.gc_thresh3 == 2048
+    assert t.reach_time(LAN) == lan_reach                # unchanged parms keep theirs
+    assert t.reach_time(WAN) != wan_reach and 1 * SECOND <= t.reach_time(WAN) < 3 * SECOND
+    net.learn(H1)
+    net.send(LAN, ping(H1, H2.ip))
+    out = net.run_until(net.now + 600 * MS)
+    assert len(arps([(i, f) for _, i, f in out], WAN)) == 2   # probes 250 ms apart now

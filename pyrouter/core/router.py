@@ -55,7 +55,8 @@ FWD_CACHE_MAX = 4096
 
 _from_bytes = int.from_bytes
 _NEIGH_DROPS = {"queue_full": DropReason.NEIGH_QUEUE_FULL,
-                "table_full": DropReason.NEIGH_TABLE_FULL, "dead": DropReason.NEIGH_DEAD}
+                "table_full": DropReason.NEIGH_TABLE_FULL, "dead": DropReason.NEIGH_DEAD,
+                "failed": DropReason.NEIGH_FAILED}
 
 
 class Router:

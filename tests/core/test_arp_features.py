@@ -378,7 +378,7 @@ def test_show_neigh_lists_permanent_entries_and_ntable_the_stats() -> None:
     rows = {d["dst"]: d for d in introspect.neighbours(net.router, net.now)}
     assert rows["10.0.2.20"]["state"] == "PERMANENT"
     assert rows["10.0.2.20"]["lladdr"] == "02:20:00:00:00:aa"
-    assert rows["10.0.2.77"]["state"] == "FAILED" and rows["10.0.2.77"]["probes"] == 3
+    assert rows["10.0.2.77"]["state"] == "FAILED" and rows["10.0.2.77"]["probes"] == 6   # ip -s neigh: "probes 6 FAILED"
     text = fmt.neighbours(list(rows.values()))
     assert "10.0.2.20 dev wan0 lladdr 02:20:00:00:00:aa used 4/4/4 probes 0 PERMANENT" in text
     [t] = introspect.neigh_tables(net.router)
@@ -397,7 +397,7 @@ def test_show_neigh_lists_permanent_entries_and_ntable_the_stats() -> None:
     assert snap["neigh_table"] == {"entries": 3, "gc_entries": 2, "gc_thresh3": 1024,
                                    "proxy_queue": 0}
     assert {"port": "wan0", "addr": "10.0.2.77", "lladdr": None, "state": "FAILED",
-            "probes": 3, "queued": 0} in snap["neighbours"]
+            "probes": 6, "queued": 0} in snap["neighbours"]
     assert snap["neigh_stats"]["res_failed"] == 1
     out = fmt.neigh_tables(introspect.neigh_tables(net.router))
     assert out.splitlines()[0] == "inet arp_cache"

@@ -200,7 +200,7 @@ def test_neighbour_ages_and_timers_in_virtual_time() -> None:
     reach = r.neigh4.reach_time(2)
     assert h2["timer_ms"] == (1 * SECOND + reach - t) // 1_000_000
     h4 = neigh[H4.ip]
-    assert h4 == {"dst": H4.ip, "dev": "small0", "state": "INCOMPLETE", "probes": 1,
+    assert h4 == {"dst": H4.ip, "dev": "small0", "state": "INCOMPLETE", "probes": 4,
                   "used": 0, "confirmed": 60, "updated": 0, "queued": 1, "timer_ms": 750}
     # A deadline already passed (the timer has not run yet) shows 0, never negative.
     assert {d["dst"]: d for d in introspect.neighbours(r, 6 * SECOND)}[H4.ip]["timer_ms"] == 0
@@ -211,7 +211,7 @@ def test_neighbour_after_failure_and_timer_progress() -> None:
     n.send(LAN, ping(H1, H4.ip))
     n.run_until(1500 * MS)                           # second probe sent at 1 s
     h4 = {d["dst"]: d for d in introspect.neighbours(n.router, n.now)}[H4.ip]
-    assert (h4["state"], h4["probes"], h4["timer_ms"]) == ("INCOMPLETE", 2, 500)
+    assert (h4["state"], h4["probes"], h4["timer_ms"]) == ("INCOMPLETE", 5, 500)
     n.run_until(3 * SECOND)
     h4 = {d["dst"]: d for d in introspect.neighbours(n.router, n.now)}[H4.ip]
     assert (h4["state"], h4["queued"], h4["updated"]) == ("FAILED", 0, 0)

@@ -106,11 +106,13 @@ def test_app_probes_delay_the_broadcasts() -> None:
 
 
 def test_no_probes_at_all_fails_at_once() -> None:
+    """__neigh_event_send() with mcast_probes + app_probes == 0: FAILED at once, the
+    packet dropped without an error report."""
     net = Net(config=with_neigh("wan0", "mcast_probes: 0"))
     net.learn(H1)
     tx = net.send(LAN, ping(H1, H2.ip))
-    assert [i for i, _ in tx] == [LAN] and net.neigh_state(H2) == "FAILED"
-    expect_error(tx[0], type=3, code=1, about=ping(H1, H2.ip, ttl=63)[14:], src=R_IP[LAN])
+    assert tx == [] and net.neigh_state(H2) == "FAILED"
+    assert net.drops() == {"neigh_failed": 1}
 
 
 def test_delay_first_probe_time_and_ucast_probes() -> None:

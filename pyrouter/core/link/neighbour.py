@@ -341,33 +341,36 @@ class NeighbourTable:
             return e.lladdr
         if st is not NudState.INCOMPLETE:        # FAILED or fresh: start resolving
             if p.mcast_probes + p.app_probes == 0:
-                # neigh_max_probes() == 0: straight to FAILED (the packet is lost).
+                # __neigh_event_send(): nothing to probe with, straight to FAILED; the
+                # packet is dropped without an error report.
                 self._set_state(e, NudState.FAILED, now)
-                self.stats["res_failed"] += 1
-                self.owner.neigh_failed(e, [] if l3 is None else [(l3, ctx)], now)
+                if l3 is not None:
+                    self.owner.neigh_dropped(e, "failed")
                 return None
             self._set_state(e, NudState.INCOMPLETE, now)
-            e.probes = 0
+            # The kernel's counter: preset to ucast_probes, so the first ones broadcast
+            # (and ``ip -s neigh`` shows 3 + the probes sent).
+            e.probes = p.ucast_probes
             self._arm(e, now + p.retrans_time)
             if l3 is not None:
                 self._queue(e, l3, ctx, p)
-            self._probe(e, False, p, now)
+            self._probe(e, p, now)
             return None
         if l3 is not None:
             self._queue(e, l3, ctx, p)
         return None
 
-    def _probe(self, e: NeighbourEntry, unicast: bool, p: NeighParams, now: Instant) -> None:
-        """neigh_probe() -> arp_solicit(): unicast probes first in PROBE, then app_probes
-        (ARPD: nothing is sent, there is none), then broadcast ones."""
-        e.probes += 1
-        k = e.probes
-        if unicast:
-            if k <= p.ucast_probes:
+    def _probe(self, e: NeighbourEntry, p: NeighParams, now: Instant) -> None:
+        """neigh_probe() -> arp_solicit(), on the kernel's counter: below ucast_probes a
+        unicast probe to the known lladdr, then app_probes for ARPD (none here: nothing
+        is sent), then broadcasts; the counter goes up after each."""
+        k = e.probes - p.ucast_probes
+        if k < 0:
+            if e.lladdr is not None:
                 self.owner.neigh_solicit(e, True, now)
-            return
-        if k > p.app_probes:
+        elif k >= p.app_probes:
             self.owner.neigh_solicit(e, False, now)
+        e.probes += 1
 
     def _queue(self, e: NeighbourEntry, l3: bytes, ctx: Any, p: NeighParams) -> None:
         size = len(l3) + SKB_TRUESIZE_OVERHEAD
@@ -492,10 +495,11 @@ class NeighbourTable:
                 self._set_state(e, NudState.PROBE, now)
                 e.probes = 0
                 self._arm(e, now + p.retrans_time)
-                self._probe(e, True, p, now)
+                self._probe(e, p, now)
         elif st is NudState.PROBE or st is NudState.INCOMPLETE:
-            limit = p.ucast_probes + p.app_probes if st is NudState.PROBE \
-                else p.mcast_probes + p.app_probes
+            # neigh_max_probes(): mcast_reprobes (0) in PROBE, mcast_probes otherwise.
+            limit = p.ucast_probes + p.app_probes + (
+                0 if st is NudState.PROBE else p.mcast_probes)
             if e.probes >= limit:
                 self._set_state(e, NudState.FAILED, now)
                 self.stats["res_failed"] += 1
@@ -505,4 +509,4 @@ class NeighbourTable:
                 self.owner.neigh_failed(e, queued, now)
             else:
                 self._arm(e, now + p.retrans_time)
-                self._probe(e, st is NudState.PROBE, p, now)
+                self._probe(e, p, now)

@@ -343,3 +343,17 @@ def test_arp_flood_keeps_the_table_bounded_and_forwarding_alive(topology) -> Non
     if topo.target == "pyrouter":
         t = topo.cli_json("show", "ntable")[0]
         assert t["gc_entries"] <= 1024 and t["stats"]["table_fulls"] > 0, t
+
+
+# --------------------------------------------------------------------------
+# IPv4 DAD probes (RFC 5227) are answered, nothing is learned
+# --------------------------------------------------------------------------
+
+def test_dad_probe_is_answered_and_nothing_learned(topology) -> None:
+    topo = topology(ports=ports())
+    ans = arp_query(topo, "h1", R_A, src_ip="0.0.0.0")
+    assert len(ans) == 1, ans
+    op, hwsrc, psrc, hwdst, pdst, _dt = ans[0]
+    assert (op, hwsrc, psrc, hwdst, pdst) == ("2", MAC_A, R_A, topo.mac("h1"), "0.0.0.0")
+    assert arp_query(topo, "h1", "10.0.1.77", src_ip="0.0.0.0") == []   # not ours: silent
+    assert router_neigh(topo, H1) is None

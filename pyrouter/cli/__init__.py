@@ -57,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", help="validate a config file (exit 0 valid, 2 invalid)")
     chk.add_argument("-c", "--config", required=True)
     show = sub.add_parser("show", help="interfaces, addresses, routes, neighbours, counters")
-    show.add_argument("what", choices=("link", "addr", "route", "rule", "neigh", "stats"))
+    show.add_argument("what", choices=("link", "addr", "route", "rule", "neigh", "ntable",
+                                       "stats"))
     show.add_argument("rest", nargs="*", help="route: [-6] [table NAME|all]; stats: all")
     show.add_argument("--json", action="store_true")
     rt = sub.add_parser("route", help="route get ADDR [from SRC] [iif IF] [mark N]")
@@ -159,7 +160,7 @@ def _client(args: argparse.Namespace, path: str) -> int:
         return 0
     if args.cmd == "show":
         what = {"link": "links", "addr": "addrs", "route": "routes", "rule": "rules",
-                "neigh": "neigh", "stats": "stats"}[args.what]
+                "neigh": "neigh", "ntable": "ntable", "stats": "stats"}[args.what]
         req: dict[str, Any] = {"what": what}
         rest = list(args.rest)
         if args.what == "route" and rest[:1] in (["-6"], ["-4"]):
@@ -171,6 +172,7 @@ def _client(args: argparse.Namespace, path: str) -> int:
                  "routes": lambda: fmt.routes(data, req.get("table") == "all"),
                  "rules": lambda: fmt.rules(data),
                  "neigh": lambda: fmt.neighbours(data),
+                 "ntable": lambda: fmt.neigh_tables(data),
                  "stats": lambda: fmt.stats(data, "all" in args.rest)}[what]()
         _out(args, data, human)
         return 0

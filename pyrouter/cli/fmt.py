@@ -120,6 +120,32 @@ def neighbours(data: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def neigh_tables(data: list[dict[str, Any]]) -> str:
+    """``ip -s ntable show``-like: thresholds, the arp_cache statistics, per-port parms."""
+    out = []
+    for t in data:
+        out.append(f"inet {t['name']}" if t["name"] == "arp_cache" else f"inet6 {t['name']}")
+        out.append(f"    thresh1 {t['gc_thresh1']} thresh2 {t['gc_thresh2']} "
+                   f"thresh3 {t['gc_thresh3']} gc_int {t['gc_interval'] * 1000}")
+        states = " ".join(f"{k} {v}" for k, v in sorted(t["states"].items()))
+        out.append(f"    entries {t['entries']} (gc {t['gc_entries']})"
+                   + (f" {states}" if states else ""))
+        st = t["stats"]
+        out.append("    stats " + " ".join(
+            f"{k} {'n/a' if v is None else v}" for k, v in st.items() if k != "entries"))
+        for p in t["parms"]:
+            out.append(f"  dev {p['dev']} reachable {p['reachable_time_ms']} "
+                       f"base_reachable {p['base_reachable_time_ms']} "
+                       f"retrans {p['retrans_time_ms']} delay_probe "
+                       f"{p['delay_first_probe_time'] * 1000} gc_stale {p['gc_stale_time'] * 1000}"
+                       f" ucast_probes {p['ucast_probes']} mcast_probes {p['mcast_probes']}"
+                       f" app_probes {p['app_probes']} locktime {p['locktime'] * 10}"
+                       f" queue_bytes {p['unres_qlen_bytes']} proxy_delay {p['proxy_delay'] * 10}"
+                       f" proxy_queue {p['proxy_qlen']}"
+                       + (" proxy_arp" if p.get("proxy_arp") else ""))
+    return "\n".join(out)
+
+
 def stats(data: dict[str, Any], all_: bool = False) -> str:
     out = ["#kernel-style counters (nstat names)"]
     for k, v in data["snmp"].items():

@@ -10,7 +10,10 @@ touches a device:
   when given), or the kernel's "Nexthop has invalid gateway" applies;
 * ``peer`` requires ``netns``;
 * a rule has exactly one action (table, goto or type), a goto points to a later
-  priority, and its interfaces exist (``iif lo`` means the router's own traffic).
+  priority, and its interfaces exist (``iif lo`` means the router's own traffic);
+* a static neighbour names a configured interface, appears once per interface,
+  and is a unicast address that is not the router's own (IPv4: not 0/8, 127/8,
+  multicast or broadcast).
 Ports get ifindex 1..N in config order.
 """
 
@@ -22,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.ip6.sysctl import Ipv6Sysctl, RaConfig, RaPrefix
+from ..core.link.neighbour import NeighParams, NeighTableParams
 from ..core.port import Port
+from ..core.time import MILLISECOND, SECOND
 from ..core.route.fib import Route, RouteType, Scope
 from ..core.route.lookup import PolicyRule
 from ..core.router import Router
@@ -31,7 +36,7 @@ from ..wire.addr import mac_from_str, stable_mac
 from .load import ConfigError
 from .port_check import check_kinds
 from .routes_file import parse_routes
-from .schema import Config, Interface
+from .schema import Config, Interface, NeighKnobs, NeighTable
 
 DEFAULT_MTU = 1500
 
@@ -153,7 +158,40 @@ def check(cfg: Config, file: str = "<config>",
                               f"no table named {rule.table!r} under tables:")
         if rule.suppress_prefixlength is not None and rule.table is None:
             raise ConfigError(file, f"{where}.suppress_prefixlength", "only with a table lookup")
+    statics: set[tuple[str, Any]] = set()
+    for i, sn in enumerate(cfg.neighbours):
+        where = f"neighbours[{i}]"
+        if sn.dev not in names:
+            raise ConfigError(file, f"{where}.dev", f"no interface named {sn.dev!r}")
+        a = sn.to
+        if a in seen:
+            raise ConfigError(file, f"{where}.to", f"{a} is an address of this router")
+        if a.is_multicast or a.is_unspecified or a.is_loopback or (  # type: ignore[attr-defined]
+                a.version == 4 and (int(a) >> 24 == 0 or a == IPv4Address("255.255.255.255"))):
+            raise ConfigError(file, f"{where}.to", f"{a} cannot be a neighbour address")
+        if (sn.dev, a) in statics:
+            raise ConfigError(file, f"{where}.to", f"{a} on {sn.dev} is listed twice")
+        statics.add((sn.dev, a))
     return plans
+
+
+def neigh_params(k: NeighKnobs | None) -> NeighParams:
+    """Config knobs (kernel units: ms, s, 1/100 s) as core NeighParams (ns)."""
+    if k is None:
+        return NeighParams()
+    hz = SECOND // 100
+    return NeighParams(
+        base_reachable_time=k.base_reachable_time_ms * MILLISECOND,
+        retrans_time=k.retrans_time_ms * MILLISECOND,
+        delay_first_probe_time=k.delay_first_probe_time * SECOND,
+        gc_stale_time=k.gc_stale_time * SECOND, ucast_probes=k.ucast_probes,
+        mcast_probes=k.mcast_probes, app_probes=k.app_probes, locktime=k.locktime * hz,
+        unres_qlen_bytes=k.unres_qlen_bytes, proxy_delay=k.proxy_delay * hz,
+        proxy_qlen=k.proxy_qlen)
+
+
+def neigh_table_params(t: NeighTable) -> NeighTableParams:
+    return NeighTableParams(t.gc_thresh1, t.gc_thresh2, t.gc_thresh3, t.gc_interval * SECOND)
 
 
 def build_rules(cfg: Config, plans: list[PortPlan]) -> list[PolicyRule]:
@@ -257,9 +295,13 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
           ifindexes: dict[str, int] | None = None) -> Router:
     plans = check(cfg, file, ifindexes)
     r = Router(rng, now, sysctl=Ipv4Sysctl(**cfg.ipv4.model_dump()),
-               sysctl6=build_sysctl6(cfg, plans))
+               sysctl6=build_sysctl6(cfg, plans), neigh_table=neigh_table_params(cfg.neigh))
     for p in plans:
-        r.add_port(Port(p.ifindex, p.name, p.mac, p.mtu))
+        r.add_port(Port(p.ifindex, p.name, p.mac, p.mtu, proxy_arp=p.config.proxy_arp))
+        # One set of per-port parameters for both tables (the kernel keeps two sysctl
+        # trees, net.ipv4.neigh.<port> and net.ipv6.neigh.<port>, with the same defaults).
+        r.neigh4.set_params(p.ifindex, neigh_params(p.config.neigh))
+        r.neigh6.set_params(p.ifindex, neigh_params(p.config.neigh))
     for p in plans:
         for a in p.config.addresses:
             if a.version == 4:
@@ -293,6 +335,10 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
         r.add_route(Route(dst.version, int(dst.network_address), dst.prefixlen, kind, oif, gw,
                           rc.metric, prefsrc, rc.mtu or 0, rc.mtu_lock, scope,
                           table_id(cfg, rc.table), "static", advmss=rc.advmss or 0))
+    by_idx = {p.name: p.ifindex for p in plans}
+    for sn in cfg.neighbours:
+        r.add_static_neighbour(by_idx[sn.dev], sn.to.version, int(sn.to),   # type: ignore
+                               mac_from_str(sn.lladdr), now)
     if cfg.routes_file:
         path = Path(cfg.routes_file)
         if not path.is_absolute():

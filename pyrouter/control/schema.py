@@ -12,7 +12,10 @@ import re
 from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface, ip_network
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator,
+    model_validator,
+)
 
 from ..wire.addr import mac_from_str
 from .schema6 import Ipv6Knobs, RaConfigModel, V6Addr
@@ -64,6 +67,59 @@ class Peer(_Model):
     routes: list[PeerRoute] = Field(default_factory=list)
 
 
+class NeighKnobs(_Model):
+    """A port's neighbour parameters (net.ipv4.neigh.<dev>.*): kernel names, units and
+    defaults (``ucast_solicit``/``mcast_solicit``/``app_solicit`` are accepted too);
+    locktime and proxy_delay are in the kernel's 1/100 s."""
+
+    base_reachable_time_ms: int = Field(default=30000, ge=1000, le=3_600_000)
+    retrans_time_ms: int = Field(default=1000, ge=10, le=3_600_000)
+    delay_first_probe_time: int = Field(default=5, ge=1, le=3600)
+    gc_stale_time: int = Field(default=60, ge=1, le=86400)
+    ucast_probes: int = Field(default=3, ge=0, le=255,
+                              validation_alias=AliasChoices("ucast_probes", "ucast_solicit"))
+    mcast_probes: int = Field(default=3, ge=0, le=255,
+                              validation_alias=AliasChoices("mcast_probes", "mcast_solicit"))
+    app_probes: int = Field(default=0, ge=0, le=255,
+                            validation_alias=AliasChoices("app_probes", "app_solicit"))
+    locktime: int = Field(default=100, ge=0, le=360_000)
+    unres_qlen_bytes: int = Field(default=212992, ge=0, le=64 * 1024 * 1024)
+    proxy_delay: int = Field(default=80, ge=0, le=360_000)
+    proxy_qlen: int = Field(default=64, ge=0, le=65535)
+
+
+class NeighTable(_Model):
+    """Table-wide neighbour knobs (net.ipv4.neigh.default.gc_*)."""
+
+    gc_thresh1: int = Field(default=128, ge=0, le=1_000_000)
+    gc_thresh2: int = Field(default=512, ge=0, le=1_000_000)
+    gc_thresh3: int = Field(default=1024, ge=1, le=1_000_000)
+    gc_interval: int = Field(default=30, ge=1, le=86400)   # s; unused, as in the kernel
+
+    @model_validator(mode="after")
+    def _order(self) -> NeighTable:
+        if not self.gc_thresh1 <= self.gc_thresh2 <= self.gc_thresh3:
+            raise ValueError("gc_thresh1 <= gc_thresh2 <= gc_thresh3")
+        return self
+
+
+def _lladdr(v: object) -> str:
+    if not isinstance(v, str):
+        raise ValueError("a MAC address such as 02:00:00:00:00:01")
+    mac = mac_from_str(v)
+    if mac[0] & 1 or mac == bytes(6):
+        raise ValueError("a unicast, non-zero MAC address")
+    return v
+
+
+class StaticNeighbour(_Model):
+    """``ip neigh replace TO lladdr MAC dev DEV nud permanent``."""
+
+    to: IpAddr
+    lladdr: Annotated[str, BeforeValidator(_lladdr)]
+    dev: str
+
+
 class Interface(_Model):
     addresses: list[IfAddr] = Field(default_factory=list)
     ra: RaConfigModel | None = None          # IPv6 Router Advertisements (schema6.py)
@@ -84,6 +140,8 @@ class Interface(_Model):
         if v is not None and not _IFNAME.match(v):
             raise ValueError("an interface name: 1-15 characters of letters, digits, _ . -")
         return v
+    neigh: NeighKnobs | None = None     # this port's neighbour parameters
+    proxy_arp: bool = False             # net.ipv4.conf.<port>.proxy_arp
 
     @field_validator("macaddress")
     @classmethod
@@ -255,6 +313,7 @@ class Ipv4Knobs(_Model):
     accept_redirects: bool = False
     route_min_pmtu: int = Field(default=552, ge=68, le=65535)
     route_mtu_expires: int = Field(default=600, ge=1, le=86400)
+    arp_notify: bool = True      # kernel default 0; see docs/architecture.md
 
 
 class Config(_Model):
@@ -276,6 +335,8 @@ class Config(_Model):
         return v
     ipv4: Ipv4Knobs = Field(default_factory=Ipv4Knobs)
     ipv6: Ipv6Knobs = Field(default_factory=Ipv6Knobs)
+    neigh: NeighTable = Field(default_factory=NeighTable)
+    neighbours: list[StaticNeighbour] = Field(default_factory=list)
     control: Control = Field(default_factory=Control)
     metrics: Metrics | None = None
 

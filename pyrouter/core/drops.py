@@ -76,6 +76,8 @@ class DropReason(Enum):
     NDISC_RS_IGNORED = "ndisc_rs_ignored"
     NDISC_REDIRECT_IGNORED = "ndisc_redirect_ignored"
     PORT_PROTOCOL_ERROR = "port_protocol_error"    # a port's peer broke its framing (shell)
+    ARP_INVALID_ADDR = "arp_invalid_addr"
+    ARP_PROXY_QUEUE_FULL = "arp_proxy_queue_full"
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).
@@ -107,6 +109,7 @@ SNMP_COUNTERS = (
     "Icmp6OutRouterAdvertisements", "Icmp6OutNeighborSolicits",
     "Icmp6OutNeighborAdvertisements", "Icmp6OutRedirects", "Icmp6OutRateLimitGlobal",
     "Icmp6OutRateLimitHost", "Udp6InErrors", "Udp6InCsumErrors", "Udp6NoPorts",
+    "ArpInDadProbes", "ArpInGratuitous", "ArpOutProxyReplies", "ArpOutGratuitous",
 )
 
 

@@ -147,7 +147,9 @@ def rules(r: Router) -> list[dict[str, Any]]:
 
 
 def neighbours(r: Router, now: int) -> list[dict[str, Any]]:
-    """``ip -s neigh``: state, lladdr, probes and the used/confirmed/updated ages in seconds."""
+    """``ip -s neigh``: state, lladdr, probes and the used/confirmed/updated ages in seconds
+    (a never-confirmed entry shows its creation age plus 2 * base_reachable_time, as the
+    kernel's entries start "confirmed" that long ago)."""
     out = []
     entries = [(4, e) for e in r.neigh4.entries.values()]
     entries += [(6, e) for e in r.neigh6.entries.values()]
@@ -156,13 +158,47 @@ def neighbours(r: Router, now: int) -> list[dict[str, Any]]:
         d: dict[str, Any] = {"dst": addr_str(fam, e.addr), "dev": port.name if port else e.ifindex,
                              "state": e.state.value, "probes": e.probes,
                              "used": (now - e.used) // SECOND,
-                             "confirmed": (now - e.confirmed) // SECOND if e.confirmed else None,
+                             "confirmed": (now - e.confirmed) // SECOND,
                              "updated": (now - e.updated) // SECOND, "queued": len(e.queue)}
         if e.lladdr is not None:
             d["lladdr"] = e.lladdr.hex(":")
         if e.deadline is not None:
             d["timer_ms"] = max(0, (e.deadline - now) // 1_000_000)
         out.append(d)
+    return out
+
+
+def neigh_tables(r: Router) -> list[dict[str, Any]]:
+    """``ip -s ntable show`` + /proc/net/stat/arp_cache: each neighbour table's thresholds,
+    counts, statistics and the parameters of every port (kernel names and units)."""
+    out = []
+    for name, t in (("arp_cache", r.neigh4), ("ndisc_cache", getattr(r, "neigh6", None))):
+        if t is None:
+            continue
+        states: dict[str, int] = {}
+        for e in t.entries.values():
+            states[e.state.value] = states.get(e.state.value, 0) + 1
+        stats = dict(t.stats)
+        stats["hash_grows"] = None           # a dict: nothing to grow (n/a)
+        stats["entries"] = len(t.entries)
+        parms = []
+        for idx, p in sorted(((i, t.parms(i)) for i in r.ports), key=lambda x: x[0]):
+            parms.append({
+                "dev": r.ports[idx].name, "reachable_time_ms": t.reach_time(idx) // 1_000_000,
+                "base_reachable_time_ms": p.base_reachable_time // 1_000_000,
+                "retrans_time_ms": p.retrans_time // 1_000_000,
+                "delay_first_probe_time": p.delay_first_probe_time // SECOND,
+                "gc_stale_time": p.gc_stale_time // SECOND, "ucast_probes": p.ucast_probes,
+                "mcast_probes": p.mcast_probes, "app_probes": p.app_probes,
+                "locktime": p.locktime // (SECOND // 100),
+                "unres_qlen_bytes": p.unres_qlen_bytes,
+                "proxy_delay": p.proxy_delay // (SECOND // 100), "proxy_qlen": p.proxy_qlen,
+                "proxy_arp": r.ports[idx].proxy_arp if t is r.neigh4 else None})
+        out.append({"name": name, "gc_thresh1": t.table.gc_thresh1,
+                    "gc_thresh2": t.table.gc_thresh2, "gc_thresh3": t.table.gc_thresh3,
+                    "gc_interval": t.table.gc_interval // SECOND, "entries": len(t.entries),
+                    "gc_entries": t.gc_entries, "states": states, "stats": stats,
+                    "parms": parms})
     return out
 
 

@@ -20,6 +20,7 @@ class Port:
     addrs6: list[tuple[int, int]] = field(default_factory=list)
     up: bool = True
     forwarding: bool = True
+    proxy_arp: bool = False           # net.ipv4.conf.<port>.proxy_arp (core/link/arp.py)
     rx_packets: int = 0
     rx_bytes: int = 0
     rx_dropped: int = 0

@@ -44,9 +44,11 @@ from .ip6.ndisc import Ndisc6, ndisc_proxy_timer
 from .ip6.ra import RaState, ra_shutdown, ra_start, ra_timer, ra_unicast_timer
 from .ip6.reasm import Reassembler6
 from .ip6.sysctl import Ipv6Sysctl
-from .link.arp import arp_solicit
+from .link.arp import PROXY_KEY, arp_announce_port, arp_proxy_timer, arp_solicit
 from .link.ethernet import eth_rcv
-from .link.neighbour import NeighbourEntry, NeighbourTable, NeighParams
+from .link.neighbour import (
+    NeighbourEntry, NeighbourTable, NeighParams, NeighTableParams, NudState,
+)
 from .packet import PacketBuf
 from .port import Port
 from .route.exceptions import ExceptionTable
@@ -57,18 +59,18 @@ from .time import SECOND, Instant, TimerQueue
 from .trace import Tracer
 
 FWD_CACHE_MAX = 4096
-NEIGH_GC_INTERVAL = 30 * SECOND
-NEIGH_RERANDOM_INTERVAL = 300 * SECOND
 
 _from_bytes = int.from_bytes
 _NEIGH_DROPS = {"queue_full": DropReason.NEIGH_QUEUE_FULL,
-                "table_full": DropReason.NEIGH_TABLE_FULL, "dead": DropReason.NEIGH_DEAD}
+                "table_full": DropReason.NEIGH_TABLE_FULL, "dead": DropReason.NEIGH_DEAD,
+                "failed": DropReason.NEIGH_FAILED}
 
 
 class Router:
     def __init__(self, rng: Any, now: Instant = 0,
                  neigh_params: NeighParams | None = None,
-                 sysctl: Ipv4Sysctl | None = None, sysctl6: Ipv6Sysctl | None = None) -> None:
+                 sysctl: Ipv4Sysctl | None = None, sysctl6: Ipv6Sysctl | None = None,
+                 neigh_table: NeighTableParams | None = None) -> None:
         self.rng = rng
         self.created_at = now
         self.sysctl = sysctl or Ipv4Sysctl()
@@ -83,14 +85,17 @@ class Router:
         self.fib.hash_seed = rng.getrandbits(32)
         self.timers = TimerQueue()
         self.counters = Counters()
-        self.neigh4 = NeighbourTable(self, self.timers, rng, neigh_params)
+        self.neigh4 = NeighbourTable(self, self.timers, rng, neigh_params, neigh_table, now=now)
+        # Delayed proxy ARP replies (core/link/arp.py): (due, ifindex, ARP body, pkt_type).
+        self.arp_proxy_queue: list[tuple[int, int, bytes, Any]] = []
+        self.arp_proxy_deadline: Instant | None = None
         self.reasm = Reassembler()
         # IPv6 (core/ip6): per-port addresses and groups, NDISC's table, reassembly, RAs.
         self.in6: dict[int, Inet6Dev] = {}
         self.local6: set[int] = set()          # usable IPv6 addresses (DAD passed)
         self.addrs6_all: set[int] = set()      # every configured one, tentative included
-        self.neigh6 = NeighbourTable(Ndisc6(self), self.timers, rng, neigh_params)
-        self.neigh6.timer_kind = "neigh6"
+        self.neigh6 = NeighbourTable(Ndisc6(self), self.timers, rng, neigh_params, neigh_table,
+                                     kind="neigh6", family=6, now=now)
         self.reasm6 = Reassembler6()
         self.ra_state: dict[int, RaState] = {}
         self.ndisc_proxy_queue: list[tuple[int, int, int, int]] = []   # (due, ifindex, src, target)
@@ -113,8 +118,7 @@ class Router:
         self.tracer: Tracer | None = None      # core/trace.py
         self.trace: list[dict[str, Any]] | None = None
         self.ip_ident = rng.getrandbits(16)
-        self.timers.schedule(now + NEIGH_GC_INTERVAL, ("neigh-gc",))
-        self.timers.schedule(now + NEIGH_RERANDOM_INTERVAL, ("neigh-rand",))
+        self.timers.schedule(now + self.neigh4.gc_period(), ("neigh-gc",))
 
     # -- dataplane ---------------------------------------------------------
     def receive(self, ifindex: int, frame: bytes, now: Instant) -> None:
@@ -220,18 +224,17 @@ class Router:
             elif kind == "neigh-gc":
                 self.neigh4.periodic_gc(now)
                 self.neigh6.periodic_gc(now)
-                self.timers.schedule(now + NEIGH_GC_INTERVAL, key)
-            elif kind == "neigh-rand":
-                self.neigh4.rerandomize()
-                self.neigh6.rerandomize()
-                self.timers.schedule(now + NEIGH_RERANDOM_INTERVAL, key)
+                self.timers.schedule(now + self.neigh4.gc_period(), key)
+            elif kind == "arp-proxy":
+                arp_proxy_timer(self, deadline, now)
         # Stale heap entries (re-armed timers) are skipped lazily; bound the heap.
         if len(self.timers) > 8 * (len(self.neigh4.entries) + len(self.neigh6.entries)
                                    + len(self.reasm) + len(self.reasm6) + 16):
             self._compact_timers()
 
     def _compact_timers(self) -> None:
-        alive = {(e.deadline, ("neigh", e.ifindex, e.addr))
+        kind = self.neigh4.kind
+        alive = {(e.deadline, (kind, e.ifindex, e.addr))
                  for e in self.neigh4.entries.values() if e.deadline is not None}
         alive |= {(e.deadline, ("neigh6", e.ifindex, e.addr))
                   for e in self.neigh6.entries.values() if e.deadline is not None}
@@ -242,7 +245,9 @@ class Router:
         alive |= {(st.deadline, ("ra", idx)) for idx, st in self.ra_state.items()
                   if st.deadline is not None}
         alive |= {(d, k) for d, k in ((e[0], e[2]) for e in self.timers._heap)
-                  if k[0] in ("neigh-gc", "neigh-rand", "ra-unicast", "ndisc-proxy")}
+                  if k[0] in ("neigh-gc", "ra-unicast", "ndisc-proxy")}
+        if self.arp_proxy_deadline is not None:
+            alive.add((self.arp_proxy_deadline, PROXY_KEY))
         self.timers.compact(alive)
 
     def poll_at(self) -> Instant | None:
@@ -415,7 +420,7 @@ class Router:
             return
         port.up = up
         if not up:
-            self.neigh4.flush_dev(ifindex)
+            self.neigh4.flush_dev(ifindex)       # neigh_carrier_down(): PERMANENT stays
             self.neigh6.flush_dev(ifindex)
         else:
             st = self.ra_state.get(ifindex)
@@ -427,6 +432,18 @@ class Router:
         self.fnhe.flush()
         self.events.append(Event("link.up" if up else "link.down", {"port": port.name}))
 
+    # -- neighbours: static entries, announcements ---------------------------------
+    def add_static_neighbour(self, ifindex: int, family: int, addr: int, lladdr: bytes,
+                             now: Instant = 0) -> None:
+        """``ip [-6] neigh replace ADDR lladdr MAC dev X nud permanent``."""
+        (self.neigh4 if family == 4 else self.neigh6).add_permanent(ifindex, addr, lladdr, now)
+
+    def announce(self, now: Instant, why: str = "start") -> None:
+        """Gratuitous ARP for every address of every port that is up (arp_notify)."""
+        if self.sysctl.arp_notify:
+            for port in self.ports.values():
+                arp_announce_port(self, port, None, why)
+
     def adopt(self, new: Router, recreated: frozenset[str] = frozenset()) -> dict[str, Any]:
         """Take over the configuration of *new* (built from a reloaded config), keeping
         learned state that is still valid: counters, neighbour entries and
@@ -436,16 +453,33 @@ class Router:
         gone = [p for p in self.ports.values()
                 if new.ports.get(p.ifindex) is None or new.ports[p.ifindex].name != p.name
                 or p.name in recreated]
+        gone_idx = {p.ifindex for p in gone}
         for p in gone:
-            self.neigh4.flush_dev(p.ifindex)
-            self.neigh6.flush_dev(p.ifindex)
+            self.neigh4.flush_dev(p.ifindex, keep_permanent=False)
+            self.neigh4.drop_params(p.ifindex)
+            self.neigh6.flush_dev(p.ifindex, keep_permanent=False)
+            self.neigh6.drop_params(p.ifindex)
         self._adopt6(new, gone)
+        announce: list[tuple[Port, list[int] | None, str]] = []
         for idx, np in new.ports.items():
             op = self.ports.get(idx)
-            if op is not None and op.name == np.name:
+            if op is not None and idx not in gone_idx:
                 for attr in ("rx_packets", "rx_bytes", "rx_dropped", "tx_packets", "tx_bytes",
                              "tx_dropped", "up"):
                     setattr(np, attr, getattr(op, attr))
+                if op.mac != np.mac:
+                    # NETDEV_CHANGEADDR: neigh_changeaddr() flushes the port's entries
+                    # (static ones come back from the config below), then arp_notify.
+                    self.neigh4.flush_dev(idx, keep_permanent=False)
+                    announce.append((np, None, "mac_change"))
+                else:
+                    had = {a for a, _ in op.addrs4}
+                    added = [a for a, _ in np.addrs4 if a not in had]
+                    if added:
+                        announce.append((np, added, "address_added"))
+            else:
+                announce.append((np, None, "port_added"))
+        self._adopt_neighbours(new)
         added = [n for n in new.ports_by_name if n not in self.ports_by_name]
         self.ports, self.ports_by_name = new.ports, new.ports_by_name
         new.fib.hash_seed = self.fib.hash_seed       # flows keep their paths across reloads
@@ -453,6 +487,9 @@ class Router:
         self.local4, self.local4_bytes, self.bcast4 = new.local4, new.local4_bytes, new.bcast4
         self.sysctl = new.sysctl
         self.icmp_limiter.limits = new.icmp_limiter.limits
+        if self.sysctl.arp_notify:
+            for port, addrs, why in announce:
+                arp_announce_port(self, port, addrs, why)
         self.fnhe.flush()
         self.fnhe.min_pmtu, self.fnhe.expires = new.fnhe.min_pmtu, new.fnhe.expires
         self.fwd_cache.clear()
@@ -493,6 +530,26 @@ class Router:
         """Before the ports close: final RAs with Router Lifetime 0 (RFC 4861 6.2.5)."""
         ra_shutdown(self, now)
 
+    def _adopt_neighbours(self, new: Router) -> None:
+        """Neighbour parameters and static entries of a reloaded config (learned entries
+        stay; a port whose parameters did not change keeps its reachable_time)."""
+        for t, nt in ((self.neigh4, new.neigh4), (self.neigh6, new.neigh6)):
+            t.params, t.table = nt.params, nt.table
+            for idx, p in nt.dev_params.items():
+                if t.dev_params.get(idx) != p:
+                    t.set_params(idx, p)
+            for idx in [i for i in t.dev_params if i not in nt.dev_params]:
+                t.drop_params(idx)
+            want = {k: e for k, e in nt.entries.items() if e.state is NudState.PERMANENT}
+            for k, e in list(t.entries.items()):
+                if e.state is NudState.PERMANENT and k not in want:
+                    t.delete(*k)
+            for (idx, addr), ne in want.items():
+                e = t.get(idx, addr)
+                if ne.lladdr is not None and (e is None or e.state is not NudState.PERMANENT
+                                              or e.lladdr != ne.lladdr):
+                    t.add_permanent(idx, addr, ne.lladdr, ne.updated)
+
     # -- operator view -----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         snmp = dict(self.counters.snmp)
@@ -509,12 +566,18 @@ class Router:
             "neighbours": [
                 {"port": self.ports[e.ifindex].name if e.ifindex in self.ports else e.ifindex,
                  "addr": ip4_str(e.addr), "lladdr": e.lladdr.hex(":") if e.lladdr else None,
-                 "state": e.state.value} for e in self.neigh4.entries.values()] + [
+                 "state": e.state.value, "probes": e.probes, "queued": len(e.queue)}
+                for e in self.neigh4.entries.values()] + [
                 {"port": self.ports[e.ifindex].name if e.ifindex in self.ports else e.ifindex,
                  "addr": ip6_str(e.addr), "lladdr": e.lladdr.hex(":") if e.lladdr else None,
-                 "state": e.state.value} for e in self.neigh6.entries.values()],
+                 "state": e.state.value, "probes": e.probes, "queued": len(e.queue)}
+                for e in self.neigh6.entries.values()],
             "neigh_stats": dict(self.neigh4.stats),
             "ndisc_stats": dict(self.neigh6.stats),
             "reasm6_queues": len(self.reasm6), "reasm6_mem": self.reasm6.mem,
+            "neigh_table": {"entries": len(self.neigh4.entries),
+                            "gc_entries": self.neigh4.gc_entries,
+                            "gc_thresh3": self.neigh4.table.gc_thresh3,
+                            "proxy_queue": len(self.arp_proxy_queue)},
             "reasm_queues": len(self.reasm), "reasm_mem": self.reasm.mem,
         }

@@ -27,6 +27,8 @@ class Ipv4Sysctl:
     accept_redirects: bool = False      # the kernel turns it off when forwarding
     route_min_pmtu: int = 552           # net.ipv4.route.min_pmtu
     route_mtu_expires: int = 600        # net.ipv4.route.mtu_expires, seconds
+    arp_notify: bool = True             # gratuitous ARP on start/address/MAC change
+                                        # (the kernel's default is 0: docs/architecture.md)
 
     def icmp_limits(self) -> IcmpLimits:
         return IcmpLimits(self.icmp_ratelimit, self.icmp_ratemask, self.icmp_msgs_per_sec,

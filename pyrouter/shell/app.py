@@ -223,6 +223,9 @@ class App:
             await nursery.start(self.timers.run)
             for pt in self.ports.values():
                 self.start_port(pt)
+            # arp_notify: gratuitous ARP for every address now that the ports run.
+            self.router.announce(int(trio.current_time() * NS))
+            self.tx.flush()
             await nursery.start(self._signals)
             nursery.start_soon(self._link_monitor)
             control = ControlServer(self)

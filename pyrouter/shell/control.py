@@ -17,7 +17,7 @@ error answer; the router never raises because of a client.  Requests run as
 trio tasks beside the dataplane: handlers only touch the Router in short
 synchronous steps, so forwarding is never stalled by a client.
 
-Commands: version, show (links|addrs|routes|neigh|stats), route.get, reload,
+Commands: version, show (links|addrs|routes|neigh|ntable|stats), route.get, reload,
 ping, traceroute, capture, trace, explain.
 """
 
@@ -277,6 +277,8 @@ class ControlServer:
             return {"streamed": len(objs)}
         if what == "neigh":
             return introspect.neighbours(r, self._now())
+        if what == "ntable":
+            return introspect.neigh_tables(r)
         if what == "rules":
             return introspect.rules(r)
         if what == "stats":
@@ -284,7 +286,7 @@ class ControlServer:
             return {"snmp": snap["snmp"], "drops": snap["drops"], "loop": self.app.loop.as_dict(),
                     "neigh_stats": snap["neigh_stats"], "reasm_queues": snap["reasm_queues"],
                     "fast_forwarded": snap["fast_forwarded"]}
-        raise ClientError("show what? links, addrs, routes, rules, neigh or stats")
+        raise ClientError("show what? links, addrs, routes, rules, neigh, ntable or stats")
 
     async def h_route_get(self, args: dict[str, Any], item: Send) -> Any:
         if isinstance(args.get("dst"), str) and ":" in args["dst"]:

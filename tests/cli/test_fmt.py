@@ -363,10 +363,10 @@ def test_neighbours_trace_and_explain_lines() -> None:
     n.learn(H1)
     n.now += 3 * 10**9
     lines = fmt.neighbours(introspect.neighbours(n.router, n.now)).splitlines()
-    assert lines == ["10.0.1.10 dev lan0 lladdr 02:10:00:00:00:10 used 3/-/3 probes 0 STALE"]
+    assert lines == ["10.0.1.10 dev lan0 lladdr 02:10:00:00:00:10 used 3/63/3 probes 0 STALE"]
     n.send(LAN, ping(H1, "10.0.4.40"))
     lines = fmt.neighbours(introspect.neighbours(n.router, n.now)).splitlines()
-    assert "10.0.4.40 dev small0 used 0/-/0 probes 1 INCOMPLETE queued 1" in lines
+    assert "10.0.4.40 dev small0 used 0/60/0 probes 4 INCOMPLETE queued 1" in lines
     n.router.tracer = Tracer(lambda f: True)
     n.send(LAN, ping(H1, "8.8.8.8"))
     rec = next(e.fields for e in n.events if e.name == "sock.trace")

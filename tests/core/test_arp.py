@@ -99,24 +99,90 @@ def _patch(off: int, value: bytes) -> bytes:
 
 MALFORMED = {
     "truncated": arp(1, H1.mac, H1.ip, ZERO_MAC, R_IP[LAN], pad=False)[:14 + 27],
-    "htype-ieee802": _patch(0, b"\x00\x06"),
+    "htype-7": _patch(0, b"\x00\x07"),
+    "htype-zero": _patch(0, b"\x00\x00"),
     "ptype-ipv6": _patch(2, b"\x86\xdd"),
     "hlen-8": _patch(4, b"\x08"),
+    "hlen-0": _patch(4, b"\x00"),
     "plen-16": _patch(5, b"\x10"),
     "op-rarp": _patch(6, b"\x00\x03"),
     "op-zero": _patch(6, b"\x00\x00"),
+    "op-inarp": _patch(6, b"\x00\x08"),
+}
+INVALID_ADDR = {
     "target-multicast": arp(1, H1.mac, H1.ip, ZERO_MAC, "224.0.0.1"),
     "target-loopback": arp(1, H1.mac, H1.ip, ZERO_MAC, "127.0.0.1"),
+    "target-class-d-top": arp(1, H1.mac, H1.ip, ZERO_MAC, "239.255.255.255"),
+    "sha-multicast": arp(1, bytes.fromhex("01005e000001"), H1.ip, ZERO_MAC, R_IP[LAN],
+                         eth_src=H1.mac),
+    "sha-broadcast": arp(1, BCAST_MAC, H1.ip, ZERO_MAC, R_IP[LAN], eth_src=H1.mac),
+}
+MARTIAN_SENDER = {
+    "sender-loopback": arp(1, H1.mac, "127.0.0.1", ZERO_MAC, R_IP[LAN]),
+    "sender-multicast": arp(1, H1.mac, "224.0.0.5", ZERO_MAC, R_IP[LAN]),
+    "sender-limited-broadcast": arp(1, H1.mac, "255.255.255.255", ZERO_MAC, R_IP[LAN]),
+    "sender-zeronet": arp(1, H1.mac, "0.1.2.3", ZERO_MAC, R_IP[LAN]),
+    "reply-from-loopback": arp(2, H1.mac, "127.0.0.1", R_MAC[LAN], R_IP[LAN],
+                               eth_dst=R_MAC[LAN]),
 }
 
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))
 def test_malformed_arp_is_counted_and_ignored(name: str) -> None:
+    """arp_rcv()/arp_process(): short, wrong lengths/types, unknown opcode."""
     net = Net()
     assert net.send(LAN, MALFORMED[name]) == []
     assert net.drops() == {"arp_malformed": 1}
     assert net.router.neigh4.entries == {}
     assert net.router.ports[LAN].rx_dropped == 1
+    assert net.snmp("ArpInRequests") == 0
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_ADDR))
+def test_arp_with_an_invalid_address_is_counted_and_ignored(name: str) -> None:
+    """A multicast/loopback target (arp_process) or a multicast sender MAC."""
+    net = Net()
+    assert net.send(LAN, INVALID_ADDR[name]) == []
+    assert net.drops() == {"arp_invalid_addr": 1}
+    assert net.router.neigh4.entries == {}
+
+
+@pytest.mark.parametrize("name", sorted(MARTIAN_SENDER))
+def test_request_from_a_martian_sender_is_not_answered(name: str) -> None:
+    """ip_route_input() fails on a martian source: no reply, nothing learned."""
+    net = Net()
+    assert net.send(LAN, MARTIAN_SENDER[name]) == []
+    assert net.drops() == {"martian_src": 1}
+    assert net.router.neigh4.entries == {}
+
+
+def test_ieee802_hardware_type_is_accepted_on_ethernet() -> None:
+    """arp_process() accepts ar_hrd 6 (IEEE 802) on an Ethernet device; the reply
+    carries the device's own type (1)."""
+    net = Net()
+    tx = net.send(LAN, _patch(0, b"\x00\x06"))
+    assert len(tx) == 1
+    expect_arp(tx[0], op=2, eth_dst=H1.mac, spa=R_IP[LAN], tpa=H1.ip)
+    assert net.neigh_state(H1) == "STALE"
+
+
+def test_reply_for_a_foreign_target_still_updates_a_known_sender() -> None:
+    net = Net()
+    net.learn(H1)
+    tx = net.send(LAN, arp(2, H1.mac, H1.ip, R_MAC[LAN], "10.0.1.99", eth_dst=R_MAC[LAN]))
+    assert tx == [] and net.neigh_state(H1) == "REACHABLE"
+
+
+def test_request_failing_strict_rp_filter_is_not_answered() -> None:
+    """ip_route_input() runs fib_validate_source(): with rp_filter=1 a sender whose
+    reverse route leaves by another port gets no reply."""
+    from .helpers import TOPOLOGY
+    net = Net(config=TOPOLOGY + "ipv4: {rp_filter: 1}\n")
+    assert net.send(LAN, arp(1, H1.mac, "10.0.2.77", ZERO_MAC, R_IP[LAN])) == []
+    assert net.drops() == {"rp_filter": 1}
+    assert net.router.neigh4.entries == {}
+    tx = net.send(LAN, arp(1, H1.mac, H1.ip, ZERO_MAC, R_IP[LAN]))
+    assert len(tx) == 1                                  # the on-link sender is fine
 
 
 def test_unsolicited_reply_creates_nothing() -> None:

@@ -192,16 +192,17 @@ def test_neighbour_ages_and_timers_in_virtual_time() -> None:
     neigh = {d["dst"]: d for d in introspect.neighbours(r, t)}
     json.dumps(neigh)
     h1 = neigh[H1.ip]
+    # Never confirmed: "confirmed" 2 * base_reachable_time before creation (neigh_alloc).
     assert h1 == {"dst": H1.ip, "dev": "lan0", "state": "STALE", "probes": 0, "used": 4,
-                  "confirmed": None, "updated": 4, "queued": 0, "lladdr": "02:10:00:00:00:10"}
+                  "confirmed": 64, "updated": 4, "queued": 0, "lladdr": "02:10:00:00:00:10"}
     h2 = neigh[H2.ip]
     assert (h2["state"], h2["dev"], h2["lladdr"]) == ("REACHABLE", "wan0", "02:20:00:00:00:20")
     assert (h2["used"], h2["confirmed"], h2["updated"]) == (3, 3, 3)
-    reach = r.neigh4.reachable_time
+    reach = r.neigh4.reach_time(2)
     assert h2["timer_ms"] == (1 * SECOND + reach - t) // 1_000_000
     h4 = neigh[H4.ip]
-    assert h4 == {"dst": H4.ip, "dev": "small0", "state": "INCOMPLETE", "probes": 1,
-                  "used": 0, "confirmed": None, "updated": 0, "queued": 1, "timer_ms": 750}
+    assert h4 == {"dst": H4.ip, "dev": "small0", "state": "INCOMPLETE", "probes": 4,
+                  "used": 0, "confirmed": 60, "updated": 0, "queued": 1, "timer_ms": 750}
     # A deadline already passed (the timer has not run yet) shows 0, never negative.
     assert {d["dst"]: d for d in introspect.neighbours(r, 6 * SECOND)}[H4.ip]["timer_ms"] == 0
 
@@ -211,7 +212,7 @@ def test_neighbour_after_failure_and_timer_progress() -> None:
     n.send(LAN, ping(H1, H4.ip))
     n.run_until(1500 * MS)                           # second probe sent at 1 s
     h4 = {d["dst"]: d for d in introspect.neighbours(n.router, n.now)}[H4.ip]
-    assert (h4["state"], h4["probes"], h4["timer_ms"]) == ("INCOMPLETE", 2, 500)
+    assert (h4["state"], h4["probes"], h4["timer_ms"]) == ("INCOMPLETE", 5, 500)
     n.run_until(3 * SECOND)
     h4 = {d["dst"]: d for d in introspect.neighbours(n.router, n.now)}[H4.ip]
     assert (h4["state"], h4["queued"], h4["updated"]) == ("FAILED", 0, 0)

@@ -398,3 +398,13 @@ def test_fragmented_ns_ignored(net: Net6, pieces: int) -> None:
     for f in frags:
         out += net.send(LAN, frame6(H1, f))
     assert out == []
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: RFC 4861 7.1.1 and ndisc_recv_ns() only require a "
+                   "DAD NS to go to *a* solicited-node group (ipv6_addr_is_solict_mult); "
+                   "pyrouter drops one sent to a joined group other than the target's")
+def test_dad_ns_to_another_joined_solicited_group_answered(net: Net6) -> None:
+    # ff02::1:ff00:1 is joined on lan0 (2001:db8:1::1); the target is lan0's link-local
+    out = net.send(LAN, frame6(H1, ns_pkt("::", solicited(R_IP6[LAN]), R_LL[LAN])))
+    assert len(out) == 1
+    expect_icmp6(out[0], type=136, src=R_LL[LAN], dst=ALL_NODES)

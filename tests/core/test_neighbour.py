@@ -105,7 +105,7 @@ def test_late_reply_revives_a_failed_entry() -> None:
 def test_reachable_becomes_stale_after_reachable_time(seed: int) -> None:
     net = Net(seed=seed)
     t0 = reachable_h2(net)
-    rt = net.router.neigh4.reachable_time
+    rt = net.router.neigh4.reach_time(WAN)
     assert 15 * SECOND <= rt < 45 * SECOND              # uniform in [base/2, 3*base/2)
     assert net.run_until(t0 + rt - 1) == []
     assert net.neigh_state(H2) == "REACHABLE"
@@ -114,7 +114,7 @@ def test_reachable_becomes_stale_after_reachable_time(seed: int) -> None:
 
 
 def test_reachable_time_is_randomised_per_router() -> None:
-    times = {Net(seed=s).router.neigh4.reachable_time for s in range(10)}
+    times = {Net(seed=s).router.neigh4.reach_time(WAN) for s in range(10)}
     assert len(times) > 1
     assert all(15 * SECOND <= t < 45 * SECOND for t in times)
 
@@ -192,7 +192,7 @@ def test_confirmed_entry_in_delay_returns_to_reachable_at_the_timer() -> None:
 def test_unresolved_queue_is_bounded_in_bytes_oldest_dropped() -> None:
     net = Net()
     net.learn(H1)
-    params = net.router.neigh4.params
+    params = net.router.neigh4.parms(WAN)
     size = 1000
     n = 200
     for seq in range(n):
@@ -212,7 +212,7 @@ def test_unresolved_queue_is_bounded_in_bytes_oldest_dropped() -> None:
 
 def test_small_queue_limit_from_params() -> None:
     net = Net()
-    net.router.neigh4.params = NeighParams(unres_qlen_bytes=3 * (100 + 640))
+    net.router.neigh4.set_params(WAN, NeighParams(unres_qlen_bytes=3 * (100 + 640)))
     net.learn(H1)
     for seq in range(5):
         net.send(LAN, frame_from(H1, ipv4(H1.ip, H2.ip, echo(seq=seq, data=b"s" * 72), proto=1)))
@@ -226,7 +226,7 @@ def test_arp_flood_keeps_table_bounded_and_legit_flow_forwarded() -> None:
     answers the router's probes, as a live host does)."""
     net = Net()
     r = net.router
-    limit = r.neigh4.params.gc_thresh3
+    limit = r.neigh4.table.gc_thresh3
     assert limit == 1024
     reachable_h2(net)
     tpa = ip2int(R_IP[LAN])
@@ -282,7 +282,10 @@ def test_full_table_of_incomplete_entries_drops_new_destinations_silently() -> N
     arp_requests = [f for i, f in out if i == WAN and parse_eth(f).type == 0x0806]
     icmp_to_h1 = [f for i, f in out if i == LAN]
     refused = n - len(arp_requests)
-    assert refused > 0 and len(net.router.neigh4.entries) <= 1024
+    # PERMANENT entries are exempt from the gc thresholds (neigh_alloc's exempt_from_gc).
+    assert refused == n - 1024 and net.router.neigh4.gc_entries == 1024
+    assert len(net.router.neigh4.entries) == 1025
+    assert net.router.neigh4.stats["table_fulls"] == refused
     assert icmp_to_h1 == []
     assert [e for e in net.events if e.name == "neigh.failed"] == []
     assert net.drops() == {"neigh_table_full": refused}
@@ -328,7 +331,7 @@ def test_timer_heap_stays_bounded_under_repeated_confirmations() -> None:
         assert len(r.timers) < 8 * (len(r.neigh4.entries) + 16) + 200
     r.drain()
     net.now = t
-    rt = r.neigh4.reachable_time
+    rt = r.neigh4.reach_time(WAN)
     assert net.run_until(t + rt - MS) == [] and net.neigh_state(H2) == "REACHABLE"
     net.run_until(t + rt + MS)
     assert net.neigh_state(H2) == "STALE"

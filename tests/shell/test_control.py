@@ -234,7 +234,7 @@ def test_show_each_what(env: Env) -> None:
         assert "wakeups" in stats["loop"]
         for bad in ({}, {"what": "bogus"}):
             err = await c.error("show", bad)
-            assert err == "show what? links, addrs, routes, rules, neigh or stats"
+            assert err == "show what? links, addrs, routes, rules, neigh, ntable or stats"
         await c.aclose()
 
     env.run(body)
@@ -248,7 +248,7 @@ def test_show_neigh_after_traffic(env: Env) -> None:
         _, neigh = await c.call("show", {"what": "neigh"})
         assert [(d["dst"], d["dev"], d["state"], d["lladdr"]) for d in neigh] == [
             ("10.0.1.2", "a", "STALE", H1_MAC.hex(":"))]
-        assert neigh[0]["used"] == 0 and neigh[0]["confirmed"] is None
+        assert neigh[0]["used"] == 0 and neigh[0]["confirmed"] == 60   # never confirmed
         _, links = await c.call("show", {"what": "links"})
         assert links[0]["stats"]["rx_packets"] == 1 and links[0]["stats"]["tx_packets"] == 1
         await c.aclose()

@@ -381,7 +381,8 @@ def test_show_neigh_lists_permanent_entries_and_ntable_the_stats() -> None:
     assert rows["10.0.2.77"]["state"] == "FAILED" and rows["10.0.2.77"]["probes"] == 6   # ip -s neigh: "probes 6 FAILED"
     text = fmt.neighbours(list(rows.values()))
     assert "10.0.2.20 dev wan0 lladdr 02:20:00:00:00:aa used 4/4/4 probes 0 PERMANENT" in text
-    [t] = introspect.neigh_tables(net.router)
+    t, t6 = introspect.neigh_tables(net.router)
+    assert t6["name"] == "ndisc_cache"
     assert (t["name"], t["gc_thresh1"], t["gc_thresh2"], t["gc_thresh3"], t["gc_interval"]) == \
         ("arp_cache", 128, 512, 1024, 30)
     assert t["entries"] == 3 and t["gc_entries"] == 2

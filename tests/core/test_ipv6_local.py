@@ -351,3 +351,13 @@ def test_hop_limit_knob_sets_our_packets_hop_limit() -> None:
     expect_icmp6(out[0], type=129, hlim=200)
     out = net.send(LAN, frame6(H1, udp6_pkt(H1.ip, H2.ip, hlim=1)))
     expect_icmp6(out[0], type=3, hlim=200)
+
+
+def test_unicast_to_us_in_a_broadcast_frame(net: Net6) -> None:
+    """Not PACKET_HOST: no ICMPv6 error about it (icmp6_send), but the echo is answered
+    (icmpv6_echo_reply does not look at pkt_type)."""
+    bcast = b"\xff" * 6
+    assert net.send(LAN, frame6(H1, udp6_pkt(H1.ip, R_IP6[LAN]), eth_dst=bcast)) == []
+    out = net.send(LAN, frame6(H1, echo6(H1.ip, R_IP6[LAN]), eth_dst=bcast))
+    assert len(out) == 1
+    expect_icmp6(out[0], type=129, src=R_IP6[LAN], dst=H1.ip)

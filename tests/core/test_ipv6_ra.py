@@ -199,3 +199,17 @@ def test_final_ra_with_zero_lifetime_on_shutdown() -> None:
     assert len(ra) == 1
     m = expect_icmp6(ra[0][1:], type=134, src=R_LL[LAN], dst=ALL_NODES, hlim=255)
     assert struct.unpack_from("!H", m.body, 2)[0] == 0
+
+
+def test_no_ras_while_link_down_and_initial_burst_after_up() -> None:
+    net = Net6()
+    net.ready(40 * SECOND)
+    net.router.set_link(LAN, False, net.now)
+    out = net.run_until(net.now + 100 * SECOND)
+    assert _ras(out) == []
+    t0 = net.now
+    net.router.set_link(LAN, True, t0)
+    out = net.run_until(t0 + 40 * SECOND)
+    times = [t for t, _, _ in _ras(out)]
+    assert times[0] - t0 <= SECOND // 2
+    assert times[1] - times[0] <= 16 * SECOND and times[2] - times[1] <= 16 * SECOND

@@ -27,6 +27,7 @@ from ..core.route.lookup import PolicyRule
 from ..core.router import Router
 from ..core.sysctl import Ipv4Sysctl
 from ..wire.addr import mac_from_str, stable_mac
+from .dhcp_build import build_dhcp, check_dhcp
 from .load import ConfigError
 from .routes_file import parse_routes
 from .schema import Config, Interface
@@ -82,6 +83,8 @@ def check(cfg: Config, file: str = "<config>",
             seen[a.ip] = p.name
         if p.config.peer is not None and p.netns is None:
             raise ConfigError(file, f"interfaces.{p.name}.peer", "peer needs netns")
+    for p in plans:
+        check_dhcp(p.name, p.config, file, set(seen))
     names = {p.name: p for p in plans}
     for i, rc in enumerate(cfg.routes):
         where = f"routes[{i}]"
@@ -237,6 +240,7 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
                 r.add_address(p.ifindex, int(a.ip), a.network.prefixlen)
             else:
                 r.ports[p.ifindex].addrs6.append((int(a.ip), a.network.prefixlen))
+    build_dhcp(r, plans)
     r.fib.set_rules(build_rules(cfg, plans))
     r.fib.table_names = {tid: name for name, tid in cfg.tables.items()}
     by_name = {p.name: p for p in plans}

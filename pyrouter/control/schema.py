@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from ..wire.addr import mac_from_str
+from .dhcp import DhcpGlobal, Dhcp4ServerConfig
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 
@@ -67,6 +68,7 @@ class Interface(_Model):
     macaddress: str | None = None
     netns: str | None = None
     peer: Peer | None = None
+    dhcp: Dhcp4ServerConfig | None = None      # DHCPv4 server on this interface (control/dhcp.py)
 
     @field_validator("macaddress")
     @classmethod
@@ -260,6 +262,7 @@ class Config(_Model):
     ipv4: Ipv4Knobs = Field(default_factory=Ipv4Knobs)
     control: Control = Field(default_factory=Control)
     metrics: Metrics | None = None
+    dhcp: DhcpGlobal = Field(default_factory=DhcpGlobal)
 
     @field_validator("interfaces")
     @classmethod

@@ -60,6 +60,8 @@ class DropReason(Enum):
     REASM_DUP = "reasm_dup"
     RP_FILTER = "rp_filter"
     SOURCE_ROUTE = "source_route"
+    DHCP_MALFORMED = "dhcp_malformed"
+    DHCP_NO_ADDRESS = "dhcp_no_address"
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).

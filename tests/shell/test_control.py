@@ -232,9 +232,11 @@ def test_show_each_what(env: Env) -> None:
                               "fast_forwarded"}
         assert stats["snmp"]["IpInReceives"] == 0
         assert "wakeups" in stats["loop"]
+        _, dhcp = await c.call("show", {"what": "dhcp"})
+        assert dhcp == []                         # no interface has a DHCP server
         for bad in ({}, {"what": "bogus"}):
             err = await c.error("show", bad)
-            assert err == "show what? links, addrs, routes, rules, neigh or stats"
+            assert err == "show what? links, addrs, routes, rules, neigh, stats or dhcp"
         await c.aclose()
 
     env.run(body)

@@ -15,6 +15,8 @@ Route input (ip_route_input_slow):
   broadcast, unicast -> ip_forward, otherwise ip_error (ICMP code by route type,
   blackhole silent); for the first three the source is validated first
   (route/validate.py: one of our own addresses is a martian; rp_filter).
+Before the martian checks, UDP to port 67 on a port with a DHCP server goes to
+services/dhcp4.py ``dhcp4_hook`` (clients without an address send from 0.0.0.0).
 Every drop is counted with its reason; no exception leaves this module.
 """
 

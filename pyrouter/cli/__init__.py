@@ -1,7 +1,7 @@
 """Command line: run and check a config; operate a running router through its control socket.
 
     pyrouter run -c FILE            pyrouter check -c FILE
-    pyrouter show link|addr|route|neigh|stats|dhcp [--json]
+    pyrouter show link|addr|route|neigh|stats|dhcp|dns [--json]
     pyrouter route get ADDR [from SRC] [iif IF] [mark N]
     pyrouter ping / traceroute / capture / trace / explain / reload / version
 """
@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     chk.add_argument("-c", "--config", required=True)
     show = sub.add_parser("show", help="interfaces, addresses, routes, neighbours, counters")
     show.add_argument("what", choices=("link", "addr", "route", "rule", "neigh", "stats", "dhcp",
-                                       "leases"))
+                                       "leases", "dns"))
     show.add_argument("rest", nargs="*", help="route: table NAME|all; stats: all")
     show.add_argument("--json", action="store_true")
     rt = sub.add_parser("route", help="route get ADDR [from SRC] [iif IF] [mark N]")
@@ -156,7 +156,8 @@ def _client(args: argparse.Namespace, path: str) -> int:
         return 0
     if args.cmd == "show":
         what = {"link": "links", "addr": "addrs", "route": "routes", "rule": "rules",
-                "neigh": "neigh", "stats": "stats", "dhcp": "dhcp", "leases": "dhcp"}[args.what]
+                "neigh": "neigh", "stats": "stats", "dhcp": "dhcp", "leases": "dhcp",
+                "dns": "dns"}[args.what]
         req: dict[str, Any] = {"what": what}
         if args.what == "route" and len(args.rest) == 2 and args.rest[0] == "table":
             req["table"] = args.rest[1]
@@ -166,6 +167,7 @@ def _client(args: argparse.Namespace, path: str) -> int:
                  "rules": lambda: fmt.rules(data),
                  "neigh": lambda: fmt.neighbours(data),
                  "dhcp": lambda: fmt.dhcp_leases(data),
+                 "dns": lambda: fmt.dns_forwarder(data),
                  "stats": lambda: fmt.stats(data, "all" in args.rest)}[what]()
         _out(args, data, human)
         return 0

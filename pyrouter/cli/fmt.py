@@ -137,6 +137,18 @@ def dhcp_leases(data: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def dns_forwarder(data: dict[str, Any] | None) -> str:
+    """``show dns``: the forwarder's upstreams, pending queries and counters."""
+    if data is None:
+        return "no DNS forwarder configured"
+    ups = ", ".join(f"{u}{' (preferred)' if i == data['preferred'] else ''}"
+                    for i, u in enumerate(data["upstreams"]))
+    st = data["stats"]
+    return (f"dns forwarder on {', '.join(data['listen'])} -> {ups}\n"
+            f"    pending {data['pending']}/{data['max_pending']}  queries {st['queries']} "
+            f"answers {st['answers']} timeouts {st['timeouts']} evicted {st['evicted']}")
+
+
 def stats(data: dict[str, Any], all_: bool = False) -> str:
     out = ["#kernel-style counters (nstat names)"]
     for k, v in data["snmp"].items():

@@ -27,7 +27,7 @@ from ..core.route.lookup import PolicyRule
 from ..core.router import Router
 from ..core.sysctl import Ipv4Sysctl
 from ..wire.addr import mac_from_str, stable_mac
-from .dhcp_build import build_dhcp, check_dhcp
+from .services_build import build_dhcp, build_dns, check_dhcp, check_dns
 from .load import ConfigError
 from .routes_file import parse_routes
 from .schema import Config, Interface
@@ -85,6 +85,7 @@ def check(cfg: Config, file: str = "<config>",
             raise ConfigError(file, f"interfaces.{p.name}.peer", "peer needs netns")
     for p in plans:
         check_dhcp(p.name, p.config, file, set(seen))
+    check_dns(cfg, plans, file, set(seen))
     names = {p.name: p for p in plans}
     for i, rc in enumerate(cfg.routes):
         where = f"routes[{i}]"
@@ -240,6 +241,7 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
                 r.add_address(p.ifindex, int(a.ip), a.network.prefixlen)
             else:
                 r.ports[p.ifindex].addrs6.append((int(a.ip), a.network.prefixlen))
+    build_dns(r, cfg, plans)
     build_dhcp(r, plans)
     r.fib.set_rules(build_rules(cfg, plans))
     r.fib.table_names = {tid: name for name, tid in cfg.tables.items()}

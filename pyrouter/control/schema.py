@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from ..wire.addr import mac_from_str
 from .dhcp import DhcpGlobal, Dhcp4ServerConfig
+from .dns import DnsConfig
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 
@@ -263,6 +264,7 @@ class Config(_Model):
     control: Control = Field(default_factory=Control)
     metrics: Metrics | None = None
     dhcp: DhcpGlobal = Field(default_factory=DhcpGlobal)
+    dns: DnsConfig | None = None        # DNS forwarder on the router's addresses (control/dns.py)
 
     @field_validator("interfaces")
     @classmethod

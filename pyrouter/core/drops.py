@@ -62,6 +62,8 @@ class DropReason(Enum):
     SOURCE_ROUTE = "source_route"
     DHCP_MALFORMED = "dhcp_malformed"
     DHCP_NO_ADDRESS = "dhcp_no_address"
+    DNS_MALFORMED = "dns_malformed"
+    DNS_PENDING_FULL = "dns_pending_full"
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).

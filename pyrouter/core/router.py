@@ -46,6 +46,7 @@ from .route.exceptions import ExceptionTable
 from .route.fib import RT_TABLE_LOCAL, RT_TABLE_MAIN, Route, RouteType, Scope
 from .route.lookup import Fib
 from .services.dhcp4 import dhcp4_adopt, dhcp4_alive_timers, dhcp4_timer
+from .services.dns import dns_adopt, dns_alive_timers, dns_timer
 from .sysctl import Ipv4Sysctl
 from .time import SECOND, Instant, TimerQueue
 from .trace import Tracer
@@ -92,6 +93,7 @@ class Router:
         self.trace: list[dict[str, Any]] | None = None
         self.ip_ident = rng.getrandbits(16)
         self.dhcp4: dict[int, Any] = {}        # ifindex -> services/dhcp4.py Dhcp4Server
+        self.dns: Any = None                   # services/dns.py DnsForwarder, if configured
         self.timers.schedule(now + NEIGH_GC_INTERVAL, ("neigh-gc",))
         self.timers.schedule(now + NEIGH_RERANDOM_INTERVAL, ("neigh-rand",))
 
@@ -172,6 +174,8 @@ class Router:
                 self.timers.schedule(now + NEIGH_RERANDOM_INTERVAL, key)
             elif kind == "dhcp4":
                 dhcp4_timer(self, key[1], deadline, now)
+            elif kind == "dns":
+                dns_timer(self, deadline, now)
         # Stale heap entries (re-armed timers) are skipped lazily; bound the heap.
         if len(self.timers) > 8 * (len(self.neigh4.entries) + len(self.reasm) + 16):
             self._compact_timers()
@@ -182,7 +186,7 @@ class Router:
         alive |= {(q.deadline, ("frag", q.key)) for q in self.reasm.queues.values()}
         alive |= {(d, k) for d, k in ((e[0], e[2]) for e in self.timers._heap)
                   if k[0] in ("neigh-gc", "neigh-rand")}
-        alive |= dhcp4_alive_timers(self)
+        alive |= dhcp4_alive_timers(self) | dns_alive_timers(self)
         self.timers.compact(alive)
 
     def poll_at(self) -> Instant | None:
@@ -358,6 +362,7 @@ class Router:
         self.fnhe.min_pmtu, self.fnhe.expires = new.fnhe.min_pmtu, new.fnhe.expires
         self.fwd_cache.clear()
         dhcp4_adopt(self, new)
+        dns_adopt(self, new)
         removed = [p.name for p in gone
                    if p.name not in recreated and p.name not in new.ports_by_name]
         summary = {"added": added, "removed": removed, "recreated": sorted(recreated),

@@ -234,9 +234,11 @@ def test_show_each_what(env: Env) -> None:
         assert "wakeups" in stats["loop"]
         _, dhcp = await c.call("show", {"what": "dhcp"})
         assert dhcp == []                         # no interface has a DHCP server
+        _, dns = await c.call("show", {"what": "dns"})
+        assert dns is None                        # no forwarder configured
         for bad in ({}, {"what": "bogus"}):
             err = await c.error("show", bad)
-            assert err == "show what? links, addrs, routes, rules, neigh, stats or dhcp"
+            assert err == "show what? links, addrs, routes, rules, neigh, stats, dhcp or dns"
         await c.aclose()
 
     env.run(body)

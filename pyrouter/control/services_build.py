@@ -1,11 +1,13 @@
-"""Semantic checks of the DHCPv4 server configuration (control/dhcp.py) and the
-core/services/dhcp4.py servers built from it.
+"""Semantic checks of the services' configuration (DHCPv4 server, control/dhcp.py; DNS
+forwarder, control/dns.py) and the core/services objects built from it.
 
-Checks (each a ConfigError with its key path, before anything is touched): the
-pool lies in one IPv4 subnet of the interface, first <= last, at most 65536
-addresses; a static address is in that subnet and is not one of the router's
-addresses or the subnet's network/broadcast address; a MAC or static address
-appears once; the router option is an address of that subnet.
+Checks (each a ConfigError with its key path, before anything is touched):
+* DHCP: the pool lies in one IPv4 subnet of the interface, first <= last, at most
+  65536 addresses; a static address is in that subnet and is not one of the
+  router's addresses or the subnet's network/broadcast address; a MAC or static
+  address appears once; the router option is an address of that subnet;
+* DNS: ``listen`` names configured interfaces; an upstream is not one of the
+  router's own addresses (the forwarder would ask itself).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any
 
 from ..core.services.dhcp4 import MAX_POOL, Dhcp4Params, Dhcp4Server
+from ..core.services.dns import DnsForwarder, DnsParams
 from ..wire.addr import mac_from_str
 from .dhcp import Dhcp4ServerConfig
 from .load import ConfigError
@@ -76,9 +79,38 @@ def build_dhcp(r: Router, plans: list[Any]) -> None:
         a = _subnet_of(p.config.addresses, first, last)
         assert a is not None
         router = None if dc.no_router else int(dc.router) if dc.router is not None else int(a.ip)
+        dns = tuple(int(x) for x in dc.dns)
+        if not dns and r.dns is not None and p.ifindex in r.dns.params.listen:
+            dns = (int(a.ip),)                  # the router's own forwarder
         params = Dhcp4Params(
             server_addr=int(a.ip), prefixlen=a.network.prefixlen, pool_first=int(first),
             pool_last=int(last), lease_time=dc.lease_time, router=router,
-            dns=tuple(int(x) for x in dc.dns), domain=dc.domain.rstrip(".") if dc.domain else None,
+            dns=dns, domain=dc.domain.rstrip(".") if dc.domain else None,
             static=tuple((mac_from_str(s.mac), int(s.address)) for s in dc.static))
         r.dhcp4[p.ifindex] = Dhcp4Server(p.ifindex, params)
+
+
+def check_dns(cfg: Any, plans: list[Any], file: str, local: set[Any]) -> None:
+    dc = cfg.dns
+    if dc is None:
+        return
+    names = {p.name for p in plans}
+    for j, name in enumerate(dc.listen or []):
+        if name not in names:
+            raise ConfigError(file, f"dns.listen[{j}]", f"no interface named {name!r}")
+    for j, (addr, _port) in enumerate(dc.upstreams()):
+        if addr in local:
+            raise ConfigError(file, f"dns.upstream[{j}]", f"{addr} is an address of this router")
+        if addr.is_unspecified or addr.is_multicast or addr.is_loopback \
+                or addr == IPv4Address("255.255.255.255"):
+            raise ConfigError(file, f"dns.upstream[{j}]", f"{addr} cannot be a DNS server")
+
+
+def build_dns(r: Router, cfg: Any, plans: list[Any]) -> None:
+    """The forwarder (before the DHCP servers, whose default DNS option it is)."""
+    dc = cfg.dns
+    if dc is None:
+        return
+    listen = frozenset(p.ifindex for p in plans if dc.listen is None or p.name in dc.listen)
+    r.dns = DnsForwarder(DnsParams(listen, tuple((int(a), port) for a, port in dc.upstreams()),
+                                   dc.max_pending, dc.timeout))

@@ -12,6 +12,9 @@ registry), builds the image, and then:
   capability inside the container;
 * h1 gets its address from the router's DHCP server (busybox udhcpc), h2 is
   static; h1 pings h2 and sends it 1 MiB over TCP through the router;
+* a third port joins a Docker bridge network (the TAP's kernel side moved to the
+  host and enslaved to the network's bridge, as ``master:`` or the operator would
+  do), and a container on that network pings h2 through the router;
 * the healthcheck turns healthy; the router runs as uid 10001 with CAP_NET_ADMIN
   as its only capability; ``docker kill -s HUP`` reloads an edited config;
   ``docker stop`` ends it with exit code 0 well within the grace period; every log
@@ -43,6 +46,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent.parent
 BUSYBOX = shutil.which("busybox")
+WHEEL_PORT = 39431
 
 
 def _skip_reason() -> str | None:
@@ -150,7 +154,12 @@ def wheel_server(directory: Path) -> Iterator[str]:
             pass
 
     handler = functools.partial(Quiet, directory=str(directory))
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    # A fixed port when free: the URL is a build argument, and a different one each
+    # run would defeat the layer cache.
+    try:
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", WHEEL_PORT), handler)
+    except OSError:
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
@@ -182,16 +191,20 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Docker, st
            "-d", wheels, *deps, "setuptools>=68", "wheel", timeout=600)
         timings["wheels"] = time.monotonic() - t
         t = time.monotonic()
-        tag = f"pyrouter:test-{secrets.token_hex(3)}"
+        tag = "pyrouter:test"          # kept in the cached data root: the next build is quick
         with wheel_server(wheels) as url:
             docker("build", "--network", "host", "-q", "--build-arg", "PIP_NO_INDEX=1",
                    "--build-arg", f"PIP_FIND_LINKS={url}", "-f", REPO / "docker" / "Dockerfile",
                    "-t", tag, REPO, timeout=1200)
         timings["build"] = time.monotonic() - t
         yield docker, tag, timings
-        docker("rmi", "-f", tag, check=False)
     finally:
         docker.stop()
+        # dockerd leaves its netns bind mount (exec/netns/default) behind.
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(str(base))]
+        for m in sorted(mounts, reverse=True):
+            sh("umount", "-l", m, check=False)
         shutil.rmtree(base, ignore_errors=True)
         print(f"\ndocker test timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in
                                                         timings.items()), file=sys.stderr)
@@ -214,6 +227,22 @@ def test_image_contents(image: tuple[Docker, str, dict]) -> None:
     assert cfg["Cmd"][:3] == ["run", "-c", "/etc/pyrouter/pyrouter.yaml"]
 
 
+def busybox_image(docker: Docker, tmp: Path) -> str:
+    """A client image of busybox-static alone (docker import of one binary)."""
+    tag = "pyrouter-test-busybox:latest"
+    if docker("image", "inspect", tag, check=False).returncode == 0:
+        return tag
+    root = tmp / "bbroot"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    for applet in ("sh", "ip", "ping", "sleep", "udhcpc", "nslookup"):
+        (root / "bin" / applet).symlink_to("busybox")
+    tar = subprocess.run(["tar", "-C", root, "-c", "."], capture_output=True, check=True).stdout
+    subprocess.run(["docker", "import", "-", tag], input=tar, env=docker.env, check=True,
+                   capture_output=True, timeout=60)
+    return tag
+
+
 UDHCPC_SCRIPT = """#!/bin/sh
 echo "$1 ip=$ip router=$router dns=$dns" >> {log}
 case "$1" in
@@ -228,7 +257,8 @@ def test_container_routes_serves_dhcp_reloads_and_stops(image: tuple[Docker, str
                                                          tmp_path: Path) -> None:
     docker, tag, timings = image
     tok = secrets.token_hex(3)
-    a, b = f"d{tok}a", f"d{tok}b"
+    a, b, c = f"d{tok}a", f"d{tok}b", f"d{tok}c"
+    bridge, lan = f"br{tok}", f"lan{tok}"
     cns, h1, h2 = f"pr-{tok}-ctr", f"pr-{tok}-h1", f"pr-{tok}-h2"
     name = f"pyrouter-test-{tok}"
     cfgdir = tmp_path / "etc"
@@ -236,11 +266,13 @@ def test_container_routes_serves_dhcp_reloads_and_stops(image: tuple[Docker, str
     cfg = {"interfaces": {
         a: {"addresses": ["10.0.1.1/24"],
             "dhcp": {"pool": ["10.0.1.100", "10.0.1.120"], "dns": ["10.0.1.53"]}},
-        b: {"addresses": ["10.0.2.1/24"]}},
+        b: {"addresses": ["10.0.2.1/24"]},
+        c: {"addresses": ["10.0.3.1/24"]}},
         "dhcp": {"lease_file": "/var/lib/pyrouter/dhcp4.leases"}}
     (cfgdir / "pyrouter.yaml").write_text(yaml.safe_dump(cfg))
     os.chmod(cfgdir, 0o755)
     made_ns: list[str] = []
+    networks: list[str] = []
     t_start = time.monotonic()
     try:
         docker("run", "-d", "--name", name, "--network", "none", "--cap-add", "NET_ADMIN",
@@ -303,6 +335,18 @@ def test_container_routes_serves_dhcp_reloads_and_stops(image: tuple[Docker, str
                 listener.wait(5)
         assert hashlib.sha256(got.read_bytes()).digest() == \
             hashlib.sha256(blob.read_bytes()).digest()
+        # A container behind the router on a Docker bridge network.
+        docker("network", "create", "-d", "bridge", "-o",
+               f"com.docker.network.bridge.name={bridge}", "--subnet", "10.0.3.0/24",
+               "--gateway", "10.0.3.254", "--ip-range", "10.0.3.64/27", lan)
+        networks.append(lan)
+        sh("ip", "-n", cns, "link", "set", c, "netns", os.getpid())
+        sh("ip", "link", "set", c, "master", bridge, "up")
+        client = docker("run", "--rm", "--network", lan, "--cap-add", "NET_ADMIN",
+                        busybox_image(docker, tmp_path), "sh", "-c",
+                        "ip route replace default via 10.0.3.1 && ping -c 2 -W 2 10.0.2.2",
+                        check=False, timeout=60)
+        assert client.returncode == 0 and "ttl=63" in client.stdout, client.stdout + client.stderr
         leases = json.loads(docker("exec", name, "pyrouter", "show", "dhcp", "--json").stdout)
         assert leases[0]["leases"][0]["state"] == "bound"
         # Reload: edit the mounted config, SIGHUP through docker.
@@ -326,6 +370,9 @@ def test_container_routes_serves_dhcp_reloads_and_stops(image: tuple[Docker, str
         timings["run"] = time.monotonic() - t_start
     finally:
         docker("rm", "-f", name, check=False)
+        for net in networks:
+            docker("network", "rm", net, check=False)
+        sh("ip", "link", "del", c, check=False)
         docker("volume", "prune", "-f", check=False)
         for ns in reversed(made_ns):
             sh("ip", "netns", "del", ns, check=False)

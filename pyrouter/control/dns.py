@@ -3,12 +3,15 @@ checks it and builds core/services/dns.py's forwarder.
 
     dns:
       upstream: [10.0.2.254, "192.0.2.53:5353"]   # IPv4 servers, port 53 unless given
-      listen: [lan0]        # interfaces whose router addresses answer (default: all)
+      listen: [lan0]        # interfaces whose clients are answered (default: those
+                            #   with a DHCP server)
       max_pending: 1024     # queries in flight at most (the oldest is evicted)
       timeout: 5            # seconds an upstream has to answer
 
-With a forwarder listening on an interface, that interface's DHCP server hands out
-the router's address as the DNS server unless its ``dhcp.dns`` says otherwise.
+Only clients in a subnet of the interface they ask on are answered (never the far
+side of a gateway: no open resolver).  With a forwarder listening on an interface,
+that interface's DHCP server hands out the router's address as the DNS server
+unless its ``dhcp.dns`` says otherwise.
 """
 
 from __future__ import annotations

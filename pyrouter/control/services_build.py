@@ -6,8 +6,9 @@ Checks (each a ConfigError with its key path, before anything is touched):
   65536 addresses; a static address is in that subnet and is not one of the
   router's addresses or the subnet's network/broadcast address; a MAC or static
   address appears once; the router option is an address of that subnet;
-* DNS: ``listen`` names configured interfaces; an upstream is not one of the
-  router's own addresses (the forwarder would ask itself).
+* DNS: ``listen`` names configured interfaces (default: those with a DHCP
+  server, and there must be one); an upstream is not one of the router's own
+  addresses (the forwarder would ask itself).
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ def check_dns(cfg: Any, plans: list[Any], file: str, local: set[Any]) -> None:
     for j, name in enumerate(dc.listen or []):
         if name not in names:
             raise ConfigError(file, f"dns.listen[{j}]", f"no interface named {name!r}")
+    if dc.listen is None and not any(p.config.dhcp is not None for p in plans):
+        raise ConfigError(file, "dns.listen", "no interface has a DHCP server to default to: "
+                          "name the interfaces whose clients the forwarder answers")
     for j, (addr, _port) in enumerate(dc.upstreams()):
         if addr in local:
             raise ConfigError(file, f"dns.upstream[{j}]", f"{addr} is an address of this router")
@@ -111,6 +115,7 @@ def build_dns(r: Router, cfg: Any, plans: list[Any]) -> None:
     dc = cfg.dns
     if dc is None:
         return
-    listen = frozenset(p.ifindex for p in plans if dc.listen is None or p.name in dc.listen)
+    listen = frozenset(p.ifindex for p in plans
+                       if (p.config.dhcp is not None if dc.listen is None else p.name in dc.listen))
     r.dns = DnsForwarder(DnsParams(listen, tuple((int(a), port) for a, port in dc.upstreams()),
                                    dc.max_pending, dc.timeout))

@@ -382,6 +382,35 @@ def test_relay_reply_goes_to_giaddr_port_67(net: Net) -> None:
     assert (rep.sport, rep.dport) == (67, 67) and rep.giaddr == "10.0.1.5"
 
 
+def test_relayed_request_is_served_from_the_pool_of_the_relay_subnet() -> None:
+    net = Net(CONFIG.replace("    addresses: [10.0.2.1/24]\n",
+                             "    addresses: [10.0.2.1/24]\n"
+                             "    dhcp: {pool: [10.0.2.100, 10.0.2.101]}\n"))
+    relay_mac = mac_n(0x62)
+    learn(net, relay_mac, "10.0.1.5")
+    # The relay on lan0 relays for clients of 10.0.2.0/24 (giaddr there).
+    assert len(net.send(WAN, arp(1, mac_n(0x64), "10.0.2.9", bytes(6), "10.0.2.1"))) == 1
+    payload = dhcp_payload(DISCOVER, mac_n(0x63), xid=78, giaddr="10.0.2.9")
+    tx = net.send(LAN, client_frame(payload, relay_mac, src="10.0.1.5", dst="10.0.1.1",
+                                    eth_dst=R_MAC, sport=67))
+    assert len(tx) == 1
+    rep = parse_reply(tx[0][1])
+    assert rep.yiaddr in ("10.0.2.100", "10.0.2.101")
+    assert rep.ip_dst == "10.0.2.9" and rep.addr_opt(54) == ["10.0.2.1"]
+    # giaddr in a subnet no pool serves: nothing to offer.
+    payload = dhcp_payload(DISCOVER, mac_n(0x63), xid=79, giaddr="10.0.7.1")
+    assert net.send(LAN, client_frame(payload, relay_mac, src="10.0.1.5", dst="10.0.1.1",
+                                      eth_dst=R_MAC, sport=67)) == []
+    assert net.drops()["dhcp_no_address"] == 1
+
+
+def test_nak_echoes_the_client_identifier(net: Net) -> None:
+    c = Client(net, mac_n(0x65))
+    cid = b"\x01" + mac_n(0x65)
+    rep = c.one(c.send(REQUEST, opts=[(50, IPv4Address("192.168.7.7").packed), (61, cid)]))
+    assert rep.type == NAK and rep.options[61] == cid
+
+
 @pytest.mark.parametrize("payload", [
     b"",
     b"\x01" * 100,

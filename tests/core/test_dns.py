@@ -121,6 +121,25 @@ def test_queries_on_a_port_not_listened_on_get_port_unreachable(net: Net) -> Non
     expect_icmp(tx[0][1], type=3, code=3)
 
 
+def test_clients_beyond_a_gateway_are_not_served(net: Net) -> None:
+    """No open resolver: a query from outside lan0's subnet, arriving on lan0."""
+    p = query(0x5555)
+    src, dst = "198.51.100.7", "10.0.1.1"
+    tx = net.send(LAN, eth(R_LAN, CLIENT_MAC, 0x0800, ipv4(src, dst, udp(src, dst, 40000, 53, p))))
+    assert all(f[0] != WAN for f in tx)
+    assert dns_show(net.router)["stats"]["queries"] == 0
+
+
+def test_listen_defaults_to_the_interfaces_with_a_dhcp_server() -> None:
+    no_listen = CONFIG.replace("  listen: [lan0]\n", "")
+    r = build(parse(no_listen), random.Random(0))
+    assert r.dns.params.listen == frozenset({LAN})
+    with pytest.raises(ConfigError) as ei:
+        build(parse(no_listen.replace("    dhcp: {pool: [10.0.1.100, 10.0.1.110]}\n", "")),
+              random.Random(0))
+    assert ei.value.path == "dns.listen"
+
+
 def test_a_timeout_makes_the_next_upstream_preferred(net: Net) -> None:
     forwarded(ask(net, 1))
     net.run_until(net.now + 6 * SECOND)

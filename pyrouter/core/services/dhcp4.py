@@ -25,6 +25,8 @@ Protocol (RFC 2131 sections 3 and 4.3):
   --dhcp-authoritative);
 * DECLINE marks the address unusable for one lease time; RELEASE frees it;
   INFORM gets an ACK with the configuration options and no lease (section 3.4);
+* relayed requests (giaddr set, arriving on a DHCP-enabled port) are served from
+  the pool of the DHCP-enabled interface whose subnet holds giaddr;
 * replies (section 4.1): to giaddr port 67 through a relay; else to ciaddr
   (unicast, ARP as usual) when set; else broadcast when the client set the
   broadcast flag, and always for a NAK; else unicast to yiaddr at chaddr with no
@@ -133,8 +135,9 @@ class Dhcp4Server:
         static = self.static_by_mac.get(mac)
         if static is not None:
             return addr == static
-        return (p.pool_first <= addr <= p.pool_last and addr not in self.static_addrs
-                and addr not in local and addr != p.broadcast and addr & ~p.mask & 0xFFFFFFFF)
+        return bool(p.pool_first <= addr <= p.pool_last and addr not in self.static_addrs
+                    and addr not in local and addr != p.broadcast
+                    and addr & ~p.mask & 0xFFFFFFFF)
 
     def free_for(self, addr: int, key: bytes) -> bool:
         lease = self.leases.get(addr)
@@ -254,8 +257,20 @@ def dhcp4_hook(r: Router, port: Port, pkt: PacketBuf, now: Instant) -> bool:
     if handler is None:
         r.drop(DropReason.DHCP_MALFORMED, port)
         return True
+    if msg.giaddr and not _in_subnet(srv, msg.giaddr):
+        # Relayed: the pool is the one of the relay's subnet (RFC 2131 section 4.3.1).
+        relayed = next((s for s in r.dhcp4.values() if _in_subnet(s, msg.giaddr)), None)
+        if relayed is None:
+            r.drop(DropReason.DHCP_NO_ADDRESS, port)
+            return True
+        srv = relayed
     handler(r, port, srv, msg, now)
     return True
+
+
+def _in_subnet(srv: Dhcp4Server, addr: int) -> bool:
+    p = srv.params
+    return (addr ^ p.server_addr) & p.mask == 0
 
 
 def _key(msg: d.DhcpMessage) -> bytes:
@@ -365,7 +380,10 @@ def _options(srv: Dhcp4Server, req: d.DhcpMessage, mtype: int, inform: bool) -> 
     p = srv.params
     opts: dict[int, bytes] = {d.OPT_MSG_TYPE: bytes((mtype,)),
                               d.OPT_SERVER_ID: d.u32_option(p.server_addr)}
+    cid = req.options.get(d.OPT_CLIENT_ID)
     if mtype == d.DHCPNAK:
+        if cid:
+            opts[d.OPT_CLIENT_ID] = cid
         return opts
     if not inform:
         opts[d.OPT_LEASE_TIME] = d.u32_option(p.lease_time)
@@ -384,7 +402,6 @@ def _options(srv: Dhcp4Server, req: d.DhcpMessage, mtype: int, inform: bool) -> 
     for code in _CONFIG_OPTS:
         if code in have:
             opts[code] = have[code]
-    cid = req.options.get(d.OPT_CLIENT_ID)
     if cid:
         opts[d.OPT_CLIENT_ID] = cid
     return opts

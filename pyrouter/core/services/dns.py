@@ -1,7 +1,7 @@
 """A small DNS forwarder on the router's addresses (UDP port 53), as dnsmasq without a cache.
 
 A query (UDP to port 53 of one of the router's addresses, arriving on a port the
-forwarder listens on) is sent on to the preferred upstream server from the
+forwarder listens on, from a source in one of that port's subnets) is sent on to the preferred upstream server from the
 router's own address, with a fresh random ID and a random source port, and
 remembered in the pending table under (source port, ID).  The upstream's answer,
 recognised by its source (the upstream's address and port) and that pair, goes
@@ -117,6 +117,19 @@ def _source_for(r: Router, daddr: int) -> int | None:
     return route.prefsrc or port.primary_addr4(toward=nexthop)
 
 
+def _on_link(r: Router, ifindex: int, src: int) -> bool:
+    """Only clients in a subnet of the port they ask on (dnsmasq's --local-service): the
+    forwarder is never an open resolver for the far side of a gateway."""
+    port = r.ports.get(ifindex)
+    if port is None:
+        return False
+    for addr, plen in port.addrs4:
+        mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+        if (addr ^ src) & mask == 0:
+            return True
+    return False
+
+
 def dns_udp_rcv(r: Router, pkt: PacketBuf, off: int, ulen: int, broadcast: bool,
                 now: Instant) -> bool:
     """True when the datagram was the forwarder's (a query or an upstream's answer)."""
@@ -129,7 +142,7 @@ def dns_udp_rcv(r: Router, pkt: PacketBuf, off: int, ulen: int, broadcast: bool,
     src = int.from_bytes(data[12:16], "big")
     dst = int.from_bytes(data[16:20], "big")
     payload = memoryview(data)[off + 8:off + ulen]
-    if dport == DNS_PORT and pkt.iif in fwd.params.listen:
+    if dport == DNS_PORT and pkt.iif in fwd.params.listen and _on_link(r, pkt.iif, src):
         return _query(r, fwd, pkt, src, sport, dst, payload, now)
     if (src, sport) in fwd.params.upstreams and len(payload) >= 2:
         p = fwd.pending.get((dport, (payload[0] << 8) | payload[1]))

@@ -97,6 +97,7 @@ def start(app: App, nursery: trio.Nursery, now: int) -> LeaseFile | None:
         return None
     lf = LeaseFile(app, path)
     lf.load(now)
+    app.timers.rearm()                # the loaded leases' expiry may be the next deadline
     nursery.start_soon(lf.run)
     return lf
 

@@ -27,10 +27,10 @@ from ...wire.checksum import inet_checksum, ones_sum
 from ...wire.ipv4 import IP_MF, IP_OFFSET, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 from ..drops import DropReason
 from ..packet import PacketBuf, PktType
+from ..services.dns import dns_udp_rcv
 from .icmp import icmp_echo_reply, icmp_send
 from .output import ip_local_out
 from .pmtu import learn_from_frag_needed, learn_from_redirect
-from ..services.dns import dns_udp_rcv
 from .sock import icmp_for_us
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The container image (docker/Dockerfile), built and run with only NET_ADMIN and the TUN device.
 
 The test starts its own dockerd (Debian's docker.io; overlay2, vfs if that cannot
-work; no iptables, no bridge), makes the base image locally (scripts/docker-base.sh:
+work; no iptables, no default bridge, and no ip_forward change on the host), makes the base image locally (scripts/docker-base.sh:
 debootstrap + docker import, the root file system cached under /var/cache/pyrouter),
 serves the Python dependencies from a local wheel directory (so the build needs no
 registry), builds the image, and then:
@@ -119,7 +119,9 @@ class Docker:
                 ["dockerd", "--data-root", root, "--exec-root", self.base / "exec",
                  "--pidfile", self.base / "dockerd.pid", "--host", f"unix://{self.sock}",
                  "--storage-driver", driver, "--iptables=false", "--ip6tables=false",
-                 "--bridge=none"], stdout=log, stderr=subprocess.STDOUT,
+                 # dockerd would otherwise set net.ipv4.ip_forward=1 on the host, and new
+                 # namespaces inherit it: every test host would become a router.
+                 "--ip-forward=false", "--bridge=none"], stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -376,6 +376,9 @@ class Topology:
         _CREATED_NETNS.add(ns)
         self.netns.append(ns)
         ip("-n", ns, "link", "set", "lo", "up")
+        # A new namespace copies the host's IPv4 settings; a host that has
+        # ip_forward=1 (dockerd sets it) would make every test host a router.
+        nsexec(ns, "sysctl", "-qw", "net.ipv4.ip_forward=0", check=True)
 
     def config_dict(self) -> dict:
         interfaces: dict[str, dict] = {}

@@ -10,7 +10,8 @@ option that appears more than once is the concatenation of its parts (RFC 3396);
 with Option Overload (52) the ``file`` and/or ``sname`` fields carry more options,
 read after the options field.  Anything else raises MalformedError("dhcp_malformed").
 
-Emitting writes the options in the order given, splits values longer than 255
+Emitting writes the options in the order given (all in the options field, so
+never with Option Overload), splits values longer than 255
 octets into consecutive options (RFC 3396), ends with 255 and pads the message to
 the 300-octet BOOTP minimum (RFC 1542 section 2.1) that older relays and clients
 expect.  Invariants: a parsed message's options are bounded by its size (at most
@@ -153,8 +154,8 @@ class DhcpMessage:
                                     self.sname.ljust(64, b"\0"), self.file.ljust(128, b"\0")))
         out += MAGIC_COOKIE
         for code, value in self.options.items():
-            if code in (OPT_PAD, OPT_END):
-                continue
+            if code in (OPT_PAD, OPT_END, OPT_OVERLOAD):
+                continue            # everything goes in the options field: no overload
             if not value:
                 out += bytes((code, 0))
             for i in range(0, len(value), 255):

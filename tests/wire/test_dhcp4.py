@@ -57,8 +57,15 @@ def test_option_overload_reads_file_then_sname() -> None:
     m = d.DhcpMessage(options={d.OPT_MSG_TYPE: b"\x03", d.OPT_OVERLOAD: b"\x03"},
                       file=bytes([d.OPT_HOSTNAME, 2]) + b"ab" + b"\xff",
                       sname=bytes([d.OPT_HOSTNAME, 2]) + b"cd" + b"\xff")
-    got = d.DhcpMessage.parse(m.emit())
+    raw = m.emit()
+    # emit() never overloads, so build the overloaded message by hand.
+    raw = raw[:240] + bytes([53, 1, 3, 52, 1, 3, 255])
+    raw = raw[:108] + (bytes([12, 2]) + b"ab" + b"\xff").ljust(128, b"\0") + raw[236:]
+    raw = raw[:44] + (bytes([12, 2]) + b"cd" + b"\xff").ljust(64, b"\0") + raw[108:]
+    got = d.DhcpMessage.parse(raw)
     assert got.options[d.OPT_HOSTNAME] == b"abcd"
+    again = d.DhcpMessage.parse(got.emit())
+    assert again.options[d.OPT_HOSTNAME] == b"abcd" and d.OPT_OVERLOAD not in again.options
 
 
 @pytest.mark.parametrize("raw", [
@@ -79,3 +86,22 @@ def test_malformed(raw: bytes) -> None:
 def test_missing_end_option_and_padding_are_accepted() -> None:
     raw = bytes([1, 1, 6]) + bytes(233) + d.MAGIC_COOKIE + bytes([0, 0, 53, 1, 1])
     assert d.DhcpMessage.parse(raw).msg_type == d.DHCPDISCOVER
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_parse_or_raise_malformed_only(raw: bytes) -> None:
+    head = bytes([1, 1, 6]) + bytes(233) + d.MAGIC_COOKIE
+    for buf in (raw, head + raw):
+        try:
+            m = d.DhcpMessage.parse(buf)
+        except MalformedError as e:
+            assert e.reason == "dhcp_malformed"
+            continue
+        assert len(m.options) <= len(buf)
+        again = d.DhcpMessage.parse(m.emit())          # what we emit, we read back
+        assert again.options == {k: v for k, v in m.options.items() if k not in (0, 52, 255)}

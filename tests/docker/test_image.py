@@ -223,6 +223,12 @@ def test_image_contents(image: tuple[Docker, str, dict]) -> None:
     assert out[1] == "no-compiler"                            # the final stage has none
     assert "valid" in out
     assert out[-1] == "0100000200100000" + "0" * 24           # cap_net_admin+ep only
+    # Without NET_ADMIN in the bounding set the capability-carrying interpreter
+    # refuses to start: a clear failure rather than a router without its ports.
+    bare = docker("run", "--rm", "--network", "none", tag, "check", "-c",
+                  "/etc/pyrouter/pyrouter.yaml", check=False)
+    assert bare.returncode != 0
+    assert "operation not permitted" in (bare.stdout + bare.stderr).lower()
     cfg = json.loads(docker("image", "inspect", tag).stdout)[0]["Config"]
     assert cfg["User"] == "pyrouter"
     assert cfg["Healthcheck"]["Test"][1:] == ["/opt/pyrouter/bin/pyrouter", "version"]

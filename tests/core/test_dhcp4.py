@@ -332,6 +332,21 @@ def test_pool_exhaustion_is_a_named_drop_and_the_table_stays_bounded(net: Net) -
     assert len(net.router.dhcp4[LAN].leases) == 4
 
 
+def test_lease_events_are_rate_limited(net: Net) -> None:
+    """A client flood (exhausted pool) cannot flood the log: 20 events, then 1/s."""
+    for i in range(4):
+        Client(net, mac_n(0x30 + i)).dora()
+    for i in range(200):
+        Client(net, bytes.fromhex(f"5254000001{i:02x}")).send(DISCOVER, flags=0x8000)
+    names = [e.name for e in net.events if e.name.startswith("dhcp.")]
+    assert len(names) == 20 and names.count("dhcp.no_address") == 16
+    net.now += 3 * SECOND
+    Client(net, bytes.fromhex("525400000201")).send(DISCOVER, flags=0x8000)
+    last = net.events[-1]
+    assert last.name == "dhcp.no_address" and last.fields["suppressed"] == 184
+    assert net.drops()["dhcp_no_address"] == 201
+
+
 def test_release_frees_the_address(net: Net) -> None:
     c = Client(net, mac_n(0x50))
     addr = c.dora().yiaddr

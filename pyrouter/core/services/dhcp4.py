@@ -41,6 +41,8 @@ bound leases and declined addresses expire through the core's timer queue: one
 timer per server (key ``("dhcp4", ifindex)``) at its earliest expiry, re-armed
 lazily.  Malformed DHCP is dropped as ``dhcp_malformed``, a client no address
 could be found for as ``dhcp_no_address``; no exception leaves this module.
+Lease events (``dhcp.lease``, ``.expired``, ``.released``, ``.declined``,
+``.no_address``) go through a per-server token bucket (20, then 1 per second).
 
 Persistence is the shell's: ``export_leases`` / ``import_leases`` translate
 between the core's ``now`` and wall-clock expiry times; ``Dhcp4Server.changes``
@@ -69,6 +71,8 @@ if TYPE_CHECKING:
     from ..router import Router
 
 OFFER_HOLD = 60 * SECOND
+EVENT_BURST = 20                     # lease events logged back to back ...
+EVENT_EVERY = SECOND                 # ... then one per second
 MAX_POOL = 65536
 MAX_HOSTNAME = 63
 IPPROTO_UDP = 17
@@ -120,12 +124,29 @@ class Dhcp4Server:
     deadline: Instant | None = None
     changes: int = 0
     stats: dict[str, int] = field(default_factory=dict)
+    ev_tokens: float = EVENT_BURST
+    ev_stamp: Instant = 0
+    ev_suppressed: int = 0
 
     def __post_init__(self) -> None:
         self.static_by_mac = dict(self.params.static)
         self.static_addrs = {a: m for m, a in self.params.static}
         self.stats = dict.fromkeys(
             ("discover", "offer", "request", "ack", "nak", "decline", "release", "inform"), 0)
+
+    def event(self, r: Router, now: Instant, name: str, fields: dict[str, Any]) -> None:
+        """Log-worthy lease changes, through a token bucket (clients drive them, so a
+        flood of them must not flood the log); suppressed ones are counted in the next."""
+        self.ev_tokens = min(EVENT_BURST, self.ev_tokens + (now - self.ev_stamp) / EVENT_EVERY)
+        self.ev_stamp = now
+        if self.ev_tokens < 1:
+            self.ev_suppressed += 1
+            return
+        self.ev_tokens -= 1
+        if self.ev_suppressed:
+            fields = {**fields, "suppressed": self.ev_suppressed}
+            self.ev_suppressed = 0
+        r.events.append(Event(name, fields))
 
     # -- address policy ----------------------------------------------------------
     def allowed(self, addr: int, mac: bytes, local: set[int]) -> bool:
@@ -197,9 +218,9 @@ class Dhcp4Server:
         for lease in [le for le in self.leases.values() if le.expires <= now]:
             self.remove(lease.addr)
             if lease.state == "bound":
-                r.events.append(Event("dhcp.expired", {"dev": _dev(r, self.ifindex),
-                                                       "addr": ip4_str(lease.addr),
-                                                       "mac": lease.mac.hex(":")}))
+                self.event(r, now, "dhcp.expired", {"dev": _dev(r, self.ifindex),
+                                                    "addr": ip4_str(lease.addr),
+                                                    "mac": lease.mac.hex(":")})
         self.deadline = None
         if self.leases:
             self.arm(r, min(le.expires for le in self.leases.values()))
@@ -292,7 +313,7 @@ def _discover(r: Router, port: Port, srv: Dhcp4Server, msg: d.DhcpMessage, now: 
     addr = srv.choose(key, mac, msg.opt_addr(d.OPT_REQUESTED_IP), r.local4)
     if addr is None:
         r.drop(DropReason.DHCP_NO_ADDRESS, port)
-        r.events.append(Event("dhcp.no_address", {"dev": port.name, "mac": mac.hex(":")}))
+        srv.event(r, now, "dhcp.no_address", {"dev": port.name, "mac": mac.hex(":")})
         return
     lease = srv.leases.get(addr)
     if lease is not None and lease.key == key and lease.state == "bound":
@@ -332,9 +353,9 @@ def _request(r: Router, port: Port, srv: Dhcp4Server, msg: d.DhcpMessage, now: I
     srv.put(r, addr, key, mac, "bound", now + srv.params.lease_time * SECOND, hostname)
     srv.stats["ack"] += 1
     if not renewal:
-        r.events.append(Event("dhcp.lease", {"dev": port.name, "addr": ip4_str(addr),
-                                              "mac": mac.hex(":"), "hostname": hostname,
-                                              "lease_time": srv.params.lease_time}))
+        srv.event(r, now, "dhcp.lease", {"dev": port.name, "addr": ip4_str(addr),
+                                          "mac": mac.hex(":"), "hostname": hostname,
+                                          "lease_time": srv.params.lease_time})
     _reply(r, port, srv, msg, d.DHCPACK, addr, now)
 
 
@@ -346,8 +367,8 @@ def _decline(r: Router, port: Port, srv: Dhcp4Server, msg: d.DhcpMessage, now: I
     if sid != srv.params.server_addr or addr is None or srv.by_key.get(key) != addr:
         return                                    # not about a lease of ours to this client
     srv.put(r, addr, key, msg.hwaddr, "declined", now + srv.params.lease_time * SECOND)
-    r.events.append(Event("dhcp.declined", {"dev": port.name, "addr": ip4_str(addr),
-                                            "mac": msg.hwaddr.hex(":")}))
+    srv.event(r, now, "dhcp.declined", {"dev": port.name, "addr": ip4_str(addr),
+                                        "mac": msg.hwaddr.hex(":")})
 
 
 def _release(r: Router, port: Port, srv: Dhcp4Server, msg: d.DhcpMessage, now: Instant) -> None:
@@ -357,8 +378,8 @@ def _release(r: Router, port: Port, srv: Dhcp4Server, msg: d.DhcpMessage, now: I
     lease = srv.leases.get(msg.ciaddr)
     if lease is not None and lease.key == _key(msg) and lease.state == "bound":
         srv.remove(msg.ciaddr)
-        r.events.append(Event("dhcp.released", {"dev": port.name, "addr": ip4_str(msg.ciaddr),
-                                                "mac": msg.hwaddr.hex(":")}))
+        srv.event(r, now, "dhcp.released", {"dev": port.name, "addr": ip4_str(msg.ciaddr),
+                                            "mac": msg.hwaddr.hex(":")})
 
 
 def _inform(r: Router, port: Port, srv: Dhcp4Server, msg: d.DhcpMessage, now: Instant) -> None:

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(iproute2 iputils-ping iputils-tracepath traceroute iperf3 tcpdump tshark socat netcat-openbsd procps radvd)
+# DHCP client/server for the DHCP tests (busybox udhcpc/udhcpd); dockerd and debootstrap
+# for the image test (tests/docker), which builds its base image locally.
+pkgs+=(busybox-static docker.io debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,7 +1,7 @@
 """Command line: run and check a config; operate a running router through its control socket.
 
     pyrouter run -c FILE            pyrouter check -c FILE
-    pyrouter show link|addr|route|neigh|stats [--json]
+    pyrouter show link|addr|route|neigh|stats|dhcp|dns [--json]
     pyrouter route get ADDR [from SRC] [iif IF] [mark N]
     pyrouter ping / traceroute / capture / trace / explain / reload / version
 """
@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     chk.add_argument("-c", "--config", required=True)
     show = sub.add_parser("show", help="interfaces, addresses, routes, neighbours, counters")
     show.add_argument("what", choices=("link", "addr", "route", "rule", "neigh", "ntable",
-                                       "stats"))
+                                       "stats", "dhcp", "leases", "dns"))
     show.add_argument("rest", nargs="*", help="route: [-6] [table NAME|all]; stats: all")
     show.add_argument("--json", action="store_true")
     rt = sub.add_parser("route", help="route get ADDR [from SRC] [iif IF] [mark N]")
@@ -160,7 +160,8 @@ def _client(args: argparse.Namespace, path: str) -> int:
         return 0
     if args.cmd == "show":
         what = {"link": "links", "addr": "addrs", "route": "routes", "rule": "rules",
-                "neigh": "neigh", "ntable": "ntable", "stats": "stats"}[args.what]
+                "neigh": "neigh", "ntable": "ntable", "stats": "stats", "dhcp": "dhcp",
+                "leases": "dhcp", "dns": "dns"}[args.what]
         req: dict[str, Any] = {"what": what}
         rest = list(args.rest)
         if args.what == "route" and rest[:1] in (["-6"], ["-4"]):
@@ -173,6 +174,8 @@ def _client(args: argparse.Namespace, path: str) -> int:
                  "rules": lambda: fmt.rules(data),
                  "neigh": lambda: fmt.neighbours(data),
                  "ntable": lambda: fmt.neigh_tables(data),
+                 "dhcp": lambda: fmt.dhcp_leases(data),
+                 "dns": lambda: fmt.dns_forwarder(data),
                  "stats": lambda: fmt.stats(data, "all" in args.rest)}[what]()
         _out(args, data, human)
         return 0

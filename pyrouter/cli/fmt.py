@@ -146,6 +146,35 @@ def neigh_tables(data: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def dhcp_leases(data: list[dict[str, Any]]) -> str:
+    """``show dhcp``: one block per DHCP server, one line per lease (like dnsmasq's
+    lease file: expiry, MAC, address, hostname)."""
+    out = []
+    for srv in data:
+        st = srv["stats"]
+        out.append(f"dhcp4 dev {srv['dev']} server {srv['server']} pool {srv['pool'][0]}-"
+                   f"{srv['pool'][1]} lease {srv['lease_time']}s  discover {st['discover']} "
+                   f"offer {st['offer']} request {st['request']} ack {st['ack']} nak {st['nak']}")
+        for le in srv["leases"]:
+            host = f" {le['hostname']}" if le.get("hostname") else ""
+            static = " static" if le.get("static") else ""
+            out.append(f"    {le['addr']} lladdr {le['mac']} {le['state']}{static} "
+                       f"expires {le['expires']}sec{host}")
+    return "\n".join(out)
+
+
+def dns_forwarder(data: dict[str, Any] | None) -> str:
+    """``show dns``: the forwarder's upstreams, pending queries and counters."""
+    if data is None:
+        return "no DNS forwarder configured"
+    ups = ", ".join(f"{u}{' (preferred)' if i == data['preferred'] else ''}"
+                    for i, u in enumerate(data["upstreams"]))
+    st = data["stats"]
+    return (f"dns forwarder on {', '.join(data['listen'])} -> {ups}\n"
+            f"    pending {data['pending']}/{data['max_pending']}  queries {st['queries']} "
+            f"answers {st['answers']} timeouts {st['timeouts']} evicted {st['evicted']}")
+
+
 def stats(data: dict[str, Any], all_: bool = False) -> str:
     out = ["#kernel-style counters (nstat names)"]
     for k, v in data["snmp"].items():

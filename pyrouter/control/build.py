@@ -33,6 +33,7 @@ from ..core.route.lookup import PolicyRule
 from ..core.router import Router
 from ..core.sysctl import Ipv4Sysctl
 from ..wire.addr import mac_from_str, stable_mac
+from .services_build import build_dhcp, build_dns, check_dhcp, check_dns
 from .load import ConfigError
 from .port_check import check_kinds
 from .routes_file import parse_routes
@@ -90,6 +91,9 @@ def check(cfg: Config, file: str = "<config>",
             seen[a.ip] = p.name
         if p.config.peer is not None and p.netns is None:
             raise ConfigError(file, f"interfaces.{p.name}.peer", "peer needs netns")
+    for p in plans:
+        check_dhcp(p.name, p.config, file, set(seen))
+    check_dns(cfg, plans, file, set(seen))
     names = {p.name: p for p in plans}
     for i, rc in enumerate(cfg.routes):
         where = f"routes[{i}]"
@@ -308,6 +312,8 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
                 r.add_address(p.ifindex, int(a.ip), a.network.prefixlen)
             elif not cfg.ipv6.disable_ipv6:
                 r.add_address6(p.ifindex, int(a.ip), a.network.prefixlen, now)
+    build_dns(r, cfg, plans)
+    build_dhcp(r, plans)
     r.fib.set_rules(build_rules(cfg, plans))
     r.fib.table_names = {tid: name for name, tid in cfg.tables.items()}
     by_name = {p.name: p for p in plans}

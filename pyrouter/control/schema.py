@@ -20,6 +20,8 @@ from pydantic import (
 from ..wire.addr import mac_from_str
 from .schema6 import Ipv6Knobs, RaConfigModel, V6Addr
 from .schema_ports import PortKind, QemuPort
+from .dhcp import DhcpGlobal, Dhcp4ServerConfig
+from .dns import DnsConfig
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 
@@ -142,6 +144,7 @@ class Interface(_Model):
         return v
     neigh: NeighKnobs | None = None     # this port's neighbour parameters
     proxy_arp: bool = False             # net.ipv4.conf.<port>.proxy_arp
+    dhcp: Dhcp4ServerConfig | None = None      # DHCPv4 server on this interface (control/dhcp.py)
 
     @field_validator("macaddress")
     @classmethod
@@ -339,6 +342,8 @@ class Config(_Model):
     neighbours: list[StaticNeighbour] = Field(default_factory=list)
     control: Control = Field(default_factory=Control)
     metrics: Metrics | None = None
+    dhcp: DhcpGlobal = Field(default_factory=DhcpGlobal)
+    dns: DnsConfig | None = None        # DNS forwarder on the router's addresses (control/dns.py)
 
     @field_validator("interfaces")
     @classmethod

@@ -78,6 +78,10 @@ class DropReason(Enum):
     PORT_PROTOCOL_ERROR = "port_protocol_error"    # a port's peer broke its framing (shell)
     ARP_INVALID_ADDR = "arp_invalid_addr"
     ARP_PROXY_QUEUE_FULL = "arp_proxy_queue_full"
+    DHCP_MALFORMED = "dhcp_malformed"
+    DHCP_NO_ADDRESS = "dhcp_no_address"
+    DNS_MALFORMED = "dns_malformed"
+    DNS_PENDING_FULL = "dns_pending_full"
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).

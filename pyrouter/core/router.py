@@ -54,6 +54,8 @@ from .port import Port
 from .route.exceptions import ExceptionTable
 from .route.fib import RT_TABLE_LOCAL, RT_TABLE_MAIN, Route, RouteType, Scope
 from .route.lookup import Fib
+from .services.dhcp4 import dhcp4_adopt, dhcp4_alive_timers, dhcp4_timer
+from .services.dns import dns_adopt, dns_alive_timers, dns_timer
 from .sysctl import Ipv4Sysctl
 from .time import SECOND, Instant, TimerQueue
 from .trace import Tracer
@@ -118,6 +120,8 @@ class Router:
         self.tracer: Tracer | None = None      # core/trace.py
         self.trace: list[dict[str, Any]] | None = None
         self.ip_ident = rng.getrandbits(16)
+        self.dhcp4: dict[int, Any] = {}        # ifindex -> services/dhcp4.py Dhcp4Server
+        self.dns: Any = None                   # services/dns.py DnsForwarder, if configured
         self.timers.schedule(now + self.neigh4.gc_period(), ("neigh-gc",))
 
     # -- dataplane ---------------------------------------------------------
@@ -227,6 +231,10 @@ class Router:
                 self.timers.schedule(now + self.neigh4.gc_period(), key)
             elif kind == "arp-proxy":
                 arp_proxy_timer(self, deadline, now)
+            elif kind == "dhcp4":
+                dhcp4_timer(self, key[1], deadline, now)
+            elif kind == "dns":
+                dns_timer(self, deadline, now)
         # Stale heap entries (re-armed timers) are skipped lazily; bound the heap.
         if len(self.timers) > 8 * (len(self.neigh4.entries) + len(self.neigh6.entries)
                                    + len(self.reasm) + len(self.reasm6) + 16):
@@ -248,6 +256,7 @@ class Router:
                   if k[0] in ("neigh-gc", "ra-unicast", "ndisc-proxy")}
         if self.arp_proxy_deadline is not None:
             alive.add((self.arp_proxy_deadline, PROXY_KEY))
+        alive |= dhcp4_alive_timers(self) | dns_alive_timers(self)
         self.timers.compact(alive)
 
     def poll_at(self) -> Instant | None:
@@ -493,6 +502,8 @@ class Router:
         self.fnhe.flush()
         self.fnhe.min_pmtu, self.fnhe.expires = new.fnhe.min_pmtu, new.fnhe.expires
         self.fwd_cache.clear()
+        dhcp4_adopt(self, new)
+        dns_adopt(self, new)
         removed = [p.name for p in gone
                    if p.name not in recreated and p.name not in new.ports_by_name]
         summary = {"added": added, "removed": removed, "recreated": sorted(recreated),

@@ -37,6 +37,7 @@ from ..control.build import PortPlan, build, check
 from ..control.load import ConfigError, load
 from ..control.schema import Config
 from ..core import Event, Router
+from . import leases as leasemod
 from . import log as logmod
 from .control import ControlServer
 from .metrics import LoopStats, render
@@ -123,6 +124,7 @@ class App:
         self.captures: list[Any] = []         # shell/control.py Capture objects
         self.reload_lock = trio.Lock()
         self.error_limiter = logmod.RateLimiter()
+        self.leases: leasemod.LeaseFile | None = None     # dhcp.lease_file, if configured
 
     # -- ports -----------------------------------------------------------------
     def open_ports(self, plans: list[PortPlan]) -> dict[int, Any]:
@@ -221,6 +223,7 @@ class App:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             await nursery.start(self.timers.run)
+            self.leases = leasemod.start(self, nursery, now)
             for pt in self.ports.values():
                 self.start_port(pt)
             # arp_notify: gratuitous ARP for every address now that the ports run.
@@ -359,6 +362,8 @@ def run(cfg_path: str, log_format: str = "console", ready_file: str | None = Non
             pt.close()
         if ready_file:
             Path(ready_file).unlink(missing_ok=True)
+    if app.leases is not None:
+        app.leases.write()
     app.write_stats()
     log.info("exit", code=code)
     return code

@@ -41,6 +41,8 @@ from ..control.explain import build_frame
 from ..control.load import ConfigError
 from ..core import Event, introspect
 from ..core.ip.sock import send_echo, send_udp_probe
+from ..core.services.dhcp4 import dhcp4_show
+from ..core.services.dns import dns_show
 from ..core.trace import Tracer, explain
 from ..wire.capfilter import FilterError, compile_filter
 
@@ -281,12 +283,17 @@ class ControlServer:
             return introspect.neigh_tables(r)
         if what == "rules":
             return introspect.rules(r)
+        if what == "dhcp":
+            return dhcp4_show(r, self._now())
+        if what == "dns":
+            return dns_show(r)
         if what == "stats":
             snap = r.snapshot()
             return {"snmp": snap["snmp"], "drops": snap["drops"], "loop": self.app.loop.as_dict(),
                     "neigh_stats": snap["neigh_stats"], "reasm_queues": snap["reasm_queues"],
                     "fast_forwarded": snap["fast_forwarded"]}
-        raise ClientError("show what? links, addrs, routes, rules, neigh, ntable or stats")
+        raise ClientError("show what? links, addrs, routes, rules, neigh, ntable, stats, dhcp "
+                          "or dns")
 
     async def h_route_get(self, args: dict[str, Any], item: Send) -> Any:
         if isinstance(args.get("dst"), str) and ":" in args["dst"]:

@@ -196,6 +196,8 @@ class Port:
     # Extra router-side interface keys merged into the YAML (e.g. ``{"ra": {...}}``); the
     # kernel target translates ``ra`` into radvd.conf (see _radvd_conf).
     config: dict = dataclasses.field(default_factory=dict)
+    # more keys of the router's interface (pyrouter target), e.g. {"dhcp": {...}}
+    iface: dict = dataclasses.field(default_factory=dict)
     # filled in by the factory
     name: str = ""                         # TAP / veth name (<= 15 chars)
     netns: str = ""                        # full netns name of the host
@@ -470,6 +472,7 @@ class Topology:
             if p.peer_routes:
                 d["peer"]["routes"] = [dict(r) for r in p.peer_routes]
             d.update(p.config)
+            d.update(p.iface)
             interfaces[p.name] = d
         cfg: dict[str, Any] = {"interfaces": interfaces}
         if self.routes:
@@ -586,7 +589,7 @@ class Topology:
                "run", "-c", str(self.cfg_path),
                "--log-format", "json", "--ready-file", str(self.ready_path),
                "--stats-file", str(self.stats_path)]
-        self._log_fh = open(self.log_path, "wb")
+        self._log_fh = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), stdout=self._log_fh,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
@@ -753,6 +756,16 @@ class Topology:
             if self._log_fh:
                 self._log_fh.close()
                 self._log_fh = None
+
+    def restart(self) -> int | None:
+        """Stop the router (SIGTERM) and start it again on the same config; returns
+        the exit code of the stop.  pyrouter target only."""
+        assert self.target == "pyrouter"
+        rc = self.stop()
+        self.stopped = False
+        self.exit_code = None
+        self._start_pyrouter()
+        return rc
 
     def alive(self) -> bool:
         return self.target == "kernel" or (self.proc is not None and self.proc.poll() is None)

@@ -232,9 +232,14 @@ def test_show_each_what(env: Env) -> None:
                               "fast_forwarded"}
         assert stats["snmp"]["IpInReceives"] == 0
         assert "wakeups" in stats["loop"]
+        _, dhcp = await c.call("show", {"what": "dhcp"})
+        assert dhcp == []                         # no interface has a DHCP server
+        _, dns = await c.call("show", {"what": "dns"})
+        assert dns is None                        # no forwarder configured
         for bad in ({}, {"what": "bogus"}):
             err = await c.error("show", bad)
-            assert err == "show what? links, addrs, routes, rules, neigh, ntable or stats"
+            assert err == ("show what? links, addrs, routes, rules, neigh, ntable, stats, dhcp "
+                           "or dns")
         await c.aclose()
 
     env.run(body)

@@ -7,8 +7,9 @@ Fragments are reassembled first (IP4-12).  Then, by protocol:
   (ICMP4-13), except to broadcast (icmp_echo_ignore_broadcasts = 1); echo
   replies and errors about the router's own probes go to ip/sock.py; other
   types are consumed (PMTU and redirect learning arrive with the routing issue).
-* UDP: bad checksum -> silent drop; no socket listens -> Port Unreachable
-  (ICMP4-34) for unicast.
+* UDP: bad checksum -> silent drop; the DNS forwarder's queries and answers go to
+  services/dns.py; otherwise no socket listens -> Port Unreachable (ICMP4-34) for
+  unicast.
 * TCP: no socket listens -> a reset, as tcp_v4_send_reset() (never for a RST,
   never to broadcast, nothing for frames not addressed to us at L2).
 * IGMP: consumed (Linux always has the handler; group membership comes later).
@@ -26,6 +27,7 @@ from ...wire.checksum import inet_checksum, ones_sum
 from ...wire.ipv4 import IP_MF, IP_OFFSET, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 from ..drops import DropReason
 from ..packet import PacketBuf, PktType
+from ..services.dns import dns_udp_rcv
 from .icmp import icmp_echo_reply, icmp_send
 from .output import ip_local_out
 from .pmtu import learn_from_frag_needed, learn_from_redirect
@@ -131,6 +133,9 @@ def udp_rcv(r: Router, pkt: PacketBuf, now: int, broadcast: bool) -> None:
         snmp["UdpInCsumErrors"] += 1
         snmp["UdpInErrors"] += 1
         r.drop(DropReason.UDP_CSUM_ERROR)
+        return
+    if r.dns is not None and dns_udp_rcv(r, pkt, off, ulen, broadcast, now):
+        snmp["UdpInDatagrams"] += 1
         return
     snmp["UdpNoPorts"] += 1
     if not broadcast:

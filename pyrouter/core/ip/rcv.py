@@ -15,6 +15,8 @@ Route input (ip_route_input_slow):
   broadcast, unicast -> ip_forward, otherwise ip_error (ICMP code by route type,
   blackhole silent); for the first three the source is validated first
   (route/validate.py: one of our own addresses is a martian; rp_filter).
+Before the martian checks, UDP to port 67 on a port with a DHCP server goes to
+services/dhcp4.py ``dhcp4_hook`` (clients without an address send from 0.0.0.0).
 Every drop is counted with its reason; no exception leaves this module.
 """
 
@@ -32,6 +34,7 @@ from ..packet import PacketBuf, PktType
 from ..route.fib import Route, RouteType
 from ..route.flow import FlowKey
 from ..route.validate import EXDEV, fib_validate_source
+from ..services.dhcp4 import dhcp4_hook
 from .forward import ip_forward
 from .icmp import icmp_send, route_error_code
 from .local import ip_local_deliver
@@ -78,6 +81,8 @@ def ip_rcv(r: Router, port: Port, frame: bytes, l3off: int, pkt_type: PktType,
 
 def ip_route_input(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
     data = pkt.data
+    if r.dhcp4 and data[9] == 17 and dhcp4_hook(r, port, pkt, now):
+        return None              # a DHCP server's request: answered before the martian checks
     src = int.from_bytes(data[12:16], "big")
     dst = int.from_bytes(data[16:20], "big")
     s8 = src >> 24

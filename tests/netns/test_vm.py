@@ -12,9 +12,8 @@ With PYROUTER_TARGET=kernel one run (``qemu-listens`` only) puts the VM on a QEM
 the router namespace of a kernel router instead.
 
 The guest gets a static address from its kernel command line (``pyr.ip``/``pyr.gw``);
-``pyr.dhcp=1`` makes it run udhcpc instead.  The kernel target does that, against busybox
-udhcpd on QEMU's TAP; for pyrouter set PYROUTER_DHCP = True once its DHCP server
-(``interfaces.X.dhcp``, issue #8) exists and add the port's dhcp config below.  The test
+``pyr.dhcp=1`` makes it run udhcpc instead, as it does on both targets: against busybox
+udhcpd on QEMU's TAP (kernel) or pyrouter's own server (``interfaces.vm0.dhcp``).  The test
 reads the ping result from the serial console file.  QEMU is killed at teardown.
 """
 
@@ -33,7 +32,7 @@ from .vmimage import guest
 
 BOOT_TIMEOUT = 50.0
 VM_MAC = "52:54:00:00:03:02"
-PYROUTER_DHCP = False        # the guest asks pyrouter's DHCP server for its address
+PYROUTER_DHCP = True         # the guest asks pyrouter's DHCP server for its address
 UDHCPD_CONF = """start 10.0.3.100
 end 10.0.3.110
 interface {tap}
@@ -125,7 +124,8 @@ def test_vm_pings_a_host_behind_the_router(lab: Lab, vm_ready: None, mode: str) 
             }[mode]
             nsexec(lab.r, "sysctl", "-qw", "net.ipv4.ip_forward=0", check=True)
             lab.start({"interfaces": {
-                "vm0": {"kind": "qemu", "qemu": qemu_cfg, "addresses": ["10.0.3.1/24"]},
+                "vm0": {"kind": "qemu", "qemu": qemu_cfg, "addresses": ["10.0.3.1/24"],
+                        "dhcp": {"pool": ["10.0.3.100", "10.0.3.110"]}},
                 b: tap_to(h2, "10.0.2.1/24", "10.0.2.2/24")}})
             qemu = lab.spawn(qemu_cmd(lab, netdev, serial, append), lab.tmp / "qemu.out")
         check_guest(lab, qemu, serial, mode, dhcp)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -152,6 +153,41 @@ def test_bridge_master_port_routes(lab: Lab) -> None:
         master = nsexec(lab.r, "ip", "-o", "link", "show", t, check=True).stdout
         assert f"master {br}" in master, master
     ping_and_transfer(lab, h1, h2, mbytes=4)
+
+
+def test_bridge_host_takes_its_lease_from_the_router(lab: Lab) -> None:
+    """Issue #8: a namespace on a bridge-attached port (standing in for a container or VM
+    on a Docker/libvirt network) gets its address and default route from pyrouter's DHCP
+    server with busybox udhcpc, then reaches a host on another port."""
+    busybox = shutil.which("busybox")
+    if TARGET == "kernel" or busybox is None:
+        pytest.skip("pyrouter's DHCP server on a bridge port (needs busybox)")
+    h1, h2 = lab.netns("h1"), lab.netns("h2")
+    br, c, b, t = lab.name("br"), lab.name("c"), lab.name("b"), lab.name("t")
+    ip("-n", lab.r, "link", "add", br, "type", "bridge")
+    ip("-n", lab.r, "link", "set", br, "up")
+    lab.veth(c, lab.r, h1)
+    ip("-n", lab.r, "link", "set", c, "master", br)
+    ip("-n", h1, "link", "set", c, "up")
+    lab.start({"interfaces": {
+        t: {"master": br, "addresses": ["10.0.1.1/24"],
+            "dhcp": {"pool": ["10.0.1.50", "10.0.1.59"]}},
+        b: tap_to(h2, "10.0.2.1/24", "10.0.2.2/24")}})
+    script = lab.tmp / "udhcpc.sh"
+    script.write_text("#!/bin/sh\ncase \"$1\" in bound|renew)\n"
+                      "  ip addr replace \"$ip/$subnet\" dev \"$interface\"\n"
+                      "  ip route replace default via \"$router\" dev \"$interface\" ;;\n"
+                      "esac\nexit 0\n")
+    script.chmod(0o755)
+    cp = nsexec(h1, busybox, "udhcpc", "-i", c, "-n", "-q", "-t", "5", "-T", "1", "-s",
+                str(script), timeout=30)
+    assert cp.returncode == 0, f"{cp.stdout}{cp.stderr}\n{lab.log_text()[-3000:]}"
+    addrs = nsexec(h1, "ip", "-4", "-o", "addr", "show", "dev", c, check=True).stdout
+    assert "inet 10.0.1.5" in addrs, addrs
+    route = nsexec(h1, "ip", "route", "show", "default", check=True).stdout
+    assert "via 10.0.1.1" in route, route
+    cp = nsexec(h1, "ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2", timeout=20)
+    assert cp.returncode == 0, f"{cp.stdout}{cp.stderr}"
 
 
 def test_bridge_master_must_exist(lab: Lab) -> None:

@@ -184,18 +184,12 @@ def test_routing_segments_left_0_ignored(net: Net6, rtype: int) -> None:
     assert m.body == echo6_body()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: kernel ipv6_rpl_srh_rcv drops an RPL (type 3) "
-                   "routing header silently when rpl_seg_enabled=0 (default); pyrouter sends "
-                   "Parameter Problem code 0")
 def test_routing_type3_rpl_silently_dropped(net: Net6) -> None:
     out = net.send(LAN, frame6(H1, echo_behind(rthdr(58, 3, 1), 43)))
     assert out == []
     assert net.drops().get("source_route") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: kernel ipv6_srh_rcv drops an SRH (type 4) even "
-                   "with segments left 0 when seg6_enabled=0 (default, checked before "
-                   "segments_left); pyrouter ignores the header and answers the echo")
 def test_routing_type4_srh_dropped_even_with_segments_left_0(net: Net6) -> None:
     out = net.send(LAN, frame6(H1, echo_behind(rthdr(58, 4, 0), 43)))
     assert out == []
@@ -236,9 +230,6 @@ def test_router_alert_accepted(net: Net6) -> None:
     expect_icmp6(out[0], type=129, src=R_IP6[LAN])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: kernel ipv6_hop_ra() drops a Router Alert "
-                   "option whose length is not 2 silently (\"wrong RA length\"); pyrouter "
-                   "sends Parameter Problem code 0")
 def test_router_alert_wrong_length_dropped_silently(net: Net6) -> None:
     out = net.send(LAN, frame6(H1, echo_behind(hbh(58, opt(5, b"\x00\x00\x00\x00")), 0)))
     assert out == []
@@ -254,10 +245,6 @@ def test_jumbo_with_small_length_param_prob_at_its_value(net: Net6) -> None:
     expect_error6(out[0], type=4, code=0, about=pkt, src=R_IP6[LAN], word=44)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: kernel ipv6_hop_jumbo() answers a Jumbo option "
-                   "in a packet with a non-zero Payload Length with Param Prob code 0 "
-                   "pointing at the option (optoff); pyrouter always points at its value "
-                   "(optoff + 2)")
 def test_jumbo_with_nonzero_payload_length_points_at_option(net: Net6) -> None:
     pkt = ip6(H1.ip, R_IP6[LAN], 0, hbh(58, opt(0xC2, (70000).to_bytes(4, "big")))
               + icmp6_msg(H1.ip, R_IP6[LAN], 128, 0, echo6_body()))
@@ -266,9 +253,6 @@ def test_jumbo_with_nonzero_payload_length_points_at_option(net: Net6) -> None:
     expect_error6(out[0], type=4, code=0, about=pkt, src=R_IP6[LAN], word=42)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: kernel ipv6_hop_jumbo() drops a Jumbo option "
-                   "not at offset 4n+2 (or of length != 4) silently ('wrong jumbo opt "
-                   "length/alignment'); pyrouter sends Parameter Problem")
 def test_misaligned_jumbo_dropped_silently(net: Net6) -> None:
     options = b"\x00" + opt(0xC2, (70000).to_bytes(4, "big")) + b"\x01\x05" + bytes(5)
     pkt = ip6(H1.ip, R_IP6[LAN], 0, hbh(58, options)
@@ -276,9 +260,6 @@ def test_misaligned_jumbo_dropped_silently(net: Net6) -> None:
     assert net.send(LAN, frame6(H1, pkt)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a jumbogram (Payload Length 0, Jumbo 70000) "
-                   "longer than the frame is dropped silently by ipv6_hop_jumbo() "
-                   "(Ip6InTruncatedPkts); pyrouter sends Parameter Problem at the value")
 def test_truncated_jumbogram_dropped_silently(net: Net6) -> None:
     body = hbh(58, opt(0xC2, (70000).to_bytes(4, "big"))) + icmp6_msg(
         H1.ip, R_IP6[LAN], 128, 0, echo6_body())
@@ -286,15 +267,9 @@ def test_truncated_jumbogram_dropped_silently(net: Net6) -> None:
     assert net.send(LAN, frame6(H1, pkt)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with CONFIG_IPV6_MIP6 (Debian: =m) ipv6_rthdr_rcv() "
-                   "silently discards a type 2 Routing header with segments left 0 that it did "
-                   "not process itself; pyrouter ignores the header and answers the echo")
 def test_routing_type2_segments_left_0_discarded(net: Net6) -> None:
     assert net.send(LAN, frame6(H1, echo_behind(rthdr(58, 2, 0), 43))) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ipv6_rthdr_rcv() drops any Routing header on a "
-                   "packet to a multicast destination (Ip6InAddrErrors) before looking at "
-                   "segments left; pyrouter skips it (segments left 0) and answers ff02::1")
 def test_routing_header_to_multicast_dropped(net: Net6) -> None:
     assert net.send(LAN, frame6(H1, echo_behind(rthdr(58, 0, 0), 43, dst=ALL_NODES))) == []

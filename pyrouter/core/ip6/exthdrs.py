@@ -2,8 +2,10 @@
 
 ``parse_tlv`` walks a Hop-by-Hop or Destination Options header (ip6_parse_tlv):
 Pad1 and PadN (at most 7 bytes of padding in a row, PadN bytes all zero, else the
-packet is dropped), Router Alert (hop-by-hop only) and Jumbo Payload (refused: a
-Parameter Problem code 0 pointing at it, as no Ethernet frame can carry one);
+packet is dropped), Router Alert (hop-by-hop only; a length other than 2 drops) and
+Jumbo Payload (misaligned or mis-sized: dropped; a length <= 65535: Parameter Problem
+code 0 at its value; with a non-zero Payload Length: at the option; else dropped as
+truncated, since no Ethernet frame carries a jumbogram);
 an unknown option acts by its two top bits (ip6_tlvopt_unknown): 00 skip, 01
 discard, 10 discard and Parameter Problem code 2 at the option (even to a
 multicast destination), 11 the same but not to multicast.  More than
@@ -30,8 +32,9 @@ _EXT = frozenset({IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_DSTOPTS, IPPROTO_AH,
 
 
 def parse_tlv(data: bytearray, off: int, hdrlen: int, hopopts: bool, dst_mcast: bool,
-              max_opts: int) -> tuple[int, int, int, bool]:
-    """(verdict, icmp code, pointer, router_alert) for the options header at *off*."""
+              max_opts: int, payload_len: int = 1) -> tuple[int, int, int, bool]:
+    """(verdict, icmp code, pointer, router_alert) for the options header at *off*;
+    *payload_len* is the IPv6 header's Payload Length field (0 for a jumbogram)."""
     i = off + 2
     end = off + hdrlen
     padlen = 0
@@ -60,12 +63,19 @@ def parse_tlv(data: bytearray, off: int, hdrlen: int, hopopts: bool, dst_mcast: 
         count += 1
         if count > max_opts:
             return DISCARD, 0, 0, ra
-        if hopopts and t == 5:                       # Router Alert
+        if hopopts and t == 5:                       # Router Alert (ipv6_hop_ra)
             if olen != 4:
-                return PARAMPROB, 0, i + 1, ra
+                return DISCARD, 0, 0, ra             # "wrong RA length"
             ra = True
-        elif hopopts and t == 0xC2:                  # Jumbo Payload
-            return PARAMPROB, 0, i + 2, ra
+        elif hopopts and t == 0xC2:                  # Jumbo Payload (ipv6_hop_jumbo)
+            if olen != 6 or i & 3 != 2:
+                return DISCARD, 0, 0, ra             # "wrong jumbo opt length/alignment"
+            jumbo = int.from_bytes(data[i + 2:i + 6], "big")
+            if jumbo <= 65535:
+                return PARAMPROB, 0, i + 2, ra
+            if payload_len:
+                return PARAMPROB, 0, i, ra
+            return DISCARD, 0, 0, ra                 # longer than any Ethernet frame
         else:
             action = t >> 6
             if action == 1:

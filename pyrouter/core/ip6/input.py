@@ -3,9 +3,10 @@ ip6_protocol_deliver_rcu), walking the extension headers after Hop-by-Hop.
 
 Per next header, in order:
 * Destination Options: TLVs as exthdrs.parse_tlv (unknown options by their top bits);
-* Routing: ignored when Segments Left is 0; otherwise type 0 (deprecated, RFC 5095)
-  and unknown types -> Parameter Problem code 0 at the Routing Type field; types 2
-  and 4 (MIPv6, SRv6: not enabled) -> dropped;
+* Routing: dropped on a multicast or not-PACKET_HOST packet; types 2, 3 and 4 (MIPv6,
+  RPL, SRv6: not enabled) dropped whatever Segments Left says; others ignored when
+  Segments Left is 0, else (type 0, deprecated by RFC 5095, and unknown types)
+  Parameter Problem code 0 at the Routing Type field;
 * Fragment: reassembled (reasm.py), then the walk goes on in the whole packet;
 * Hop-by-Hop anywhere but first, ESP, AH and any other unknown protocol ->
   Parameter Problem code 1 pointing at the next-header field that names it
@@ -73,15 +74,23 @@ def ip6_input(r: Router, pkt: PacketBuf, port: Port, now: int, mcast: bool = Fal
                         icmpv6_send(r, pkt, ICMPV6_PARAMPROB, code, ptr, now)
                     r.drop(DropReason.IP6_EXTHDR_BAD, port)
                     return
-            elif data[off + 3]:            # Routing header with segments left
-                rtype = data[off + 2]
-                snmp["Ip6InHdrErrors"] += 1
-                if rtype in (2, 4):
+            else:                           # Routing header: ipv6_rthdr_rcv()
+                rtype, segs = data[off + 2], data[off + 3]
+                if mcast or pkt.pkt_type is not PktType.HOST:
+                    snmp["Ip6InAddrErrors"] += 1
                     r.drop(DropReason.SOURCE_ROUTE, port)
                     return
-                icmpv6_send(r, pkt, ICMPV6_PARAMPROB, ICMPV6_HDR_FIELD, off + 2, now)
-                r.drop(DropReason.SOURCE_ROUTE, port)
-                return
+                if rtype in (2, 3, 4):
+                    # MIPv6 (type 2: we are no home agent), RPL (3) and SRv6 (4) are not
+                    # enabled: dropped whatever Segments Left says, as the kernel.
+                    snmp["Ip6InHdrErrors"] += 1
+                    r.drop(DropReason.SOURCE_ROUTE, port)
+                    return
+                if segs:
+                    snmp["Ip6InHdrErrors"] += 1
+                    icmpv6_send(r, pkt, ICMPV6_PARAMPROB, ICMPV6_HDR_FIELD, off + 2, now)
+                    r.drop(DropReason.SOURCE_ROUTE, port)
+                    return
             nh_field = off
             nexthdr = data[off]
             off += hdrlen

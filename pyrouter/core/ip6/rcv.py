@@ -85,7 +85,8 @@ def ipv6_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
             r.drop(DropReason.IP6_EXTHDR_BAD, port)
             return
         v, code, ptr, _ra = parse_tlv(data, 40, (data[41] + 1) << 3, True, is_multicast6(dst),
-                                      r.sysctl6.max_hbh_opts_number)
+                                      r.sysctl6.max_hbh_opts_number,
+                                      (frame[off + 4] << 8) | frame[off + 5])
         if v != OK:
             snmp["Ip6InHdrErrors"] += 1
             if v == PARAMPROB:

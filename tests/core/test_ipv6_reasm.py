@@ -133,10 +133,6 @@ def test_first_fragment_without_tcp_header_param_prob_3(net: Net6) -> None:
     expect_error6(out[0], type=4, code=3, about=bad, src=R_IP6[LAN], word=0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: kernel is_ineligible() treats a first fragment "
-                   "(M=1) without the ICMPv6 header as eligible (RFC 8200 4.5) and sends "
-                   "Param Prob code 3; pyrouter's _ineligible calls it a possible ICMPv6 "
-                   "error and sends nothing")
 def test_first_fragment_without_icmpv6_header_param_prob_3(net: Net6) -> None:
     bad = ip6(H1.ip, R_IP6[LAN], 44, frag_hdr(60, 0, True, 10) + bytes([58, 0]) + bytes(6))
     out = net.send(LAN, frame6(H1, bad))
@@ -206,9 +202,6 @@ def test_memory_bound_under_incomplete_fragment_flood(net: Net6) -> None:
     assert len(out) == 3
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: kernel ip6_frag_queue() discards the whole queue "
-                   "on a fragment with no data (end == offset -> discard_fq); pyrouter keeps "
-                   "it and reassembles the datagram")
 def test_empty_fragment_discards_the_queue(net: Net6) -> None:
     frags = fragment6(echo6(H1.ip, R_IP6[LAN], data=BIG), 1232)
     empty = ip6(H1.ip, R_IP6[LAN], 44, frag_hdr(58, 1232, True, 0xABCD))
@@ -245,9 +238,6 @@ def test_fragment_identification_is_unpredictable(net: Net6) -> None:
     assert (b - a) & 0xFFFFFFFF != 1 or (c - b) & 0xFFFFFFFF != 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ipv6_frag_rcv() checks a truncated first fragment "
-                   "(Param Prob code 3, pointer 0) before ip6_frag_queue()'s multiple-of-8 "
-                   "check; pyrouter checks the length first and sends code 0 pointer 4")
 def test_truncated_first_fragment_checked_before_length(net: Net6) -> None:
     bad = ip6(H1.ip, R_IP6[LAN], 44, frag_hdr(6, 0, True, 12) + bytes(12))
     out = net.send(LAN, frame6(H1, bad))
@@ -255,9 +245,6 @@ def test_truncated_first_fragment_checked_before_length(net: Net6) -> None:
     expect_error6(out[0], type=4, code=3, about=bad, src=R_IP6[LAN], word=0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ip6_frag_queue() checks end > 65535 (pointer at "
-                   "the Fragment Offset field) before the multiple-of-8 check (pointer 4); "
-                   "pyrouter checks them the other way round")
 def test_too_long_checked_before_multiple_of_8(net: Net6) -> None:
     bad = ip6(H1.ip, R_IP6[LAN], 44, frag_hdr(58, 65528, True, 13) + bytes(12))
     out = net.send(LAN, frame6(H1, bad))

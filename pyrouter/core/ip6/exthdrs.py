@@ -88,15 +88,21 @@ def parse_tlv(data: bytearray, off: int, hdrlen: int, hopopts: bool, dst_mcast: 
     return OK, 0, 0, ra
 
 
-def skip_exthdr(data: bytes | bytearray, off: int, nexthdr: int) -> tuple[int, int]:
+def skip_exthdr(data: bytes | bytearray, off: int, nexthdr: int,
+                frag: list[int] | None = None) -> tuple[int, int]:
     """(offset of the upper-layer header, its protocol), or (-1, nexthdr) when the chain
-    is truncated; a non-first fragment stops the walk at the Fragment header."""
+    is truncated; a non-first fragment stops the walk at the Fragment header.  *frag*,
+    when given, receives the Fragment header's offset/M field (ipv6_skip_exthdr's
+    frag_offp)."""
     n = len(data)
     while nexthdr in _EXT:
         if off + 8 > n:
             return -1, nexthdr
         if nexthdr == IPPROTO_FRAGMENT:
-            if ((data[off + 2] << 8) | data[off + 3]) & ~7 & 0xFFFF:
+            fo = (data[off + 2] << 8) | data[off + 3]
+            if frag is not None:
+                frag.append(fo & 0xFFF9)
+            if fo & 0xFFF8:
                 return off, nexthdr
             hdrlen = 8
         elif nexthdr == IPPROTO_AH:

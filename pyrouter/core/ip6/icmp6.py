@@ -60,13 +60,17 @@ _OUT = {ICMPV6_DEST_UNREACH: "Icmp6OutDestUnreachs", ICMPV6_PKT_TOOBIG: "Icmp6Ou
 
 
 def _ineligible(data: bytearray) -> bool:
-    """is_ineligible(): the packet is (or may be) an ICMPv6 error."""
-    off, nexthdr = skip_exthdr(data, 40, data[6])
+    """is_ineligible(): the packet is (or may be) an ICMPv6 error.  A fragment without
+    the ICMPv6 type is eligible (RFC 8200 4.5: it cannot be known to be an error)."""
+    frag: list[int] = []
+    off, nexthdr = skip_exthdr(data, 40, data[6], frag)
     if off < 0:
         return False
     if nexthdr != IPPROTO_ICMPV6:
         return False
-    return off >= len(data) or data[off] < 128
+    if off >= len(data):
+        return not (frag and frag[0])
+    return data[off] < 128
 
 
 def icmpv6_send(r: Router, pkt: PacketBuf, icmp_type: int, code: int, info: int,

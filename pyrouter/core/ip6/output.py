@@ -107,7 +107,8 @@ def ip6_fragment(r: Router, pkt: PacketBuf, port: Port, nexthop: int, mtu: int,
     """Fragment one of our own packets: the whole header is unfragmentable (we add no
     extension headers), each piece carries a Fragment header (RFC 8200 4.5)."""
     data = pkt.data
-    r.ip6_ident = (r.ip6_ident + 1) & 0xFFFFFFFF or 1
+    # A random Identification per packet (RFC 7739; the kernel's ipv6_select_ident).
+    r.ip6_ident = r.rng.getrandbits(32) or 1
     nexthdr = data[6]
     payload = memoryview(data)[40:]
     chunk = (mtu - 48) & ~7

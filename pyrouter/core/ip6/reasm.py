@@ -4,12 +4,13 @@ Queues are keyed by (source, destination, identification).  Checks, as
 ipv6_frag_rcv()/ip6_frag_queue():
 * a fragment that is both first and last (an atomic fragment) is processed as a
   whole packet (RFC 6946);
-* a non-last fragment whose length is not a multiple of 8 -> Parameter Problem
-  code 0 pointing at the Payload Length field;
-* an end past 65535 -> Parameter Problem code 0 at the Fragment Offset field;
 * the first fragment must hold the whole header chain and the upper-layer header
   (RFC 7112; TCP 20, UDP 8, ICMPv6 8 bytes) -> else Parameter Problem code 3;
-* any overlap drops the whole datagram (RFC 5722), a pure duplicate is ignored.
+* an end past 65535 -> Parameter Problem code 0 at the Fragment Offset field;
+* a non-last fragment whose length is not a multiple of 8 -> Parameter Problem
+  code 0 pointing at the Payload Length field;
+* a fragment without data, or any overlap, drops the whole datagram (RFC 5722); a
+  pure duplicate is ignored.
 After ip6frag_time (60 s) an incomplete queue is freed and, if its first fragment
 was seen, Time Exceeded code 1 quotes it.  Memory is bounded like IPv4's (4 MiB
 high, 3 MiB low threshold, oldest evicted first).
@@ -91,23 +92,25 @@ class Reassembler6:
         snmp["Ip6ReasmReqds"] += 1
         payload = bytes(data[fh + 8:])
         end = offset + len(payload)
-        if more and len(payload) & 7:
-            snmp["Ip6InHdrErrors"] += 1
-            icmpv6_send(r, pkt, ICMPV6_PARAMPROB, ICMPV6_HDR_FIELD, 4, now)
-            r.drop(DropReason.IP6_EXTHDR_BAD)
-            return None, 0
-        if end > 65535:
-            snmp["Ip6InHdrErrors"] += 1
-            icmpv6_send(r, pkt, ICMPV6_PARAMPROB, ICMPV6_HDR_FIELD, fh + 2, now)
-            r.drop(DropReason.REASM_TOO_BIG)
-            return None, 0
         if offset == 0:
+            # RFC 7112, checked first (ipv6_frag_rcv): the whole header chain and the
+            # upper-layer header in the first fragment.
             off, l4 = skip_exthdr(data, fh + 8, nexthdr)
             if off < 0 or off + _MIN_L4.get(l4, 1) > len(data):
                 snmp["Ip6InHdrErrors"] += 1
                 icmpv6_send(r, pkt, ICMPV6_PARAMPROB, ICMPV6_HDR_INCOMP, 0, now)
                 r.drop(DropReason.IP6_EXTHDR_BAD)
                 return None, 0
+        if end > 65535:                             # ip6_frag_queue(), in its order
+            snmp["Ip6InHdrErrors"] += 1
+            icmpv6_send(r, pkt, ICMPV6_PARAMPROB, ICMPV6_HDR_FIELD, fh + 2, now)
+            r.drop(DropReason.REASM_TOO_BIG)
+            return None, 0
+        if more and len(payload) & 7:
+            snmp["Ip6InHdrErrors"] += 1
+            icmpv6_send(r, pkt, ICMPV6_PARAMPROB, ICMPV6_HDR_FIELD, 4, now)
+            r.drop(DropReason.IP6_EXTHDR_BAD)
+            return None, 0
         key = (int.from_bytes(data[8:24], "big"), int.from_bytes(data[24:40], "big"), ident)
         q = self.queues.get(key)
         if q is None:
@@ -115,6 +118,8 @@ class Reassembler6:
             q = self.queues[key] = Frag6Queue(key, now + r.sysctl6.ip6frag_time * SECOND,
                                               pkt.iif)
             r.timers.schedule(q.deadline, ("frag6", key))
+        if end == offset:                           # no data: the whole queue goes
+            return self._fail(r, q, DropReason.REASM_OVERLAP), 0
         if not more:
             if end < q.len or (q.last_in and end != q.len):
                 return self._fail(r, q, DropReason.REASM_OVERLAP), 0

@@ -188,9 +188,6 @@ def test_next_hop_resolution_multicast_ns(net: Net6) -> None:
     assert net.nstate(WAN, H2.ip) == "REACHABLE"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: kernel ndisc_send_ns() uses the port's "
-                   "link-local source when the queued packet's source is not ours "
-                   "(ipv6_get_lladdr); pyrouter picks the global address of the port")
 def test_next_hop_ns_source_is_link_local(net: Net6) -> None:
     _, out = _forward_unresolved(net)
     expect_icmp6(out[0], type=135, src=R_LL[WAN], dst=solicited(H2.ip))
@@ -343,9 +340,6 @@ def test_ns_flood_cost_bounded_when_table_full(net: Net6) -> None:
     assert per_packet < 100e-6, f"{per_packet * 1e6:.0f} us per NS with the table full"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: RFC 4861 7.2.5 / neigh_update() WEAK_OVERRIDE: an "
-                   "NA with O=0 and a different lladdr moves a REACHABLE entry to STALE "
-                   "(keeping the old lladdr); pyrouter leaves it REACHABLE")
 def test_na_without_override_other_lladdr_makes_reachable_stale(net: Net6) -> None:
     net.learn6(H2)
     net.send(WAN, frame6(H2, na_pkt(H2.ip, R_IP6[WAN], H2.ip, s=True, tll=H2.mac)))
@@ -379,9 +373,6 @@ def test_unknown_nd_options_ignored(net: Net6) -> None:
     expect_icmp6(out[0], type=136, src=t, dst=H1.ip, eth_dst=H1.mac)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: RFC 6980 / ndisc_suppress_frag_ndisc() (default 1): "
-                   "ND messages that came in fragments (even an atomic fragment) are "
-                   "silently ignored; pyrouter answers a fragmented NS")
 @pytest.mark.parametrize("pieces", [1, 2])
 def test_fragmented_ns_ignored(net: Net6, pieces: int) -> None:
     from tests.core.helpers6 import frag_hdr, ip6
@@ -399,9 +390,6 @@ def test_fragmented_ns_ignored(net: Net6, pieces: int) -> None:
     assert out == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: RFC 4861 7.1.1 and ndisc_recv_ns() only require a "
-                   "DAD NS to go to *a* solicited-node group (ipv6_addr_is_solict_mult); "
-                   "pyrouter drops one sent to a joined group other than the target's")
 def test_dad_ns_to_another_joined_solicited_group_answered(net: Net6) -> None:
     # ff02::1:ff00:1 is joined on lan0 (2001:db8:1::1); the target is lan0's link-local
     out = net.send(LAN, frame6(H1, ns_pkt("::", solicited(R_IP6[LAN]), R_LL[LAN])))

@@ -225,9 +225,6 @@ def test_unknown_next_header_after_reassembly(net: Net6) -> None:
     assert m.data == whole[:1232]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: since 62f20e068ccc ('ipv6: use prandom_u32() for ID "
-                   "generation') every fragmented IPv6 packet gets a random Identification "
-                   "(RFC 7739); pyrouter uses one global counter, +1 per packet (predictable)")
 def test_fragment_identification_is_unpredictable(net: Net6) -> None:
     def reply_ident(seq: int) -> int:
         out = []

@@ -103,6 +103,7 @@ def ip6_input(r: Router, pkt: PacketBuf, port: Port, now: int, mcast: bool = Fal
                 return
             if whole is pkt:               # atomic fragment
                 nh_field, nexthdr, off = off, data[off], noff
+                pkt.frag_max_size = len(data)        # IP6SKB_FRAGMENTED
                 continue
             pkt, data = whole, whole.data
             nexthdr = data[nh_field]

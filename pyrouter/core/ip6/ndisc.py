@@ -1,7 +1,8 @@
 """NDISC: IPv6 Neighbour Discovery for a router (net/ipv6/ndisc.c, RFC 4861).
 
-Every ND message must arrive with hop limit 255 and code 0 and carry well-formed
-options (RFC 4861 6.1, 7.1.1, 7.1.2, 8.1); otherwise it is dropped, counted.
+Every ND message must arrive with hop limit 255 and code 0, unfragmented (RFC 6980),
+and carry well-formed options (RFC 4861 6.1, 7.1.1, 7.1.2, 8.1); otherwise it is
+dropped, counted.
 
 * NS (ndisc_recv_ns): target not multicast; from :: only to a solicited-node group
   and without a source lladdr option (DAD).  For one of our addresses on this port:
@@ -15,15 +16,16 @@ options (RFC 4861 6.1, 7.1.1, 7.1.2, 8.1); otherwise it is dropped, counted.
 * NA (ndisc_recv_na): target not multicast; S=1 to a multicast destination is
   invalid.  For one of our tentative addresses -> DAD failed; for a usable one ->
   ignored and counted (someone spoofs us).  Otherwise an existing entry is updated:
-  S -> REACHABLE, else STALE; a different lladdr replaces the old only with O=1.
+  S -> REACHABLE, else STALE; a different lladdr replaces the old only with O=1, and
+  without it turns a REACHABLE entry STALE (RFC 4861 7.2.5, WEAK_OVERRIDE).
 * RS: answered by the RA sender (ra.py) on ports with ``ra`` configured; the sender
   is learned STALE from its lladdr option.
 * RA and Redirect: a forwarding router accepts neither (accept_ra needs 2,
   redirects are for hosts); validated, counted, dropped.
 
 Sending: NS multicast to the solicited-node group while INCOMPLETE, unicast in
-PROBE, from the queued packet's source when it is ours on the port (else the
-selected source), with our lladdr; DAD NS from :: with no option.  Redirects
+PROBE, from the queued packet's source when it is ours on the port (else the port's
+link-local, as ndisc_send_ns), with our lladdr; DAD NS from :: with no option.  Redirects
 (ndisc_send_redirect) only to an on-link source, for a link-local target or an
 on-link destination, rate-limited per source, from our link-local, with the target
 lladdr when known and as much of the packet as fits in 1280 bytes.
@@ -38,7 +40,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...wire import ndisc as nd
-from ...wire.ipv6 import ALL_NODES, ip6_str, is_multicast6, solicited_node
+from ...wire.ipv6 import ALL_NODES, SOLICITED_NODE_BASE, ip6_str, is_multicast6, solicited_node
 from ..actions import Event
 from ..drops import DropReason
 from ..link.neighbour import VALID, NeighbourEntry, NudState
@@ -55,6 +57,10 @@ if TYPE_CHECKING:
 
 def ndisc_rcv(r: Router, pkt: PacketBuf, port: Port, off: int, now: int) -> None:
     data = pkt.data
+    if pkt.frag_max_size:
+        # RFC 6980 (ndisc_suppress_frag_ndisc): ND never arrives in fragments.
+        r.drop(DropReason.NDISC_MALFORMED, port)
+        return
     if data[7] != 255 or data[off + 1] != 0:
         r.drop(DropReason.NDISC_BAD_HOPLIMIT if data[7] != 255 else DropReason.NDISC_MALFORMED,
                port)
@@ -106,7 +112,7 @@ def _recv_ns(r: Router, pkt: PacketBuf, port: Port, off: int, src: int, dst: int
     if is_multicast6(target) or (nd.ND_OPT_SOURCE_LL_ADDR in opts and sll is None):
         r.drop(DropReason.NDISC_MALFORMED, port)
         return
-    if dad and (dst != solicited_node(target) or sll is not None):
+    if dad and (dst >> 24 != SOLICITED_NODE_BASE >> 24 or sll is not None):
         r.drop(DropReason.NDISC_MALFORMED, port)
         return
     if r.trace is not None:
@@ -198,7 +204,8 @@ def _recv_na(r: Router, port: Port, data: bytearray, off: int, dst: int,
             return
         tll = e.lladdr
     state = NudState.REACHABLE if flags & nd.NA_SOLICITED else NudState.STALE
-    r.neigh6.update(port.ifindex, target, tll, state, bool(flags & nd.NA_OVERRIDE), now)
+    r.neigh6.update(port.ifindex, target, tll, state, bool(flags & nd.NA_OVERRIDE), now,
+                    weak_override=True)
 
 
 def _recv_rs(r: Router, port: Port, src: int, opts: dict[int, list[bytes]], now: int) -> None:
@@ -285,7 +292,9 @@ class Ndisc6:
             if dev is not None and (a := dev.find(s)) is not None and a.state == PERMANENT:
                 saddr = s
         if saddr is None:
-            saddr = ipv6_dev_get_saddr(r, port.ifindex, entry.addr)
+            # ndisc_send_ns() without a source: the port's link-local (ipv6_get_lladdr).
+            dev = r.in6.get(port.ifindex)
+            saddr = dev.linklocal() if dev else None
         if saddr is None:
             return
         if unicast and entry.lladdr:

@@ -169,7 +169,8 @@ class Reassembler6:
         struct.pack_into("!H", whole, 4, len(whole) - 40)
         snmp["Ip6ReasmOKs"] += 1
         first = q.first
-        out = PacketBuf(whole, iif=first.iif, pkt_type=first.pkt_type, l2_src=first.l2_src)
+        out = PacketBuf(whole, iif=first.iif, pkt_type=first.pkt_type, l2_src=first.l2_src,
+                        frag_max_size=max(len(p) for _, p in q.frags))   # IP6SKB_FRAGMENTED
         return out, len(q.unfrag)
 
     def _fail(self, r: Router, q: Frag6Queue, reason: DropReason) -> None:

@@ -384,8 +384,11 @@ class NeighbourTable:
         e.queue_bytes += size
 
     def update(self, ifindex: int, addr: int, lladdr: bytes, new: NudState, override: bool,
-               now: Instant, create: bool = False) -> NeighbourEntry | None:
-        """neigh_update(): a confirmation or a hint (STALE) carrying *lladdr*."""
+               now: Instant, create: bool = False,
+               weak_override: bool = False) -> NeighbourEntry | None:
+        """neigh_update(): a confirmation or a hint (STALE) carrying *lladdr*.
+        *weak_override* (NEIGH_UPDATE_F_WEAK_OVERRIDE, NDISC's NA): a different lladdr
+        without override turns a REACHABLE entry STALE, keeping its address."""
         e = self.entries.get((ifindex, addr))
         if e is None:
             if not create:
@@ -399,8 +402,10 @@ class NeighbourTable:
         if old in VALID:
             if lladdr != e.lladdr:
                 if not override:
-                    # A different address within locktime: keep the old one.
-                    return e
+                    if not (weak_override and old is NudState.REACHABLE):
+                        # A different address within locktime: keep the old one.
+                        return e
+                    lladdr, new = e.lladdr, NudState.STALE
             elif new is NudState.STALE:
                 # Same address, only a hint: keep the stronger state we have.
                 new = old

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..wire.addr import ip4_str
-from ..wire.ipv6 import ip6_str, solicited_node
+from ..wire.ipv6 import ALL_NODES, ip6_str, solicited_node
 from ..wire.icmpv4 import ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
 from .actions import Event
 from .drops import Counters, DropReason
@@ -41,7 +41,7 @@ from .ip.redirect import RedirectLimiter
 from .ip6 import addrconf
 from .ip6.addrconf import Inet6Dev
 from .ip6.ndisc import Ndisc6, ndisc_proxy_timer
-from .ip6.ra import RaState, ra_shutdown, ra_start, ra_timer, ra_unicast_timer
+from .ip6.ra import RaState, ra_shutdown, ra_start, ra_timer, ra_unicast_timer, send_ra
 from .ip6.reasm import Reassembler6
 from .ip6.sysctl import Ipv6Sysctl
 from .link.arp import PROXY_KEY, arp_announce_port, arp_proxy_timer, arp_solicit
@@ -96,6 +96,7 @@ class Router:
         self.in6: dict[int, Inet6Dev] = {}
         self.local6: set[int] = set()          # usable IPv6 addresses (DAD passed)
         self.addrs6_all: set[int] = set()      # every configured one, tentative included
+        self.anycast6: set[int] = set()        # Subnet-Router anycast of our prefixes
         self.neigh6 = NeighbourTable(Ndisc6(self), self.timers, rng, neigh_params, neigh_table,
                                      kind="neigh6", family=6, now=now)
         self.reasm6 = Reassembler6()
@@ -366,6 +367,11 @@ class Router:
         from ..wire.ipv6 import eui64_linklocal  # noqa: PLC0415
 
         port = self.ports[ifindex]
+        if port.mtu < 1280:
+            # ipv6_add_dev() refuses a device below IPV6_MIN_MTU: no IPv6 on this port.
+            self.events.append(Event("addrconf.mtu_too_small", {"port": port.name,
+                                                                "mtu": port.mtu}))
+            return
         if addr == 0:
             addr = eui64_linklocal(port.mac)
         if ifindex not in self.in6:
@@ -380,6 +386,8 @@ class Router:
                               table=RT_TABLE_LOCAL, prefsrc=addr, proto="kernel"))
         if plen < 128:
             mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
+            if plen < 127 and addr >> 118 != 0x3FA and self.sysctl6.forwarding:
+                self.anycast6.add(addr & mask)
             self.fib.insert(Route(6, addr & mask, plen, RouteType.UNICAST, ifindex,
                                   metric=256, scope=Scope.LINK, table=RT_TABLE_MAIN,
                                   proto="kernel"))
@@ -527,6 +535,11 @@ class Router:
         self.local6 = {a.addr for d in self.in6.values() for a in d.addrs
                        if a.state == addrconf.PERMANENT}
         self.addrs6_all = new.addrs6_all
+        self.anycast6 = new.anycast6
+        for idx in list(self.ra_state):
+            if idx not in gone_idx and idx not in new.sysctl6.ra and idx in self.sysctl6.ra:
+                # RFC 4861 6.2.5: a port that stops advertising says so (lifetime 0).
+                send_ra(self, idx, ALL_NODES, self.sysctl6.ra[idx], new.created_at, lifetime=0)
         self.sysctl6 = new.sysctl6
         self.proxy_groups6 = new.proxy_groups6
         for idx in list(self.ra_state):

@@ -130,10 +130,6 @@ def test_echo_ignore_multicast_knob() -> None:
     assert len(net.send(LAN, frame6(H1, echo6(H1.ip, R_IP6[LAN])))) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a forwarding Linux router joins the "
-                   "Subnet-Router anycast address of each prefix (RFC 4291 2.6.1, "
-                   "addrconf_join_anycast) and answers an echo to 2001:db8:1:: from a "
-                   "unicast source; pyrouter treats it as an on-link host (Redirect + NS)")
 def test_subnet_router_anycast_answered(net: Net6) -> None:
     out = net.send(LAN, frame6(H1, echo6(H1.ip, "2001:db8:1::")))
     assert len(out) == 1
@@ -281,10 +277,6 @@ def test_bad_ipv6_headers_dropped(net: Net6, kind: str) -> None:
     assert net.snmp("Ip6InHdrErrors") + net.snmp("Ip6InTruncatedPkts") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: since Linux 5.12 (dcc32f4f183a 'ipv6: weaken the "
-                   "v4mapped source check') ip6_rcv_core no longer drops a v4-mapped source "
-                   "(only TCP/DCCP connection requests do), so the kernel forwards it; "
-                   "pyrouter drops it as ip6_bad_addr")
 def test_v4mapped_source_forwarded(net: Net6) -> None:
     net.learn6(H2)
     out = net.send(LAN, frame6(H1, udp6_pkt("::ffff:10.0.1.10", H2.ip)))
@@ -292,9 +284,6 @@ def test_v4mapped_source_forwarded(net: Net6) -> None:
     expect_ip6(out[0], src="::ffff:10.0.1.10", dst=H2.ip, hlim=63, ifindex=WAN)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the kernel never checked a v4-mapped destination "
-                   "in ip6_rcv_core: it is routed like any address (here: no route -> "
-                   "Destination Unreachable code 0); pyrouter drops it silently")
 def test_v4mapped_destination_routed(net: Net6) -> None:
     pkt = udp6_pkt(H1.ip, "::ffff:10.0.1.1")
     out = net.send(LAN, frame6(H1, pkt))
@@ -302,10 +291,6 @@ def test_v4mapped_destination_routed(net: Net6) -> None:
     expect_error6(out[0], type=1, code=0, about=pkt, src=R_IP6[LAN])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the kernel's redirect limiter (ndisc_send_redirect, "
-                   "per source) and icmpv6_xrlim_allow (per destination) use the same IPv6 "
-                   "inet_peer, so 6 redirects to a host spend its error budget too; pyrouter "
-                   "keeps separate buckets (PEER_KEY6 | 1<<130) and still sends Time Exceeded")
 def test_redirects_and_errors_share_the_peer_budget(net: Net6) -> None:
     net.learn6(H1B)
     out = []
@@ -328,9 +313,6 @@ def test_unresolved_queue_bounded(net: Net6) -> None:
     assert sent == [p[8:] for p in pkts[-len(out):]]          # the newest survive, in order
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the kernel refuses IPv6 on a device whose MTU is "
-                   "below 1280 (ipv6_add_dev -EINVAL, addrconf_ifdown on NETDEV_CHANGEMTU); "
-                   "pyrouter runs IPv6 there and sends frames larger than the port MTU")
 def test_no_ipv6_on_a_port_with_mtu_below_1280() -> None:
     from tests.core.helpers6 import Host6, eth6
     net = Net6(config=CONFIG6.replace("    mtu: 1400\n", "    mtu: 1000\n"))

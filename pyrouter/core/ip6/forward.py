@@ -51,7 +51,9 @@ def ip6_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     if route.oif == pkt.iif and not pkt.srcrt:
         from .ndisc import ndisc_send_redirect  # noqa: PLC0415
 
-        if r.icmp_limiter.bucket(dst | PEER_KEY6 | (1 << 129), now, 10**9, 6 * 10**9):
+        # inet_peer_xrlim_allow(peer(daddr), 1 s): the bucket ICMPv6 errors to that
+        # address spend from too.
+        if r.icmp_limiter.bucket(dst | PEER_KEY6, now, 10**9, 6 * 10**9):
             ndisc_send_redirect(r, pkt, port, nexthop, now)
     else:
         src = int.from_bytes(data[8:24], "big")

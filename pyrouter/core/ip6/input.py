@@ -47,7 +47,8 @@ _IN = {1: "Icmp6InDestUnreachs", 2: "Icmp6InPktTooBigs", 3: "Icmp6InTimeExcds",
        137: "Icmp6InRedirects"}
 
 
-def ip6_input(r: Router, pkt: PacketBuf, port: Port, now: int, mcast: bool = False) -> None:
+def ip6_input(r: Router, pkt: PacketBuf, port: Port, now: int, mcast: bool = False,
+              anycast: bool = False) -> None:
     snmp = r.counters.snmp
     data = pkt.data
     nh_field = 6
@@ -116,9 +117,9 @@ def ip6_input(r: Router, pkt: PacketBuf, port: Port, now: int, mcast: bool = Fal
     if nexthdr == IPPROTO_ICMPV6:
         icmpv6_rcv(r, pkt, port, off, now, mcast)
     elif nexthdr == IPPROTO_UDP6:
-        udp6_rcv(r, pkt, off, now, mcast)
+        udp6_rcv(r, pkt, off, now, mcast or anycast)
     elif nexthdr == IPPROTO_TCP6:
-        tcp6_rcv(r, pkt, off, now, mcast)
+        tcp6_rcv(r, pkt, off, now, mcast or anycast)
     elif nexthdr == IPPROTO_NONE:
         pass
     else:

@@ -263,7 +263,7 @@ def ndisc_send_redirect(r: Router, pkt: PacketBuf, port: Port, target: int, now:
     if src >> 118 != 0x3FA and (back is None or back.gateway is not None
                                 or back.oif != port.ifindex):
         return                    # "destination is not a neighbour"
-    if not r.icmp_limiter.bucket(src | PEER_KEY6 | (1 << 130), now, 10**9, 6 * 10**9):
+    if not r.icmp_limiter.bucket(src | PEER_KEY6, now, 10**9, 6 * 10**9):   # shared peer
         return
     e = r.neigh6.get(port.ifindex, target)
     tll = e.lladdr if e is not None and e.state in VALID else None

@@ -2,9 +2,8 @@
 (net/ipv6/ip6_input.c ip6_rcv_core, ip6_rcv_finish; route.c ip6_route_input).
 
 Checks in the kernel's order: not PACKET_OTHERHOST; a whole 40-byte header;
-version 6; a multicast source, a loopback destination, an interface-local (scope 1)
-or reserved-scope (0) multicast destination, or an IPv4-mapped address on either
-side -> address error (Ip6InHdrErrors / Ip6InAddrErrors); payload length within
+version 6; a multicast source, a loopback source or destination, an interface-local
+(scope 1) or reserved-scope (0) multicast destination -> address error (Ip6InHdrErrors); payload length within
 the frame (else Ip6InTruncatedPkts), padding trimmed.  Then Hop-by-Hop options
 (exthdrs.parse_tlv) when the first next header is 0.
 
@@ -12,8 +11,9 @@ Route input:
 * multicast destination: delivered when the port has joined the group (all-nodes,
   all-routers, solicited-node of its addresses), else dropped (no multicast
   routing);
-* one of the router's usable addresses (a link-local one only on its own port)
-  -> ip6_input; a tentative address -> dropped (RFC 4862 5.4);
+* one of the router's usable addresses (a link-local one only on its own port), or
+  the Subnet-Router anycast address of one of its prefixes -> ip6_input; a tentative
+  address -> dropped (RFC 4862 5.4);
 * a link-local destination that is not ours -> dropped: never forwarded;
 * FIB (family 6): unicast -> ip6_forward; local -> ip6_input; blackhole silent;
   unreachable/none -> Destination Unreachable code 0 (no route), prohibit -> code 1.
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from ..port import Port
     from ..router import Router
 
-_V4MAPPED = 0xFFFF
 _ROUTE_DROP = {RouteType.BLACKHOLE: DropReason.ROUTE_BLACKHOLE,
                RouteType.UNREACHABLE: DropReason.ROUTE_UNREACHABLE,
                RouteType.PROHIBIT: DropReason.ROUTE_PROHIBIT}
@@ -60,8 +59,10 @@ def ipv6_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
         return
     src = int.from_bytes(frame[off + 8:off + 24], "big")
     dst = int.from_bytes(frame[off + 24:off + 40], "big")
-    if (is_multicast6(src) or dst == 1 or src == 1 or src >> 32 == _V4MAPPED
-            or dst >> 32 == _V4MAPPED or (is_multicast6(dst) and mcast_scope(dst) <= 1)):
+    # (v4-mapped addresses pass: since Linux 5.12 only TCP connection requests refuse
+    # them, and the kernel never checked the destination.)
+    if (is_multicast6(src) or dst == 1 or src == 1
+            or (is_multicast6(dst) and mcast_scope(dst) <= 1)):
         snmp["Ip6InHdrErrors"] += 1
         r.drop(DropReason.IP6_BAD_ADDR, port)
         return
@@ -76,6 +77,9 @@ def ipv6_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
     pkt = PacketBuf(bytearray(frame[off:off + 40 + plen]), iif=port.ifindex,
                     pkt_type=pkt_type, l2_src=frame[6:12])
     data = pkt.data
+    if port.ifindex not in r.in6:
+        r.drop(DropReason.IPV6_DISABLED, port)     # an MTU below 1280: no IPv6 there
+        return
     if r.trace is not None:
         r.note("ipv6_rcv", src=ip6_str(src), dst=ip6_str(dst), nexthdr=nexthdr,
                hlim=data[7], len=len(data))
@@ -109,6 +113,10 @@ def ip6_route_input(r: Router, pkt: PacketBuf, port: Port, src: int, dst: int,
     if dst in r.local6:
         if dst >> 118 != 0x3FA or _on_port(r, port.ifindex, dst):
             return ip6_input(r, pkt, port, now)
+    if dst in r.anycast6:
+        # The Subnet-Router anycast address of one of our prefixes (RFC 4291 2.6.1;
+        # addrconf_join_anycast): delivered, and answered from a unicast source.
+        return ip6_input(r, pkt, port, now, anycast=True)
     if r.sysctl6.proxy_ndp and dst in r.sysctl6.proxy_ndp.get(port.ifindex, ()) \
             and _is_ndisc(pkt.data):
         # ip6_forward_proxy_check(): ND messages to a proxied address are ours to answer.

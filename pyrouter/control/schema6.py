@@ -81,7 +81,10 @@ class RaConfigModel(_Model):
 
 
 class Ipv6Knobs(_Model):
-    """net.ipv6.* sysctls the router honours, with the kernel's defaults."""
+    """net.ipv6.* sysctls the router honours, with the kernel's defaults, except
+    ndisc_notify (on: unsolicited NAs when an address becomes usable, as issue #5 asks;
+    the kernel's default is 0) and mld_reports (no kernel knob: the kernel always
+    reports)."""
 
     forwarding: bool = True
     disable_ipv6: bool = False
@@ -91,7 +94,8 @@ class Ipv6Knobs(_Model):
     icmp_echo_ignore_multicast: bool = False
     accept_dad: int = Field(default=1, ge=0, le=2)
     dad_transmits: int = Field(default=1, ge=0, le=10)
-    ndisc_notify: bool = True
+    ndisc_notify: bool = True                # kernel default 0: the issue asks for announcements
+    mld_reports: bool = True                 # pyrouter's own: MLDv2 reports (ip6/mld.py)
     ip6frag_time: int = Field(default=60, ge=1, le=3600)
     max_hbh_opts_number: int = Field(default=8, ge=0, le=255)
     max_dst_opts_number: int = Field(default=8, ge=0, le=255)

@@ -40,6 +40,7 @@ from .ip.icmp_limit import IcmpLimiter
 from .ip.redirect import RedirectLimiter
 from .ip6 import addrconf
 from .ip6.addrconf import Inet6Dev
+from .ip6.mld import mld_schedule, mld_timer
 from .ip6.ndisc import Ndisc6, ndisc_proxy_timer
 from .ip6.ra import RaState, ra_shutdown, ra_start, ra_timer, ra_unicast_timer, send_ra
 from .ip6.reasm import Reassembler6
@@ -97,6 +98,7 @@ class Router:
         self.local6: set[int] = set()          # usable IPv6 addresses (DAD passed)
         self.addrs6_all: set[int] = set()      # every configured one, tentative included
         self.anycast6: set[int] = set()        # Subnet-Router anycast of our prefixes
+        self.mld_due: dict[int, list[int]] = {}   # ip6/mld.py: pending report deadlines
         self.neigh6 = NeighbourTable(Ndisc6(self), self.timers, rng, neigh_params, neigh_table,
                                      kind="neigh6", family=6, now=now)
         self.reasm6 = Reassembler6()
@@ -226,6 +228,8 @@ class Router:
                 ra_unicast_timer(self, key[1], now)
             elif kind == "ndisc-proxy":
                 ndisc_proxy_timer(self, now)
+            elif kind == "mld":
+                mld_timer(self, key[1], deadline, now)
             elif kind == "neigh-gc":
                 self.neigh4.periodic_gc(now)
                 self.neigh6.periodic_gc(now)
@@ -255,6 +259,7 @@ class Router:
                   if st.deadline is not None}
         alive |= {(d, k) for d, k in ((e[0], e[2]) for e in self.timers._heap)
                   if k[0] in ("neigh-gc", "ra-unicast", "ndisc-proxy")}
+        alive |= {(d, ("mld", idx)) for idx, ds in self.mld_due.items() for d in ds}
         if self.arp_proxy_deadline is not None:
             alive.add((self.arp_proxy_deadline, PROXY_KEY))
         alive |= dhcp4_alive_timers(self) | dns_alive_timers(self)
@@ -380,6 +385,7 @@ class Router:
 
             self.in6[ifindex].groups |= {ALL_NODES, ALL_ROUTERS}
         addrconf.add_addr6(self, ifindex, addr, plen, now)
+        mld_schedule(self, ifindex, now)          # new solicited-node group: report it
         if (addr, plen) not in port.addrs6:
             port.addrs6.append((addr, plen))
         self.fib.insert(Route(6, addr, 128, RouteType.LOCAL, ifindex, scope=Scope.HOST,

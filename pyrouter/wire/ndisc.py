@@ -10,7 +10,7 @@ Bodies start after the 4-byte ICMPv6 header:
 * Redirect (137): reserved(4) target(16) destination(16), options.
 
 Options are TLVs in units of 8 bytes: 1 source lladdr, 2 target lladdr, 3 prefix
-information, 4 redirected header, 5 MTU, 25 RDNSS.  ``parse_options`` rejects a
+information, 4 redirected header, 5 MTU, 14 nonce (RFC 7527), 25 RDNSS.  ``parse_options`` rejects a
 zero length or one running past the end (RFC 4861 4.6: "Nodes MUST silently
 discard an ND packet that contains an option with length zero"), so the caller
 can drop the whole message with a reason.
@@ -28,6 +28,7 @@ ND_OPT_TARGET_LL_ADDR = 2
 ND_OPT_PREFIX_INFO = 3
 ND_OPT_REDIRECT_HDR = 4
 ND_OPT_MTU = 5
+ND_OPT_NONCE = 14
 ND_OPT_RDNSS = 25
 
 NA_ROUTER = 0x80
@@ -72,9 +73,11 @@ def _ll_opt(kind: int, mac: bytes) -> bytes:
     return bytes([kind, 1]) + mac
 
 
-def build_ns(target: int, sll: bytes | None) -> bytes:
+def build_ns(target: int, sll: bytes | None, nonce: bytes = b"") -> bytes:
+    """An NS; *nonce* (6 bytes) adds the RFC 7527 Nonce option of an enhanced DAD probe."""
     return (b"\x87\x00\x00\x00\x00\x00\x00\x00" + target.to_bytes(16, "big")
-            + (_ll_opt(ND_OPT_SOURCE_LL_ADDR, sll) if sll else b""))
+            + (_ll_opt(ND_OPT_SOURCE_LL_ADDR, sll) if sll else b"")
+            + (bytes([ND_OPT_NONCE, 1]) + nonce if nonce else b""))
 
 
 def build_na(target: int, flags: int, tll: bytes | None) -> bytes:

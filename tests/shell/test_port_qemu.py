@@ -56,7 +56,8 @@ def framed(f: bytes) -> bytes:
 
 def cfg_text(qemu: str) -> str:
     # No IPv6 DAD or unsolicited NA: these tests count every frame the port carries.
-    return ("ipv6: {accept_dad: 0, ndisc_notify: false}\ninterfaces:\n  vm0:\n    kind: qemu\n    addresses: [10.0.1.1/24]\n"
+    return ("ipv6: {accept_dad: 0, ndisc_notify: false, mld_reports: false}\n"
+            "interfaces:\n  vm0:\n    kind: qemu\n    addresses: [10.0.1.1/24]\n"
             f"    macaddress: \"02:00:00:00:01:01\"\n    qemu: {qemu}\n")
 
 

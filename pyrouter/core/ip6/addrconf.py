@@ -4,7 +4,9 @@ Every port gets a link-local address from its MAC (modified EUI-64,
 addr_gen_mode 0) beside the configured ones.  Each address starts TENTATIVE and
 runs Duplicate Address Detection (RFC 4862 5.4): after a random delay below
 rtr_solicit_delay, dad_transmits Neighbour Solicitations from :: to the
-solicited-node group, one retrans_time apart; with no answer one retrans_time
+solicited-node group (with a random Nonce option, enhanced_dad, RFC 7527: a probe
+that comes back with our nonce is our own, looped back), one retrans_time apart;
+with no answer one retrans_time
 after the last, the address is usable (an unsolicited NA announces it when
 ndisc_notify is on).  An NA for it, or a DAD NS from someone else, marks it
 DADFAILED: it is never used (the kernel's IFA_F_DADFAILED).  accept_dad=0 or
@@ -48,6 +50,7 @@ class Inet6Addr:
     state: str = TENTATIVE
     probes: int = 0
     deadline: int | None = None
+    nonce: bytes = b""                 # enhanced DAD (RFC 7527): our probes' Nonce option
 
     @property
     def linklocal(self) -> bool:
@@ -119,7 +122,9 @@ def dad_timer(r: Router, ifindex: int, addr: int, deadline: int, now: int) -> No
     a.probes -= 1
     port = r.ports.get(ifindex)
     if port is not None and port.up:
-        ndisc_send_ns(r, port, addr, solicited_node(addr), 0, now, dad=True)
+        if not a.nonce:
+            a.nonce = r.rng.getrandbits(48).to_bytes(6, "big")
+        ndisc_send_ns(r, port, addr, solicited_node(addr), 0, now, dad=True, nonce=a.nonce)
     _arm(r, dev, a, now + r.neigh6.params.retrans_time)
 
 

@@ -11,7 +11,7 @@ Per next header, in order:
 * Hop-by-Hop anywhere but first, ESP, AH and any other unknown protocol ->
   Parameter Problem code 1 pointing at the next-header field that names it
   (Ip6InUnknownProtos); No Next Header (59) -> consumed;
-* ICMPv6 (icmpv6_rcv): checksum, then echo, NDISC (ndisc.py), MLD consumed,
+* ICMPv6 (icmpv6_rcv): checksum, then echo, NDISC (ndisc.py), MLD queries (mld.py),
   errors counted (they quote a packet the router sent; nothing to learn yet);
 * UDP: checksum (zero is invalid over IPv6), then Port Unreachable (code 4);
 * TCP: checksum, then a reset (tcp_v6_send_reset), never for a RST.
@@ -161,8 +161,13 @@ def icmpv6_rcv(r: Router, pkt: PacketBuf, port: Port, off: int, now: int, mcast:
         icmpv6_echo_reply(r, pkt, off, now)
     elif 133 <= t <= 137:
         ndisc_rcv(r, pkt, port, off, now)
-    elif t == ICMPV6_ECHO_REPLY or t in (130, 131, 132, 143):
-        pass                               # no ping6 sockets yet; MLD: consumed
+    elif t == 130:
+        from .mld import mld_query_rcv  # noqa: PLC0415
+
+        snmp["Icmp6InMLDQueries"] += 1
+        mld_query_rcv(r, port.ifindex, data, off, now)
+    elif t == ICMPV6_ECHO_REPLY or t in (131, 132, 143):
+        pass                               # no ping6 sockets yet; others' MLD reports
     elif t < 128:
         snmp["Icmp6InErrors"] += 1         # about one of our packets: nothing to learn yet
     else:

@@ -132,6 +132,10 @@ def _recv_ns(r: Router, pkt: PacketBuf, port: Port, off: int, src: int, dst: int
         r.drop(DropReason.NDISC_NOT_FOR_US, port)
         return
     if a.state == TENTATIVE:
+        nonce = opts.get(nd.ND_OPT_NONCE)
+        if dad and a.nonce and nonce and nonce[0][2:8] == a.nonce:
+            r.drop(DropReason.IP6_ADDR_TENTATIVE, port)   # our own probe, looped back
+            return
         if dad:
             dad_failure(r, port.ifindex, target, "NS for our tentative address")
         r.drop(DropReason.IP6_ADDR_TENTATIVE, port)
@@ -229,8 +233,8 @@ def _nd_send(r: Router, port: Port, msg: bytes, daddr: int, saddr: int, now: int
 
 
 def ndisc_send_ns(r: Router, port: Port, target: int, daddr: int, saddr: int, now: int,
-                  dad: bool = False) -> None:
-    _nd_send(r, port, nd.build_ns(target, None if dad else port.mac), daddr,
+                  dad: bool = False, nonce: bytes = b"") -> None:
+    _nd_send(r, port, nd.build_ns(target, None if dad else port.mac, nonce), daddr,
              0 if dad else saddr, now)
 
 

@@ -49,6 +49,7 @@ class Ipv6Sysctl:
     dad_transmits: int = 1
     rtr_solicit_delay: float = 1.0         # s: the random delay before the first DAD probe
     ndisc_notify: bool = True              # unsolicited NA when an address comes up
+    mld_reports: bool = True               # MLDv2 reports for joined groups (no kernel knob)
     ip6frag_time: int = 60
     max_hbh_opts_number: int = 8
     max_dst_opts_number: int = 8

@@ -112,7 +112,8 @@ SNMP_COUNTERS = (
     "Icmp6OutParmProblems", "Icmp6OutEchoReplies", "Icmp6OutRouterSolicits",
     "Icmp6OutRouterAdvertisements", "Icmp6OutNeighborSolicits",
     "Icmp6OutNeighborAdvertisements", "Icmp6OutRedirects", "Icmp6OutRateLimitGlobal",
-    "Icmp6OutRateLimitHost", "Icmp6OutMLDv2Reports", "Icmp6InMLDQueries", "Udp6InErrors", "Udp6InCsumErrors", "Udp6NoPorts",
+    "Icmp6OutRateLimitHost", "Icmp6OutMLDv2Reports", "Icmp6InMLDQueries", "Udp6InErrors",
+    "Udp6InCsumErrors", "Udp6NoPorts",
     "ArpInDadProbes", "ArpInGratuitous", "ArpOutProxyReplies", "ArpOutGratuitous",
 )
 

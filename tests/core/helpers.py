@@ -95,8 +95,8 @@ H5 = Host("10.0.5.50", bytes.fromhex("025000000050"), JUMBO)
 
 def make_router(config: str = TOPOLOGY, seed: int = 1, now: int = 0) -> Router:
     """The router of *config*.  A config without an ``ipv6:`` section gets DAD,
-    unsolicited NAs and MLD reports off, so IPv4 scenarios see no IPv6 chatter (tests/core/test_ipv6*.py
-    cover those)."""
+    unsolicited NAs and MLD reports off, so IPv4 scenarios see no IPv6 chatter
+    (tests/core/test_ipv6*.py cover those)."""
     cfg = parse(config)
     if "ipv6:" not in config:
         cfg = cfg.model_copy(update={"ipv6": Ipv6Knobs(accept_dad=0, ndisc_notify=False,

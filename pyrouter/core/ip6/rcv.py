@@ -3,8 +3,9 @@
 
 Checks in the kernel's order: not PACKET_OTHERHOST; a whole 40-byte header;
 version 6; a multicast source, a loopback source or destination, an interface-local
-(scope 1) or reserved-scope (0) multicast destination -> address error (Ip6InHdrErrors); payload length within
-the frame (else Ip6InTruncatedPkts), padding trimmed.  Then Hop-by-Hop options
+(scope 1) or reserved-scope (0) multicast destination -> address error
+(Ip6InHdrErrors); payload length within the frame (else Ip6InTruncatedPkts), padding
+trimmed.  Then Hop-by-Hop options
 (exthdrs.parse_tlv) when the first next header is 0.
 
 Route input:

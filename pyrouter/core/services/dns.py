@@ -3,7 +3,8 @@
 A query (UDP to port 53 of one of the router's addresses, arriving on a port the
 forwarder listens on, from a source in one of that port's subnets) is sent on to
 the preferred upstream server from the router's own address, with a fresh random
-ID and a random source port, and remembered in the pending table under (source port, ID).  The upstream's answer,
+ID and a random source port, and remembered in the pending table under (source
+port, ID).  The upstream's answer,
 recognised by its source (the upstream's address and port) and that pair, goes
 back to the client from the address it asked, with the client's ID; the rest of
 the message is passed through untouched (EDNS, TC and all).  The random port and

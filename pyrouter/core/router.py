@@ -48,7 +48,7 @@ from .ip6.sysctl import Ipv6Sysctl
 from .link.arp import PROXY_KEY, arp_announce_port, arp_proxy_timer, arp_solicit
 from .link.ethernet import eth_rcv
 from .link.neighbour import (
-    NeighbourEntry, NeighbourTable, NeighParams, NeighTableParams, NudState,
+    NeighbourEntry, NeighbourTable, NeighParams, NeighTableParams, NudState, xmit_queued,
 )
 from .packet import PacketBuf
 from .port import Port
@@ -330,12 +330,7 @@ class Router:
         arp_solicit(self, entry, unicast)
 
     def neigh_resolved(self, entry: NeighbourEntry, queued: list[tuple[bytes, Any]]) -> None:
-        port = self.ports.get(entry.ifindex)
-        if port is None or entry.lladdr is None:
-            return
-        hdr = entry.lladdr + port.mac + b"\x08\x00"
-        for l3, _ctx in queued:
-            self.xmit(port, hdr + l3)
+        xmit_queued(self, entry, b"\x08\x00", queued)
 
     def neigh_failed(self, entry: NeighbourEntry, queued: list[tuple[bytes, Any]],
                      now: Instant) -> None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...wire.icmpv6 import (ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+                            ICMPV6_PARAMPROB, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED)
 from ...wire.ipv6 import IPPROTO_ICMPV6, IPV6_MIN_MTU, is_multicast6
 from ..packet import PacketBuf, PktType
 from ..route.flow import FlowKey
@@ -30,13 +32,6 @@ from .output import ip6_local_out
 
 if TYPE_CHECKING:
     from ..router import Router
-
-ICMPV6_DEST_UNREACH = 1
-ICMPV6_PKT_TOOBIG = 2
-ICMPV6_TIME_EXCEED = 3
-ICMPV6_PARAMPROB = 4
-ICMPV6_ECHO_REQUEST = 128
-ICMPV6_ECHO_REPLY = 129
 
 ICMPV6_NOROUTE = 0
 ICMPV6_ADM_PROHIBITED = 1
@@ -49,6 +44,10 @@ ICMPV6_HDR_FIELD = 0
 ICMPV6_UNK_NEXTHDR = 1
 ICMPV6_UNK_OPTION = 2
 ICMPV6_HDR_INCOMP = 3
+
+__all__ = ["ICMPV6_DEST_UNREACH", "ICMPV6_ECHO_REPLY", "ICMPV6_ECHO_REQUEST",
+           "ICMPV6_PARAMPROB", "ICMPV6_PKT_TOOBIG", "ICMPV6_TIME_EXCEED", "icmpv6_send",
+           "icmpv6_echo_reply", "send_icmp6"]
 
 PEER_KEY6 = 1 << 128              # keeps IPv6 peers apart from IPv4 ones in the limiter
 

@@ -43,7 +43,7 @@ from ...wire import ndisc as nd
 from ...wire.ipv6 import ALL_NODES, SOLICITED_NODE_BASE, ip6_str, is_multicast6, solicited_node
 from ..actions import Event
 from ..drops import DropReason
-from ..link.neighbour import VALID, NeighbourEntry, NudState
+from ..link.neighbour import VALID, NeighbourEntry, NudState, xmit_queued
 from ..packet import PacketBuf
 from ..route.flow import FlowKey
 from ..time import SECOND
@@ -308,13 +308,7 @@ class Ndisc6:
         ndisc_send_ns(r, port, entry.addr, daddr, saddr, now)
 
     def neigh_resolved(self, entry: NeighbourEntry, queued: list[tuple[bytes, Any]]) -> None:
-        r = self.r
-        port = r.ports.get(entry.ifindex)
-        if port is None or entry.lladdr is None:
-            return
-        hdr = entry.lladdr + port.mac + b"\x86\xdd"
-        for l3, _ctx in queued:
-            r.xmit(port, hdr + l3)
+        xmit_queued(self.r, entry, b"\x86\xdd", queued)
 
     def neigh_failed(self, entry: NeighbourEntry, queued: list[tuple[bytes, Any]],
                      now: int) -> None:

@@ -110,6 +110,17 @@ FORCED_GC_MIN_AGE = 5 * SECOND        # neigh_alloc()/neigh_forced_gc(): "5 * HZ
 RERANDOM_INTERVAL = 300 * SECOND      # neigh_periodic_work() re-picks reachable_time
 
 
+def xmit_queued(r: Any, entry: NeighbourEntry, ethertype: bytes,
+                queued: list[tuple[bytes, Any]]) -> None:
+    """neigh_resolved() for either family: the packets that waited, onto the wire."""
+    port = r.ports.get(entry.ifindex)
+    if port is None or entry.lladdr is None:
+        return
+    hdr = entry.lladdr + port.mac + ethertype
+    for l3, _ctx in queued:
+        r.xmit(port, hdr + l3)
+
+
 class NeighOwner(Protocol):
     """What the table needs from the router (ARP/NDISC and the output path)."""
 

@@ -3,7 +3,7 @@
 # the host tools the integration tests drive, and a venv with the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(iproute2 iputils-ping iputils-tracepath traceroute iperf3 tcpdump tshark socat netcat-openbsd procps radvd)
+pkgs=(iproute2 iputils-ping iputils-tracepath traceroute iperf3 tcpdump tshark socat netcat-openbsd procps radvd nftables)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

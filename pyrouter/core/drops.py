@@ -75,6 +75,11 @@ class DropReason(Enum):
     NDISC_RA_IGNORED = "ndisc_ra_ignored"
     NDISC_RS_IGNORED = "ndisc_rs_ignored"
     NDISC_REDIRECT_IGNORED = "ndisc_redirect_ignored"
+    NF_DROP = "nf_drop"                        # a netfilter hook entry (rule, policy) dropped it
+    NF_QUEUE_FULL = "nf_queue_full"
+    NF_QUEUE_NO_CONSUMER = "nf_queue_no_consumer"
+    NF_REPEAT_LOOP = "nf_repeat_loop"
+    NF_PLUGIN_ERROR = "nf_plugin_error"        # a hook plugin raised; on_error: drop
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).

@@ -47,6 +47,7 @@ from .ip6.sysctl import Ipv6Sysctl
 from .link.arp import arp_solicit
 from .link.ethernet import eth_rcv
 from .link.neighbour import NeighbourEntry, NeighbourTable, NeighParams
+from .netfilter.hooks import Netfilter
 from .packet import PacketBuf
 from .port import Port
 from .route.exceptions import ExceptionTable
@@ -111,6 +112,7 @@ class Router:
         self._martian_stamp = now
         self.sockets: dict[str, set[int]] = {"icmp": set(), "udp": set()}   # ip/sock.py
         self.tracer: Tracer | None = None      # core/trace.py
+        self.nf = Netfilter()                  # core/netfilter: hooks, ruleset, queues
         self.trace: list[dict[str, Any]] | None = None
         self.ip_ident = rng.getrandbits(16)
         self.timers.schedule(now + NEIGH_GC_INTERVAL, ("neigh-gc",))
@@ -455,6 +457,7 @@ class Router:
         self.icmp_limiter.limits = new.icmp_limiter.limits
         self.fnhe.flush()
         self.fnhe.min_pmtu, self.fnhe.expires = new.fnhe.min_pmtu, new.fnhe.expires
+        self.nf.adopt(new.nf)                  # the new ruleset and plugins, in one step
         self.fwd_cache.clear()
         removed = [p.name for p in gone
                    if p.name not in recreated and p.name not in new.ports_by_name]

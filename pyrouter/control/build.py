@@ -29,6 +29,7 @@ from ..core.router import Router
 from ..core.sysctl import Ipv4Sysctl
 from ..wire.addr import mac_from_str, stable_mac
 from .load import ConfigError
+from .nf_build import build_netfilter
 from .routes_file import parse_routes
 from .schema import Config, Interface
 
@@ -307,4 +308,5 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
         for route in parse_routes(path, onlink, cfg.tables):
             r.fib.insert(route)
         r.fwd_cache.clear()
+    build_netfilter(r, cfg, file)           # nftables ruleset and hook plugins (issue 7)
     return r

@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from ..wire.addr import mac_from_str
 from .schema6 import Ipv6Knobs, RaConfigModel, V6Addr
+from .schema_nf import NftablesConfig, PluginConfig
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 
@@ -265,6 +266,8 @@ class Config(_Model):
     ipv6: Ipv6Knobs = Field(default_factory=Ipv6Knobs)
     control: Control = Field(default_factory=Control)
     metrics: Metrics | None = None
+    nftables: NftablesConfig | None = None      # netfilter ruleset (control/nf_build.py)
+    plugins: list[PluginConfig] = Field(default_factory=list)   # Python hook plugins
 
     @field_validator("interfaces")
     @classmethod

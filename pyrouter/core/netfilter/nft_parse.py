@@ -321,6 +321,8 @@ class Parser:
             if t.text == "}" and t.kind == "punct":
                 self.next()
                 return c
+            if t.kind == "eof":
+                raise self.err(t, "expected a rule or '}'")
             if t.text == "type" and t.kind == "word":
                 self.next()
                 ty = self.word("a chain type")

@@ -21,6 +21,7 @@ from ...wire.addr import ip4_str
 from ...wire.checksum import inet_checksum
 from ...wire.ipv4 import set_checksum
 from ...wire.ipv6 import ip6_str
+from ..actions import Event
 
 if TYPE_CHECKING:
     from ..packet import PacketBuf
@@ -67,6 +68,7 @@ class PacketView:
     """A plugin's window on one packet at one hook (see the module docstring)."""
 
     __slots__ = ("_pkt", "_st", "family", "hook", "l4proto", "thoff")
+    # Also: event(name, **fields) -> an Event "plugin.<name>" for the log.
 
     def __init__(self, pkt: PacketBuf, st: HookState) -> None:
         self._pkt, self._st = pkt, st
@@ -141,6 +143,10 @@ class PacketView:
         if self.l4proto == 6 and o + 13 <= len(d):
             return bytes(d[o + ((d[o + 12] >> 4) << 2):])
         return b""
+
+    def event(self, name: str, **fields: object) -> None:
+        """Report something: an Event ``plugin.<name>`` (logged by the shell)."""
+        self._st.router.events.append(Event(f"plugin.{name}", dict(fields)))
 
     def set_bytes(self, off: int, data: bytes) -> None:
         d = self._pkt.data

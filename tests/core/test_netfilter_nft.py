@@ -340,3 +340,15 @@ def test_expect_ipv4_helper_in_use() -> None:
     net = nft_net(FIREWALL)
     out = fwd_tcp(net, 80)
     expect_ipv4(out[0], src=H1.ip, dst=H2.ip, ttl=63, ifindex=WAN)
+
+
+def test_explain_copy_does_not_touch_live_counters() -> None:
+    import copy  # noqa: PLC0415
+
+    net = nft_net(FIREWALL)
+    shadow = copy.deepcopy(net.router)
+    l3 = ipv4(H1.ip, H2.ip, tcp(H1.ip, H2.ip, dport=23), proto=6)
+    shadow.receive(LAN, frame_from(H1, l3), net.now)
+    assert shadow.nf.ruleset.counters()[0]["packets"] == 1
+    assert net.router.nf.ruleset.counters()[0]["packets"] == 0
+    assert fwd_tcp(net, 23) == [] and net.router.nf.ruleset.counters()[0]["packets"] == 1

@@ -145,6 +145,25 @@ class Netfilter:
         self.ruleset: Any = None          # nft_compile.Ruleset installed by control
         self.plugins: list[Any] = []      # plugin wrappers (counters, errors)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Netfilter:
+        """For ``explain`` (core/trace.py runs a deep copy of the router): the ruleset is
+        compiled afresh so the copy's counters, limits and log budget are its own; plugin
+        entries are shared (their functions cannot be copied); queues start empty."""
+        new = Netfilter()
+        own: set[int] = set()
+        rs = self.ruleset
+        if rs is not None:
+            own = {id(e) for e in rs.entries()}
+            rs.recompile().install(new)
+        for fam, table in ((4, self.v4), (6, self.v6)):
+            for h in range(5):
+                for e in table[h]:
+                    if id(e) not in own:
+                        new.register(fam, Hook(h), e)
+        new.plugins = list(self.plugins)
+        memo[id(self)] = new
+        return new
+
     # -- registration ----------------------------------------------------------
     def register(self, pf: int, hook: Hook, entry: HookEntry) -> HookEntry:
         """nf_register_net_hook(); pf 0 (inet) registers in both families."""

@@ -1,10 +1,11 @@
 """Compile a parsed nftables ruleset (nft_parse.py) into closures, once, at load time.
 
-Each rule becomes a tuple of steps, each step one closure over its constants (the
-field extractor and the comparison are chosen at compile time: a frozenset for a
-set of single values, sorted intervals for ranges and prefixes, a bit test for
-flags); a chain is the loop over its rules; a base chain is registered as a
-netfilter hook entry (hooks.py) at its family, hook and priority.
+Each chain becomes one generated Python function (_gen_chain): the fields its rules
+read are extracted once per packet at the top, each rule is nested ``if``s with the
+comparison chosen at compile time (``==`` a constant, ``in`` a frozenset for a set of
+single values, sorted intervals for ranges and prefixes, a bit test for flags);
+limit, log, reject and verdict maps are closures it calls.  A base chain is
+registered as a netfilter hook entry (hooks.py) at its family, hook and priority.
 
 Semantics (nft(8), net/netfilter/nf_tables_core.c nft_do_chain):
 * a failed match ends the rule; statements run in order where they stand
@@ -237,7 +238,8 @@ class Compiler:
 
     # -- matches ----------------------------------------------------------------------
     def match(self, m: Match, sets: dict[str, NSet], setvals: dict[str, list[Any]],
-              line: int) -> Callable[[Ctx], int | None]:
+              line: int) -> tuple[Any, ...]:
+        """An op ("match", selector, extractor, expression, constants) for _gen_chain."""
         ty = SEL_TYPE[m.selector]
         get = _extractor(m.selector)
         if isinstance(m.value, tuple):
@@ -287,12 +289,26 @@ class Compiler:
             isin = _membership(vals)
             pred = (lambda x: not isin(x)) if neg else isin
 
-        def step(c: Ctx) -> int | None:
-            x = get(c)
-            if x is None or not pred(x):
-                return NEXT
-            return None
-        return step
+        # The inline form for the generated chain code: X is the field's value.
+        consts: dict[str, Any] = {"P": pred}
+        expr = "P(X)"
+        if ty == "tcp_flag":
+            if m.mask is not None:
+                expr = f"X & {mask} {'!=' if neg else '=='} {bits}"
+            elif m.op == "any":
+                expr = f"X & {bits}"
+        elif ty != "ifname" and m.op in ("<", ">", "<=", ">="):
+            expr = f"X {m.op} {k}"
+        elif ty == "ifname" and not prefixes:
+            consts = {"S": exact}
+            expr = f"X {'not in' if neg else 'in'} S"
+        elif ty != "ifname" and all(lo == hi for lo, hi in vals):
+            if len(vals) == 1:
+                expr = f"X {'!=' if neg else '=='} {vals[0][0]}"
+            else:
+                consts = {"S": frozenset(lo for lo, _ in vals)}
+                expr = f"X {'not in' if neg else 'in'} S"
+        return ("match", m.selector, get, expr, consts)
 
 
 def _membership(vals: list[tuple[int, int]]) -> Callable[[int], bool]:
@@ -317,12 +333,12 @@ def _membership(vals: list[tuple[int, int]]) -> Callable[[int], bool]:
 
 
 class CRule:
-    """A compiled rule: its steps and, for the listing, its text and counters."""
+    """A compiled rule: its ops (for _gen_chain) and, for the listing, text and counters."""
 
-    __slots__ = ("steps", "parts", "counters", "comment", "handle")
+    __slots__ = ("ops", "parts", "counters", "comment", "handle")
 
     def __init__(self) -> None:
-        self.steps: tuple[Callable[[Ctx], int | None], ...] = ()
+        self.ops: list[tuple[Any, ...]] = []
         self.parts: list[Any] = []          # str, or a [packets, bytes] counter
         self.counters: list[list[int]] = []
         self.comment: str | None = None
@@ -358,9 +374,10 @@ class Ruleset:
     """A loaded ruleset: ``install(nf)`` registers its base chains, ``list()`` prints it
     as ``nft list ruleset`` does, with live counters."""
 
-    def __init__(self, tables: list[CTable], text: str) -> None:
+    def __init__(self, tables: list[CTable], text: str, file: str = "<ruleset>") -> None:
         self.tables = tables
         self.source = text
+        self.file = file
         self.log_tokens = float(LOG_BURST)
         self.log_stamp: int | None = None
         self.log_suppressed = 0
@@ -372,6 +389,14 @@ class Ruleset:
                 if ch.entry is not None and ch.ast.hook is not None:
                     nf.register(pf, HOOK_NAMES[ch.ast.hook], ch.entry)
         nf.ruleset = self
+
+    def entries(self) -> list[HookEntry]:
+        return [ch.entry for t in self.tables for ch in t.chains.values()
+                if ch.entry is not None]
+
+    def recompile(self) -> Ruleset:
+        """The same ruleset compiled again: fresh counters and limiter state."""
+        return compile_ruleset(self.source, self.file)
 
     def log_allow(self, now: int) -> bool:
         if self.log_stamp is not None:
@@ -437,7 +462,7 @@ def compile_ruleset(text: str, file: str = "<ruleset>") -> Ruleset:
     comp = Compiler(file)
     seen: set[tuple[str, str]] = set()
     tables: list[CTable] = []
-    ruleset = Ruleset(tables, text)
+    ruleset = Ruleset(tables, text, file)
     for ta in tables_ast:
         key = (ta.family, ta.name)
         if key in seen:
@@ -466,7 +491,7 @@ def compile_ruleset(text: str, file: str = "<ruleset>") -> Ruleset:
             for ra in ch.ast.rules:
                 handle += 1
                 ch.rules.append(_compile_rule(comp, ruleset, ct, ch, ra, setvals, handle))
-            ch.run = _chain_runner(tuple(r.steps for r in ch.rules))
+            ch.run = _gen_chain(ch)
             if ch.ast.hook is not None:
                 ch.entry = _base_entry(ch)
     return ruleset
@@ -513,22 +538,6 @@ def _check_jumps(comp: Compiler, ta: Table) -> None:
             visit(name, [name])
 
 
-def _chain_runner(rules: tuple[tuple[Callable[[Ctx], int | None], ...], ...]
-                  ) -> Callable[[Ctx], int]:
-    def run(c: Ctx) -> int:
-        for steps in rules:
-            for s in steps:
-                v = s(c)
-                if v is not None:
-                    break
-            else:
-                continue
-            if v != NEXT:
-                return v
-        return CONT
-    return run
-
-
 def _base_entry(ch: CChain) -> HookEntry:
     policy = NF_ACCEPT if ch.ast.policy == "accept" else NF_DROP
     run = ch.run
@@ -548,14 +557,23 @@ def _base_entry(ch: CChain) -> HookEntry:
 
 def _compile_rule(comp: Compiler, rs: Ruleset, t: CTable, ch: CChain, ra: Rule,
                   setvals: dict[str, list[Any]], handle: int) -> CRule:
+    """A rule as ops for _gen_chain: ("match", ...), ("counter", cnt), ("mark", v),
+    ("call", fn) (fn returns None: go on, NEXT: the rule ends, or a verdict),
+    ("do", fn) (a side effect), ("ret", code), ("drop", note), ("jump"|"goto", chain)."""
     cr = CRule()
     cr.comment, cr.handle = ra.comment, handle
-    steps: list[Callable[[Ctx], int | None]] = []
+    ops: list[tuple[Any, ...]] = []
     chains = t.chains
     drop_note = {"table": f"{t.family} {t.name}", "chain": ch.name, "rule": ""}
+    terminal = None
     for it in ra.items:
+        line, col = (ra.line, 1) if isinstance(it, Match) else (it.args.get("line", ra.line),
+                                                                it.args.get("col", 1))
+        if terminal is not None:
+            raise comp.err(line, col, f"statement after the terminal '{terminal}' "
+                           "has no effect")
         if isinstance(it, Match):
-            steps.append(comp.match(it, t.ast.sets, setvals, ra.line))
+            ops.append(comp.match(it, t.ast.sets, setvals, ra.line))
             cr.parts.append(it.text)
             continue
         k, a = it.kind, it.args
@@ -563,29 +581,117 @@ def _compile_rule(comp: Compiler, rs: Ruleset, t: CTable, ch: CChain, ra: Rule,
             cnt = [0, 0]
             cr.counters.append(cnt)
             cr.parts.append(cnt)
-            steps.append(_counter_step(cnt))
+            ops.append(("counter", cnt))
             continue
         cr.parts.append(it.text)
         if k == "limit":
-            steps.append(_limit_step(a["rate"], _UNIT_NS[a["unit"]], a["burst"], a["over"]))
+            ops.append(("call", _limit_step(a["rate"], _UNIT_NS[a["unit"]], a["burst"],
+                                            a["over"])))
         elif k == "log":
-            steps.append(_log_step(rs, a.get("prefix", ""), t, ch))
+            ops.append(("do", _log_step(rs, a.get("prefix", ""), t, ch)))
         elif k == "mark_set":
             v = comp.value("mark", Elem(a["value"], a["line"], a["col"]))
-            mark = v[0]                                               # type: ignore[index]
-
-            def mark_step(c: Ctx, mark: int = mark) -> None:
-                c.pkt.mark = mark
-            steps.append(mark_step)
+            ops.append(("mark", v[0]))                              # type: ignore[index]
         elif k == "reject":
-            steps.append(_reject_step(comp, t.family, a, drop_note))
-        else:
-            steps.append(_verdict_step(k, a.get("chain"), chains, a, drop_note))
-        if k == "vmap":
-            steps[-1] = _vmap_step(comp, it, t, setvals, chains, drop_note, ra.line)
-    cr.steps = tuple(steps)
+            ops.append(("call", _reject_step(comp, t.family, a, drop_note)))
+        elif k == "vmap":
+            ops.append(("call", _vmap_step(comp, it, t, setvals, chains, drop_note, ra.line)))
+        elif k == "accept":
+            ops.append(("ret", NF_ACCEPT))
+        elif k == "drop":
+            ops.append(("drop", drop_note))
+        elif k == "return":
+            ops.append(("ret", CONT))
+        elif k == "continue":
+            ops.append(("ret", None))
+        elif k == "queue":
+            ops.append(("ret", nf_queue_verdict(a["num"], a["bypass"])))
+        elif k in ("jump", "goto"):
+            ops.append((k, chains[a["chain"]]))
+        if k in ("accept", "drop", "return", "continue", "queue", "jump", "goto", "vmap",
+                 "reject"):
+            terminal = k
+    cr.ops = ops
     drop_note["rule"] = cr.text()
     return cr
+
+
+def _gen_chain(ch: CChain) -> Callable[[Ctx], int]:
+    """One Python function per chain, generated once: each field a rule reads is
+    extracted once per packet at the top (``meta mark`` is read live, as a rule may set
+    it); each rule is nested ifs over its ops; falling out of a rule is "next rule"."""
+    ns: dict[str, Any] = {"NEXT": NEXT}
+    fields: dict[tuple[str, str], str] = {}
+    body: list[str] = []
+    top: list[str] = ["def run(c):", "    d = c.d", "    n = len(d)"]
+    uid = [0]
+
+    def const(v: Any) -> str:
+        uid[0] += 1
+        name = f"K{uid[0]}"
+        ns[name] = v
+        return name
+
+    def gen(ops: list[tuple[Any, ...]], ind: int) -> None:
+        pad = "    " * ind
+        if not ops:
+            body.append(pad + "pass")
+            return
+        op, rest = ops[0], ops[1:]
+        kind = op[0]
+        if kind == "match":
+            _, sel, get, expr, consts = op
+            if sel == ("meta", "mark"):
+                var = "c.pkt.mark"
+            else:
+                var = fields.get(sel)
+                if var is None:
+                    var = fields[sel] = f"x{len(fields)}"
+                    top.append(f"    {var} = {const(get)}(c)")
+            for cname, cval in consts.items():
+                expr = expr.replace(cname + "(", const(cval) + "(") if cname == "P" \
+                    else re.sub(rf"\b{cname}\b", const(cval), expr)
+            expr = re.sub(r"\bX\b", var, expr)
+            guard = "" if var == "c.pkt.mark" else f"{var} is not None and "
+            body.append(f"{pad}if {guard}{expr}:")
+            gen(rest, ind + 1)
+        elif kind == "counter":
+            k = const(op[1])
+            body.append(f"{pad}{k}[0] += 1; {k}[1] += n")
+            gen(rest, ind) if rest else None
+        elif kind == "mark":
+            body.append(f"{pad}c.pkt.mark = {op[1]}")
+            gen(rest, ind) if rest else None
+        elif kind == "do":
+            body.append(f"{pad}{const(op[1])}(c)")
+            gen(rest, ind) if rest else None
+        elif kind == "call":
+            body.append(f"{pad}v = {const(op[1])}(c)")
+            body.append(f"{pad}if v is None:")
+            gen(rest, ind + 1)
+            body.append(f"{pad}elif v != NEXT:")
+            body.append(f"{pad}    return v")
+        elif kind == "ret":
+            body.append(pad + ("pass" if op[1] is None else f"return {op[1]}"))
+        elif kind == "drop":
+            body.append(f"{pad}c.st.note = {const(op[1])}")
+            body.append(f"{pad}return {NF_DROP}")
+        elif kind == "jump":
+            body.append(f"{pad}v = {const(op[1])}.run(c)")
+            body.append(f"{pad}if v != {CONT}:")
+            body.append(f"{pad}    return v")
+        elif kind == "goto":
+            body.append(f"{pad}return {const(op[1])}.run(c)")
+
+    for i, r in enumerate(ch.rules):
+        body.append(f"    # rule {i}: {r.text()[:60]!r}"[:100])
+        gen(r.ops, 1)
+    body.append(f"    return {CONT}")
+    src = "\n".join(top + body) + "\n"
+    exec(compile(src, f"<nft chain {ch.table.family} {ch.table.name} {ch.name}>", "exec"), ns)
+    run = ns["run"]
+    run.source = src                                            # for debugging
+    return run  # type: ignore[no-any-return]
 
 
 def _counter_step(cnt: list[int]) -> Callable[[Ctx], None]:

@@ -124,3 +124,59 @@ def test_forward_drop_still_lets_traceroute_see_the_router(topology, tmp_path: P
     # traceroute's default) and the ping (84 bytes) did.
     listing = topo.nft_list_ruleset()
     assert counters(listing) == [(3, 2 * 60 + 84)], listing
+
+
+FIREWALL6 = """\
+flush ruleset
+table inet filter {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		meta l4proto ipv6-icmp accept
+		ip6 daddr fd00:2::2 udp dport 9 counter reject
+		ip6 daddr fd00:2::2 tcp dport 25 counter reject with tcp reset
+		ip6 saddr fd00:1::/64 tcp dport 23 counter drop
+	}
+}
+"""
+
+SR1_6_CODE = r"""
+import sys
+from scapy.all import IPv6, conf, sr1
+conf.verb = 0
+for h in sys.argv[2:]:
+    ans = sr1(IPv6(bytes.fromhex(h)), timeout=float(sys.argv[1]), verbose=0)
+    print(bytes(ans).hex() if ans is not None else "-", flush=True)
+"""
+
+
+def test_ipv6_reject_and_drop_in_an_inet_table(topology, tmp_path: Path) -> None:
+    from scapy.layers.inet6 import ICMPv6DestUnreach, IPv6  # noqa: PLC0415
+
+    h1, h2, r_a = "fd00:1::2", "fd00:2::2", "fd00:1::1"
+    ports = [
+        {"key": "a", "host": "h1", "addresses": ["10.0.1.1/24", f"{r_a}/64"],
+         "peer_addresses": ["10.0.1.2/24", f"{h1}/64"],
+         "peer_routes": [{"to": "default", "via": "10.0.1.1"}, {"to": "default", "via": r_a}]},
+        {"key": "b", "host": "h2", "addresses": ["10.0.2.1/24", "fd00:2::1/64"],
+         "peer_addresses": ["10.0.2.2/24", f"{h2}/64"],
+         "peer_routes": [{"to": "default", "via": "10.0.2.1"},
+                         {"to": "default", "via": "fd00:2::1"}]},
+    ]
+    topo = topology(ports=ports,
+                    config={"nftables": {"file": ruleset_file(tmp_path, FIREWALL6)}})
+    pkts = [IPv6(src=h1, dst=h2) / UDP(sport=40003, dport=9) / (b"y" * 8),
+            IPv6(src=h1, dst=h2) / TCP(sport=40004, dport=25, flags="S", seq=7),
+            IPv6(src=h1, dst=h2) / TCP(sport=40005, dport=23, flags="S")]
+    cp = topo.exec("h1", sys.executable, "-c", SR1_6_CODE, "2",
+                   *(bytes(p).hex() for p in pkts), timeout=30)
+    assert cp.returncode == 0, show(cp)
+    udp9, smtp, telnet = [None if ln == "-" else IPv6(bytes.fromhex(ln))
+                          for ln in cp.stdout.split()]
+    assert udp9 is not None and udp9[IPv6].src == r_a and udp9.haslayer(ICMPv6DestUnreach)
+    assert udp9[ICMPv6DestUnreach].code == 4                  # port unreachable (icmpx)
+    assert smtp is not None and smtp[IPv6].src == h2 and smtp[TCP].flags == "RA"
+    assert smtp[TCP].ack == 8 and smtp[IPv6].hlim == 64
+    assert telnet is None
+    listing = topo.nft_list_ruleset()
+    # a 56-byte UDP datagram (40 + 8 + 8), 60-byte SYNs (40 + 20)
+    assert counters(listing) == [(1, 56), (1, 60), (1, 60)], listing

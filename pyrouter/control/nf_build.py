@@ -54,5 +54,3 @@ def build_netfilter(r: Any, cfg: Any, file: str) -> None:
         plugin = Plugin(f"{pc.module}.{pc.function}", fn, pc.on_error)
         r.nf.register(_PF[pc.family], HOOK_NAMES[pc.hook], plugin.entry(pc.priority))
         r.nf.plugins.append(plugin)
-    if r.nf.fwd_bypass(4) or r.nf.fwd_bypass(6):
-        r.fwd_cache.clear()

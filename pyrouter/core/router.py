@@ -112,7 +112,7 @@ class Router:
         self._martian_stamp = now
         self.sockets: dict[str, set[int]] = {"icmp": set(), "udp": set()}   # ip/sock.py
         self.tracer: Tracer | None = None      # core/trace.py
-        self.nf = Netfilter()                  # core/netfilter: hooks, ruleset, queues
+        self.nf = Netfilter(self.fwd_cache)    # core/netfilter: hooks, ruleset, queues
         self.trace: list[dict[str, Any]] | None = None
         self.ip_ident = rng.getrandbits(16)
         self.timers.schedule(now + NEIGH_GC_INTERVAL, ("neigh-gc",))

@@ -175,7 +175,6 @@ def test_fast_path_is_bypassed_while_a_forward_entry_exists() -> None:
     assert net.router.fast_forwarded >= 1                   # the cache works without hooks
     seen: list = []
     net.router.nf.register(4, Hook.FORWARD, HookEntry(_record(seen, "f"), 0))
-    net.router.fwd_cache.clear()                           # as build/adopt do
     for _ in range(3):
         assert len(net.send(LAN, frame_from(H1, _udp_l3()))) == 1
     assert len(seen) == 3 and not net.router.fwd_cache

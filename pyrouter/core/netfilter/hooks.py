@@ -29,6 +29,7 @@ raising is counted INTERNAL_ERROR and dropped).
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -136,7 +137,10 @@ class NfQueue:
 class Netfilter:
     """The router's hook table: ``v4[hook]`` / ``v6[hook]`` are sorted tuples."""
 
-    def __init__(self) -> None:
+    def __init__(self, fwd_cache: dict[Any, Any] | None = None) -> None:
+        # The router's forwarding cache: cleared on every registration, so the fast path
+        # (which runs no hooks) never serves a destination once an entry exists.
+        self._fwd_cache = fwd_cache if fwd_cache is not None else {}
         self.v4: list[tuple[HookEntry, ...]] = [()] * 5
         self.v6: list[tuple[HookEntry, ...]] = [()] * 5
         self.queues: dict[int, NfQueue] = {}
@@ -149,7 +153,7 @@ class Netfilter:
         """For ``explain`` (core/trace.py runs a deep copy of the router): the ruleset is
         compiled afresh so the copy's counters, limits and log budget are its own; plugin
         entries are shared (their functions cannot be copied); queues start empty."""
-        new = Netfilter()
+        new = Netfilter(copy.deepcopy(self._fwd_cache, memo))   # the copy's own cache
         own: set[int] = set()
         rs = self.ruleset
         if rs is not None:
@@ -173,6 +177,7 @@ class Netfilter:
             table = self.v4 if fam == 4 else self.v6
             table[hook] = tuple(sorted(table[hook] + (entry,),
                                        key=lambda e: (e.priority, e.seq)))
+        self._fwd_cache.clear()
         return entry
 
     def unregister(self, entry: HookEntry) -> None:
@@ -195,6 +200,7 @@ class Netfilter:
         """Take *new*'s entries (a reloaded config) in one step; queues stay."""
         self.v4, self.v6 = new.v4, new.v6
         self.ruleset, self.plugins = new.ruleset, new.plugins
+        self._fwd_cache.clear()
         for num, q in new.queues.items():
             old = self.queues.get(num)
             if old is None:

@@ -352,3 +352,18 @@ def test_explain_copy_does_not_touch_live_counters() -> None:
     assert shadow.nf.ruleset.counters()[0]["packets"] == 1
     assert net.router.nf.ruleset.counters()[0]["packets"] == 0
     assert fwd_tcp(net, 23) == [] and net.router.nf.ruleset.counters()[0]["packets"] == 1
+
+
+def test_trace_names_the_table_chain_and_rule_that_dropped() -> None:
+    from pyrouter.core.link.ethernet import eth_rcv  # noqa: PLC0415
+
+    net = nft_net(FIREWALL)
+    r = net.router
+    r.trace = []
+    l3 = ipv4(H1.ip, H2.ip, tcp(H1.ip, H2.ip, dport=23), proto=6)
+    eth_rcv(r, r.ports[LAN], frame_from(H1, l3), net.now)
+    steps, r.trace = r.trace, None
+    nf = [s for s in steps if s["stage"] == "nf_drop"]
+    assert nf and nf[0]["table"] == "inet filter" and nf[0]["chain"] == "forward"
+    assert nf[0]["rule"] == "tcp dport 23 counter drop"
+    assert {"stage": "drop", "reason": "nf_drop"} in steps

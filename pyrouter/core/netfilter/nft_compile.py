@@ -612,7 +612,7 @@ def _compile_rule(comp: Compiler, rs: Ruleset, t: CTable, ch: CChain, ra: Rule,
                  "reject"):
             terminal = k
     cr.ops = ops
-    drop_note["rule"] = cr.text()
+    drop_note["rule"] = re.sub(r"counter packets \d+ bytes \d+", "counter", cr.text())
     return cr
 
 

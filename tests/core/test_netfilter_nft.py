@@ -303,7 +303,9 @@ def test_hook_priorities_named_with_offsets() -> None:
     ("table ip t {\n  chain a { jump b }\n  chain b { jump a }\n}", 3, 18, "jump loop"),
     ("table ip t {\n  chain c {\n    reject with icmp type bogus\n  }\n}", 3, 27,
      "not an icmp reject type"),
-    ("table ip t {\n  chain c {\n    ip saddr @nope drop\n  }\n}", 3, 1, "no set named"),
+    ("table ip t {\n  chain c {\n    ip saddr @nope drop\n  }\n}", 3, 14, "no set named"),
+    ("table ip t {\n  set s { type inet_service; }\n  chain c {\n    ip saddr @s drop\n  }\n}",
+     4, 14, "holds inet_service"),
     ("table ip t {\n  chain c {\n    tcp dport 22 accept\n", 4, 1, "expected a rule or '}'"),
     ("table bridge t { }", 1, 7, "not supported"),
 ])

@@ -246,10 +246,10 @@ class Compiler:
             name = m.value[1]
             s = sets.get(name)
             if s is None or s.map_to is not None:
-                raise self.err(line, 1, f"no set named '{name}'"
+                raise self.err(m.line, m.col, f"no set named '{name}'"
                                + (" (it is a map: use vmap)" if s is not None else ""))
             if s.type != ty and not (ty == "integer"):
-                raise self.err(line, 1, f"set '{name}' holds {s.type}, the expression "
+                raise self.err(m.line, m.col, f"set '{name}' holds {s.type}, the expression "
                                f"'{' '.join(m.selector)}' is {ty}")
             vals = setvals[name]
         else:
@@ -281,7 +281,7 @@ class Compiler:
             pred = (lambda x: not isin(x)) if neg else isin
         elif m.op in ("<", ">", "<=", ">="):
             if len(vals) != 1 or vals[0][0] != vals[0][1]:
-                raise self.err(line, 1, f"'{m.op}' takes a single value")
+                raise self.err(m.line, m.col, f"'{m.op}' takes a single value")
             k = vals[0][0]
             pred = {"<": lambda x: x < k, ">": lambda x: x > k, "<=": lambda x: x <= k,
                     ">=": lambda x: x >= k}[m.op]

@@ -131,6 +131,8 @@ class Match:
     value: Any                    # list of elements, or ("@", name)
     mask: Any = None              # tcp flags X / MASK, or & MASK == X
     text: str = ""
+    line: int = 0                 # where the selector starts
+    col: int = 0
 
 
 @dataclass(slots=True)
@@ -589,7 +591,9 @@ class Parser:
         if sel == ("tcp", "flags") and self.peek().text == "/":
             self.next()
             mask = self._flag_list()
-        m = Match(sel, op, value, mask)
+        m = Match(sel, op, value, mask, line=t.line, col=t.col)
+        if isinstance(value, tuple):
+            m.line, m.col = v.line, v.col          # point at the @set
         opt = "" if op == "==" else op + " "
         if mask is not None and nt.text == "&":
             m.text = f"{text} & {'|'.join(e.text for e in mask)} {op} {vtext}"

@@ -72,6 +72,11 @@ ICMPV6_TYPES = {"destination-unreachable": 1, "packet-too-big": 2, "time-exceede
                 "nd-router-solicit": 133, "nd-router-advert": 134,
                 "nd-neighbor-solicit": 135, "nd-neighbor-advert": 136, "nd-redirect": 137,
                 "router-renumbering": 138, "mld2-listener-report": 143}
+ICMP_CODE_NAMES = {"net-unreachable": 0, "host-unreachable": 1, "prot-unreachable": 2,
+                   "port-unreachable": 3, "frag-needed": 4, "net-prohibited": 9,
+                   "host-prohibited": 10, "admin-prohibited": 13}
+ICMPV6_CODE_NAMES = {"no-route": 0, "admin-prohibited": 1, "addr-unreachable": 3,
+                     "port-unreachable": 4, "policy-fail": 5, "reject-route": 6}
 TCP_FLAGS = {"fin": 1, "syn": 2, "rst": 4, "psh": 8, "ack": 16, "urg": 32, "ecn": 64,
              "cwr": 128}
 NFPROTO = {"ipv4": 2, "ipv6": 10}
@@ -88,8 +93,8 @@ SEL_TYPE = {("ip", "saddr"): "ipv4_addr", ("ip", "daddr"): "ipv4_addr",
             ("udp", "sport"): "inet_service", ("udp", "dport"): "inet_service",
             ("th", "sport"): "inet_service", ("th", "dport"): "inet_service",
             ("udp", "length"): "integer", ("tcp", "flags"): "tcp_flag",
-            ("icmp", "type"): "icmp_type", ("icmp", "code"): "integer",
-            ("icmpv6", "type"): "icmpv6_type", ("icmpv6", "code"): "integer",
+            ("icmp", "type"): "icmp_type", ("icmp", "code"): "icmp_code",
+            ("icmpv6", "type"): "icmpv6_type", ("icmpv6", "code"): "icmpv6_code",
             ("meta", "l4proto"): "inet_proto", ("meta", "mark"): "mark",
             ("meta", "length"): "integer", ("meta", "nfproto"): "nf_proto",
             ("meta", "iifname"): "ifname", ("meta", "oifname"): "ifname",
@@ -98,7 +103,8 @@ SET_TYPES = {"ipv4_addr", "ipv6_addr", "inet_service", "inet_proto", "ifname", "
              "icmp_type", "icmpv6_type", "integer"}
 _MAXV = {"ipv4_addr": 2**32 - 1, "ipv6_addr": 2**128 - 1, "inet_service": 65535,
          "inet_proto": 255, "mark": 2**32 - 1, "icmp_type": 255, "icmpv6_type": 255,
-         "integer": 2**32 - 1, "tcp_flag": 255, "nf_proto": 255, "ether_type": 65535}
+         "integer": 2**32 - 1, "tcp_flag": 255, "nf_proto": 255, "ether_type": 65535,
+         "icmp_code": 255, "icmpv6_code": 255}
 
 
 class Ctx:
@@ -208,7 +214,8 @@ class Compiler:
     def _scalar(self, ty: str, t: str) -> tuple[int, int] | None:
         names = {"inet_service": SERVICES, "inet_proto": PROTOS, "icmp_type": ICMP_TYPES,
                  "icmpv6_type": ICMPV6_TYPES, "tcp_flag": TCP_FLAGS, "nf_proto": NFPROTO,
-                 "ether_type": ETHER}.get(ty, {})
+                 "ether_type": ETHER, "icmp_code": ICMP_CODE_NAMES,
+                 "icmpv6_code": ICMPV6_CODE_NAMES}.get(ty, {})
         if t in names:
             return names[t], names[t]
         if ty == "tcp_flag" and "|" in t:
@@ -332,6 +339,54 @@ def _membership(vals: list[tuple[int, int]]) -> Callable[[int], bool]:
     return isin
 
 
+_DISPLAY_NAMES = {"icmp_code": {v: k for k, v in ICMP_CODE_NAMES.items()},
+                  "icmpv6_code": {v: k for k, v in ICMPV6_CODE_NAMES.items()}}
+
+
+def _display_value(ty: str, text: str) -> str:
+    """An element as nft lists it: services as numbers, marks in hex, codes by name."""
+    if ty == "inet_service":
+        return "-".join(str(SERVICES.get(p, p)) for p in text.split("-")) \
+            if not text.startswith("-") else text
+    if ty == "mark" and re.fullmatch(r"0x[0-9a-fA-F]+|\d+", text):
+        return f"0x{int(text, 0):08x}"
+    names = _DISPLAY_NAMES.get(ty)
+    if names is not None and text.isdigit() and int(text) in names:
+        return names[int(text)]
+    return text
+
+
+def _display_match(m: Match) -> str:
+    ty = SEL_TYPE[m.selector]
+    if ty not in ("inet_service", "mark", "icmp_code", "icmpv6_code") \
+            or isinstance(m.value, tuple):
+        return m.text
+    sel = m.text.split(" ", 2)
+    head = " ".join(m.selector)
+    vals = [_display_value(ty, e.text) for e in m.value]
+    op = "" if m.op == "==" else m.op + " "
+    vt = vals[0] if len(vals) == 1 and not m.text.rstrip().endswith("}") \
+        else "{ " + ", ".join(vals) + " }"
+    return f"{head} {op}{vt}" if sel else m.text
+
+
+_STD_PRIO = (("raw", -300, None), ("mangle", -150, None), ("dstnat", -100, "prerouting"),
+             ("filter", 0, None), ("security", 50, None), ("srcnat", 100, "postrouting"))
+
+
+def priority_text(prio: int, hook: str | None) -> str:
+    """nft's prio2str: a standard name (where the hook allows it), +/- up to 10."""
+    for name, base, only in _STD_PRIO:
+        if only is not None and hook != only:
+            continue
+        off = prio - base
+        if off == 0:
+            return name
+        if -10 <= off <= 10:
+            return f"{name} {'+' if off > 0 else '-'} {abs(off)}"
+    return str(prio)
+
+
 class CRule:
     """A compiled rule: its ops (for _gen_chain) and, for the listing, text and counters."""
 
@@ -431,7 +486,8 @@ class Ruleset:
                 b = [f"\tchain {ch.name} {{"]
                 a = ch.ast
                 if a.hook is not None:
-                    b.append(f"\t\ttype {a.type} hook {a.hook} priority {a.priority_text}; "
+                    b.append(f"\t\ttype {a.type} hook {a.hook} priority "
+                         f"{priority_text(a.priority or 0, a.hook)}; "
                              f"policy {a.policy};")
                 for r in ch.rules:
                     b.append("\t\t" + r.text())
@@ -574,7 +630,14 @@ def _compile_rule(comp: Compiler, rs: Ruleset, t: CTable, ch: CChain, ra: Rule,
                            "has no effect")
         if isinstance(it, Match):
             ops.append(comp.match(it, t.ast.sets, setvals, ra.line))
-            cr.parts.append(it.text)
+            prev = ra.items[len(ops) - 2] if len(ops) >= 2 else None
+            if isinstance(prev, Match) and prev.selector == ("meta", "l4proto") \
+                    and prev.op == "==" and it.selector[0] in ("tcp", "udp") \
+                    and isinstance(prev.value, list) and len(prev.value) == 1 \
+                    and prev.value[0].text == it.selector[0] and cr.parts \
+                    and cr.parts[-1] == prev.text:
+                cr.parts.pop()          # nft lists the implied dependency only once
+            cr.parts.append(_display_match(it))
             continue
         k, a = it.kind, it.args
         if k == "counter":
@@ -592,7 +655,9 @@ def _compile_rule(comp: Compiler, rs: Ruleset, t: CTable, ch: CChain, ra: Rule,
         elif k == "mark_set":
             v = comp.value("mark", Elem(a["value"], a["line"], a["col"]))
             ops.append(("mark", v[0]))                              # type: ignore[index]
+            cr.parts[-1] = f"meta mark set 0x{v[0]:08x}"            # type: ignore[index]
         elif k == "reject":
+            _reject_deps(t.family, ra, a, ops, cr)
             ops.append(("call", _reject_step(comp, t.family, a, drop_note)))
         elif k == "vmap":
             ops.append(("call", _vmap_step(comp, it, t, setvals, chains, drop_note, ra.line)))
@@ -692,6 +757,38 @@ def _gen_chain(ch: CChain) -> Callable[[Ctx], int]:
     run = ns["run"]
     run.source = src                                            # for debugging
     return run  # type: ignore[no-any-return]
+
+
+def _reject_deps(family: str, ra: Rule, a: dict[str, Any], ops: list[tuple[Any, ...]],
+                 cr: CRule) -> None:
+    """The dependencies nft adds to a reject (and how it lists the rule): ``with tcp
+    reset`` implies ``meta l4proto tcp``; in an inet table ``with icmp`` implies
+    ``meta nfproto ipv4`` and ``with icmpv6`` ``meta nfproto ipv6``; a plain reject after
+    an ip / ip6 match is listed as the family's port-unreachable."""
+    w = a.get("with")
+    sels = {it.selector[0] for it in ra.items if isinstance(it, Match)}
+    if w == ("tcp", "reset"):
+        if "tcp" not in sels:
+            ops.insert(len(ops) - (len(cr.parts) - len(cr.parts)),
+                       ("match", ("meta", "l4proto"), _extractor(("meta", "l4proto")),
+                        "X == 6", {}))
+        cr.parts[:] = [p for p in cr.parts if p != "meta l4proto tcp"]
+        return
+    if family != "inet":
+        return
+    if w is None:
+        if "ip" in sels:
+            cr.parts[-1] = "reject with icmp port-unreachable"
+        elif "ip6" in sels:
+            cr.parts[-1] = "reject with icmpv6 port-unreachable"
+        return
+    fam = {"icmp": 4, "icmpv6": 6}.get(w[0])
+    if fam is None or ("ip" if fam == 4 else "ip6") in sels:
+        return
+    ops.append(("match", ("meta", "nfproto"), _extractor(("meta", "nfproto")),
+                f"X == {2 if fam == 4 else 10}", {}))
+    if len(cr.parts) > 1:
+        cr.parts.insert(0, f"meta nfproto {'ipv4' if fam == 4 else 'ipv6'}")
 
 
 def _counter_step(cnt: list[int]) -> Callable[[Ctx], None]:

@@ -538,7 +538,8 @@ class Parser:
                 raise self.err(f, f"expected a {t.text} field: "
                                   + ", ".join(sorted(SELECTORS[t.text])))
             sel = (t.text, f.text)
-        text = " ".join(sel) if t.text not in BARE_META else t.text
+        # As nft lists it: iifname/oifname bare, every other meta key with "meta".
+        text = sel[1] if sel in (("meta", "iifname"), ("meta", "oifname")) else " ".join(sel)
         nt = self.peek()
         if nt.text == "set":
             self.next()
@@ -596,7 +597,9 @@ class Parser:
             m.line, m.col = v.line, v.col          # point at the @set
         opt = "" if op == "==" else op + " "
         if mask is not None and nt.text == "&":
-            m.text = f"{text} & {'|'.join(e.text for e in mask)} {op} {vtext}"
+            flags = ",".join(x for e in value for x in e.text.split("|"))
+            m.text = f"{text} {flags} / {','.join(e.text for e in mask)}" if op == "==" \
+                else f"{text} & {'|'.join(e.text for e in mask)} {op} {vtext}"
         elif mask is not None:
             m.text = f"{text} {vtext} / {','.join(e.text for e in mask)}"
         else:
@@ -656,7 +659,8 @@ class Parser:
             if unit_bytes is not None:
                 raise NftError(self.file, n.line, n.col, "byte rate limits are not "
                                "supported yet (packets only)")
-            text = f"limit rate {'over ' if over else ''}{n.text}/{u.text} burst {burst} packets"
+            text = f"limit rate {'over ' if over else ''}{n.text}/{u.text}" \
+                + (f" burst {burst} packets" if burst != 5 else "")
             return Stmt("limit", {**pos, "rate": int(n.text), "unit": u.text, "burst": burst,
                                   "over": over}, text)
         if w == "log":

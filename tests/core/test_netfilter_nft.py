@@ -369,3 +369,67 @@ def test_trace_names_the_table_chain_and_rule_that_dropped() -> None:
     assert nf and nf[0]["table"] == "inet filter" and nf[0]["chain"] == "forward"
     assert nf[0]["rule"] == "tcp dport 23 counter drop"
     assert {"stage": "drop", "reason": "nf_drop"} in steps
+
+
+# -- robustness ----------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+
+_FUZZ = settings(max_examples=150, deadline=None, database=None,
+                 suppress_health_check=[HealthCheck.too_slow,
+                                        HealthCheck.function_scoped_fixture])
+_WORDS = ["table", "inet", "ip", "ip6", "chain", "set", "map", "type", "filter", "hook",
+          "forward", "priority", "policy", "accept", "drop", "{", "}", ";", "\n", "tcp",
+          "udp", "dport", "saddr", "10.0.0.0/8", "22", "1-2", ":", ",", "@s", "jump", "c",
+          "goto", "return", "counter", "limit", "rate", "10/second", "reject", "with",
+          "icmp", "icmpx", "vmap", "!=", "flags", "syn", "/", "elements", "=", "meta",
+          "mark", "set", "0x1", '"x"', "log", "prefix", "ct", "fd00::/64", "&", "(", ")"]
+
+
+@_FUZZ
+@given(hst.lists(hst.sampled_from(_WORDS), max_size=40) | hst.text(max_size=200))
+def test_any_text_compiles_or_raises_nft_error_only(words) -> None:
+    text = " ".join(words) if isinstance(words, list) else words
+    try:
+        compile_ruleset(text, "fuzz.nft")
+    except NftError:
+        pass
+
+
+_RICH = """
+table inet filter {
+  set s4 { type ipv4_addr; flags interval; elements = { 10.0.0.0/8 } }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    ip saddr @s4 tcp flags syn / syn,ack tcp dport { 1-1000 } counter
+    ip6 saddr fd00::/8 udp sport 53 counter
+    icmp type echo-request icmp code 0 counter
+    icmpv6 type echo-request counter
+    meta l4proto { tcp, udp } th dport 7 counter
+    tcp dport vmap { 9 : jump c }
+    meta length 0-100 counter
+  }
+  chain c { udp length 8-9 counter return }
+}
+"""
+
+
+@_FUZZ
+@given(proto=hst.sampled_from([1, 6, 17, 58, 0, 44, 255]), body=hst.binary(max_size=60),
+       frag=hst.integers(0, 0x3FFF))
+def test_random_packets_through_a_rich_ruleset_never_raise(proto: int, body: bytes,
+                                                           frag: int) -> None:
+    import struct  # noqa: PLC0415
+
+    from pyrouter.core.netfilter.hooks import Hook, HookState  # noqa: PLC0415
+    from pyrouter.core.packet import PacketBuf  # noqa: PLC0415
+
+    rs = compile_ruleset(_RICH)
+    entry = rs.tables[0].chains["forward"].entry
+    hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 1, frag, 64, proto,
+                                0, bytes([10, 0, 0, 1]), bytes([10, 0, 2, 2])))
+    for data, pf in ((hdr + body, 4), (bytearray(b"\x60" + bytes(5) + bytes([proto, 64])
+                                                 + b"\xfd" + bytes(31)) + body, 6)):
+        st = HookState(None, Hook.FORWARD, pf, None, None, 0)   # type: ignore[arg-type]
+        assert entry.fn(PacketBuf(bytearray(data)), st) in (0, 1)

@@ -237,6 +237,13 @@ class Netfilter:
                 break
         else:
             return False
+        try:
+            self._reinject(r, item, verdict, now)
+        except Exception:                        # noqa: BLE001 (e.g. its port went away)
+            r.drop(DropReason.INTERNAL_ERROR)
+        return True
+
+    def _reinject(self, r: Router, item: Queued, verdict: int, now: int) -> None:
         st = item.state
         st.now = now
         v = verdict & NF_VERDICT_MASK
@@ -254,7 +261,6 @@ class Netfilter:
         elif v == NF_QUEUE:
             if _enqueue(r, item.pkt, st, item.entries, item.index, item.okfn, verdict):
                 item.okfn(now)
-        return True
 
 
 def nf_hook(r: Router, entries: tuple[HookEntry, ...], hook: Hook, pf: int, pkt: PacketBuf,

@@ -433,3 +433,21 @@ def test_random_packets_through_a_rich_ruleset_never_raise(proto: int, body: byt
                                                  + b"\xfd" + bytes(31)) + body, 6)):
         st = HookState(None, Hook.FORWARD, pf, None, None, 0)   # type: ignore[arg-type]
         assert entry.fn(PacketBuf(bytearray(data)), st) in (0, 1)
+
+
+def test_reject_dependencies_as_nft_adds_them() -> None:
+    """`reject with tcp reset` only matches TCP; in an inet table `reject with icmp` only
+    IPv4 (nft inserts meta l4proto tcp / meta nfproto ipv4)."""
+    net = nft_net("""
+    table inet f {
+      chain forward { type filter hook forward priority 0; policy accept;
+        udp dport 7 counter reject with tcp reset
+        reject with icmp type host-unreachable
+      }
+    }""")
+    l3, out = fwd_udp(net, 7)
+    assert len(out) == 1 and out[0][1][14 + 20] == 3 and out[0][1][14 + 21] == 1
+    rows = net.router.nf.ruleset.counters()
+    assert rows[0]["packets"] == 1          # counted, then the tcp reset did not match
+    text = net.router.nf.ruleset.list()
+    assert "reject with icmp host-unreachable" in text and "nfproto" not in text

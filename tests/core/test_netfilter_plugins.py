@@ -140,3 +140,22 @@ def test_reload_swaps_the_ruleset_atomically_and_counters_restart() -> None:
     assert not any(net.router.nf.v4) and net.router.nf.ruleset is None
     assert len(_send(net, 10)) == 1
     assert parse_ipv4
+
+
+def test_pcaprec_example_writes_one_file_per_flow(tmp_path, monkeypatch) -> None:
+    from pyrouter.plugins import pcaprec  # noqa: PLC0415
+    from pyrouter.wire.pcap import read_records  # noqa: PLC0415
+
+    monkeypatch.setenv("PYROUTER_FLOW_DIR", str(tmp_path))
+    pcaprec.close_all()
+    net = _net("  - {module: pyrouter.plugins.pcaprec, function: hook, hook: forward}\n")
+    _send(net, 9)
+    _send(net, 9)
+    _send(net, 10)
+    pcaprec.close_all()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [f"17-{H1.ip}_40000-{H2.ip}_10.pcap", f"17-{H1.ip}_40000-{H2.ip}_9.pcap"]
+    recs = read_records((tmp_path / files[1]).read_bytes())
+    assert len(recs) == 2
+    ip = parse_ipv4(recs[0][1][14:])
+    assert (ip.src, ip.dst, ip.ttl) == (H1.ip, H2.ip, 63)

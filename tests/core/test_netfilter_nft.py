@@ -451,3 +451,16 @@ def test_reject_dependencies_as_nft_adds_them() -> None:
     assert rows[0]["packets"] == 1          # counted, then the tcp reset did not match
     text = net.router.nf.ruleset.list()
     assert "reject with icmp host-unreachable" in text and "nfproto" not in text
+
+
+def test_explain_shows_the_rule_that_would_drop() -> None:
+    from pyrouter.core.trace import explain  # noqa: PLC0415
+
+    net = nft_net(FIREWALL)
+    l3 = ipv4(H1.ip, H2.ip, tcp(H1.ip, H2.ip, dport=23), proto=6)
+    res = explain(net.router, LAN, frame_from(H1, l3), net.now)
+    steps = res["steps"]
+    assert any(s["stage"] == "nf_drop" and s["rule"] == "tcp dport 23 counter drop"
+               for s in steps), steps
+    assert net.router.nf.ruleset.counters()[0]["packets"] == 0     # nothing changed
+    assert net.drain() == []

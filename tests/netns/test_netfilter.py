@@ -327,3 +327,29 @@ def test_random_packets_get_the_same_verdicts_on_both_targets(topology, tmp_path
     while got() != want and time.monotonic() < deadline:
         time.sleep(0.2)
     assert got() == want
+
+
+def test_reload_swaps_the_ruleset_and_rejects_a_bad_one(topology, tmp_path: Path,
+                                                        target: str) -> None:
+    """pyrouter only (the kernel has no config reload): a changed file takes effect at
+    `pyrouter reload` (counters restart at zero); a broken file is refused with its
+    position and the running ruleset stays."""
+    if target != "pyrouter":
+        pytest.skip("reload is pyrouter's")
+    path = ruleset_file(tmp_path, FIREWALL)
+    topo = topology(config={"nftables": {"file": path}})
+    syn = dict(flags="S", sport=40011, seq=1)
+    assert sr1(topo, "h1", IP(src=H1, dst=H2) / TCP(dport=23, **syn)) == [None]
+    Path(path).write_text(FIREWALL.replace("tcp dport 23", "tcp dport 24"))
+    cp = topo.reload()
+    assert cp is not None and cp.returncode == 0, show(cp)
+    ans = sr1(topo, "h1", IP(src=H1, dst=H2) / TCP(dport=23, **syn))[0]
+    assert ans is not None and ans[IP].ttl == 63 and ans[TCP].flags == "RA"   # from h2 now
+    listing = topo.nft_list_ruleset()
+    assert "tcp dport 24 counter packets 0 bytes 0 drop" in listing, listing
+    assert counters(listing)[-1] == (2, 80), listing      # SYN and h2's RST, since reload
+    Path(path).write_text(FIREWALL.replace("tcp dport 23", "tcp dport"))
+    cp = topo.reload(check=False)
+    assert cp is not None and cp.returncode != 0
+    assert "nftables.file" in cp.stdout + cp.stderr and "rules.nft:5:" in cp.stdout + cp.stderr
+    assert "tcp dport 24 counter" in topo.nft_list_ruleset()

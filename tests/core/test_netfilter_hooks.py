@@ -7,7 +7,7 @@ from pyrouter.core.netfilter.hooks import (NF_ACCEPT, NF_DROP, NF_REPEAT, NF_STO
                                            HookEntry, nf_queue_verdict)
 
 from .helpers import (H1, H2, LAN, R_IP, WAN, Net, expect_error, expect_ipv4, frame_from,
-                      ipv4, parse_eth, ping, udp)
+                      ipv4, ping, udp)
 
 
 def _net() -> Net:
@@ -211,4 +211,3 @@ def test_an_entry_that_raises_is_an_internal_error_drop() -> None:
     net.router.nf.register(4, Hook.PRE_ROUTING, HookEntry(bad, 0))
     assert net.send(LAN, frame_from(H1, _udp_l3())) == []
     assert net.drops()["internal_error"] == 1
-    assert parse_eth  # (helpers import kept for the expect_* family)

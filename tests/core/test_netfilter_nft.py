@@ -462,3 +462,45 @@ def test_explain_shows_the_rule_that_would_drop() -> None:
                for s in steps), steps
     assert net.router.nf.ruleset.counters()[0]["packets"] == 0     # nothing changed
     assert net.drain() == []
+
+
+def test_pktinfo_walks_ipv6_extension_headers_and_skips_later_fragments() -> None:
+    import struct  # noqa: PLC0415
+
+    from pyrouter.core.netfilter.view import pktinfo  # noqa: PLC0415
+
+    base = bytearray(40)
+    base[0] = 0x60
+    udp_hdr = struct.pack("!HHHH", 1, 53, 8, 0)
+    hbh = bytes([44, 0, 1, 4, 0, 0, 0, 0])                       # -> Fragment
+    first = struct.pack("!BBHI", 17, 0, 0x0001, 7)                # offset 0, M=1
+    later = struct.pack("!BBHI", 17, 0, 0x0008 | 1, 7)            # offset 1 (8 bytes)
+    d = bytearray(base)
+    d[6] = 0
+    assert pktinfo(d + hbh + first + udp_hdr, 6) == (17, 56)
+    assert pktinfo(d + hbh + later + udp_hdr, 6) == (17, -1)
+    assert pktinfo(d + hbh[:4], 6) == (-1, -1)                    # truncated chain
+    v4 = bytearray(struct.pack("!BBHHHBBH4s4s", 0x46, 0, 28, 1, 0x2001, 64, 6, 0, bytes(4),
+                               bytes(4)))
+    assert pktinfo(v4, 4) == (6, -1)                              # a later IPv4 fragment
+    v4[6:8] = b"\x20\x00"
+    assert pktinfo(v4, 4) == (6, 24)                              # ihl 6: 24-byte header
+
+
+def test_transport_matches_never_match_a_later_fragment() -> None:
+    from .helpers import fragment  # noqa: PLC0415
+
+    net = nft_net("""
+    table ip f {
+      chain forward { type filter hook forward priority 0; policy accept;
+        udp dport 9 counter drop
+        ip protocol udp counter
+      }
+    }""")
+    l3 = ipv4(H1.ip, H2.ip, udp(H1.ip, H2.ip, dport=9, data=b"q" * 600), proto=17)
+    frags = fragment(l3, 256)
+    assert len(frags) >= 2
+    outs = [net.send(LAN, frame_from(H1, f)) for f in frags]
+    assert outs[0] == [] and all(len(o) == 1 for o in outs[1:])
+    rows = net.router.nf.ruleset.counters()
+    assert rows[0]["packets"] == 1 and rows[1]["packets"] == len(frags) - 1

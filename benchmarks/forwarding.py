@@ -21,7 +21,7 @@ absolute figures and ratios to kernel and to relay.
 Run as root:
 
     /work/main/.venv/bin/python benchmarks/forwarding.py [--duration 10] \
-        [--targets kernel,relay,pyrouter] [--json OUT] [--ipv6]
+        [--targets kernel,relay,pyrouter] [--json OUT] [--ipv6] [--nft RULES.nft]
 
 Every namespace, TAP and process it creates carries a per-run suffix (the
 pid) and is removed in `finally`, including on Ctrl-C, SIGTERM and failure.
@@ -49,6 +49,7 @@ from typing import Callable, Iterator
 REPO = Path(__file__).resolve().parent.parent
 RELAY = REPO / "benchmarks" / "relay.py"
 TARGETS = ("kernel", "relay", "pyrouter")
+NFT_FILE: str | None = None   # --nft: a ruleset for pyrouter (issue 7)
 IPERF_PORT = 5201
 UDP_PAYLOAD = 64
 PING_COUNT = 20
@@ -288,6 +289,8 @@ def pyrouter_config(h1: str, h2: str, tap_a: str, tap_b: str) -> str:
             f"      addresses: [\"{net_addr(i, 2)}\"]",
             f"      routes: [{{to: default, via: \"{net_addr(i, 1, False)}\"}}]",
         ]
+    if NFT_FILE:
+        lines.append(f"nftables: {{file: \"{Path(NFT_FILE).resolve()}\"}}")
     return "\n".join(lines) + "\n"
 
 
@@ -535,9 +538,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--udp-rate", default="0",
                         help="iperf3 -b for the UDP test (default 0 = unlimited)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    parser.add_argument("--nft", metavar="FILE", help="pyrouter loads this nftables ruleset "
+                        "(nftables: {file: FILE}); every hook entry disables the fast path")
     parser.add_argument("--ipv6", action="store_true",
                         help="measure IPv6 forwarding (fd00:N::/64) instead of IPv4")
     args = parser.parse_args(argv)
+    global NFT_FILE
+    NFT_FILE = args.nft
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = set(args.targets) - set(TARGETS)
     if unknown or not args.targets:

@@ -4,6 +4,7 @@
     pyrouter show link|addr|route|neigh|stats|dhcp|dns [--json]
     pyrouter route get ADDR [from SRC] [iif IF] [mark N]
     pyrouter ping / traceroute / capture / trace / explain / reload / version
+    pyrouter nft list ruleset [--json]
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
     tc.add_argument("-c", "--count", type=int, default=0)
     tc.add_argument("--duration", type=float, default=0.0)
     tc.add_argument("--json", action="store_true")
+    nft = sub.add_parser("nft", help="nft list ruleset: the live ruleset with counters")
+    nft.add_argument("words", nargs="+", help="list ruleset")
+    nft.add_argument("--json", action="store_true")
     ex = sub.add_parser("explain", help="what would the router do with this packet (no effect)")
     ex.add_argument("words", nargs="+", help="iif IF [src A] dst A [proto P] [sport N] "
                     "[dport N] [ttl N] [size N] [tos N] [df] [icmp_type N] [tcp_flags S]")
@@ -217,6 +221,12 @@ def _client(args: argparse.Namespace, path: str) -> int:
         for kind, obj in request(path, "trace", req):
             if kind == "item":
                 _out(args, obj, fmt.trace_record(obj))
+        return 0
+    if args.cmd == "nft":
+        if args.words != ["list", "ruleset"]:
+            raise SystemExit("pyrouter nft: only 'list ruleset' is supported")
+        data = call(path, "nft.list")
+        _out(args, data, data["ruleset"].rstrip("\n"))
         return 0
     if args.cmd == "explain":
         req = _kv(args.words, KV_EXPLAIN | {"dst"}, frozenset({"df"}))

@@ -36,6 +36,7 @@ from ..wire.addr import mac_from_str, stable_mac
 from .services_build import build_dhcp, build_dns, check_dhcp, check_dns
 from .load import ConfigError
 from .port_check import check_kinds
+from .nf_build import build_netfilter
 from .routes_file import parse_routes
 from .schema import Config, Interface, NeighKnobs, NeighTable
 
@@ -361,4 +362,5 @@ def build(cfg: Config, rng: Any, now: int = 0, file: str = "<config>",
         for route in parse_routes(path, onlink, cfg.tables):
             r.fib.insert(route)
         r.fwd_cache.clear()
+    build_netfilter(r, cfg, file)           # nftables ruleset and hook plugins (issue 7)
     return r

@@ -82,6 +82,11 @@ class DropReason(Enum):
     DHCP_NO_ADDRESS = "dhcp_no_address"
     DNS_MALFORMED = "dns_malformed"
     DNS_PENDING_FULL = "dns_pending_full"
+    NF_DROP = "nf_drop"                        # a netfilter hook entry (rule, policy) dropped it
+    NF_QUEUE_FULL = "nf_queue_full"
+    NF_QUEUE_NO_CONSUMER = "nf_queue_no_consumer"
+    NF_REPEAT_LOOP = "nf_repeat_loop"
+    NF_PLUGIN_ERROR = "nf_plugin_error"        # a hook plugin raised; on_error: drop
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).

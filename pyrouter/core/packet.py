@@ -47,6 +47,10 @@ class PacketBuf:
     # a multicast packet about it), and a Routing header was processed.
     opt_unrec: bool = False
     srcrt: bool = False
+    # Netfilter (core/netfilter): the connection-tracking entry and its ctinfo, filled
+    # by the conntrack slice (None = untracked until then).
+    ct: Any = None
+    ctinfo: int = 0
     # Offload metadata (virtio_net_hdr), unused until TAP offloads arrive.
     csum_start: int = 0
     csum_offset: int = 0

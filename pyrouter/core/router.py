@@ -50,6 +50,7 @@ from .link.ethernet import eth_rcv
 from .link.neighbour import (
     NeighbourEntry, NeighbourTable, NeighParams, NeighTableParams, NudState, xmit_queued,
 )
+from .netfilter.hooks import Netfilter
 from .packet import PacketBuf
 from .port import Port
 from .route.exceptions import ExceptionTable
@@ -121,6 +122,7 @@ class Router:
         self._martian_stamp = now
         self.sockets: dict[str, set[int]] = {"icmp": set(), "udp": set()}   # ip/sock.py
         self.tracer: Tracer | None = None      # core/trace.py
+        self.nf = Netfilter(self.fwd_cache)    # core/netfilter: hooks, ruleset, queues
         self.trace: list[dict[str, Any]] | None = None
         self.ip_ident = rng.getrandbits(16)
         self.dhcp4: dict[int, Any] = {}        # ifindex -> services/dhcp4.py Dhcp4Server
@@ -510,6 +512,7 @@ class Router:
                 arp_announce_port(self, port, addrs, why)
         self.fnhe.flush()
         self.fnhe.min_pmtu, self.fnhe.expires = new.fnhe.min_pmtu, new.fnhe.expires
+        self.nf.adopt(new.nf)                  # the new ruleset and plugins, in one step
         self.fwd_cache.clear()
         dhcp4_adopt(self, new)
         dns_adopt(self, new)

@@ -120,6 +120,7 @@ class ControlServer:
             "version": self.h_version, "show": self.h_show, "route.get": self.h_route_get,
             "reload": self.h_reload, "ping": self.h_ping, "traceroute": self.h_traceroute,
             "capture": self.h_capture, "trace": self.h_trace, "explain": self.h_explain,
+            "nft.list": self.h_nft_list,
         }
 
     # -- transport -------------------------------------------------------------------
@@ -253,6 +254,16 @@ class ControlServer:
         return int(trio.current_time() * NS)
 
     # -- simple commands ----------------------------------------------------------------
+    async def h_nft_list(self, args: dict[str, Any], item: Send) -> Any:
+        """`nft list ruleset`: the live ruleset with its counters, plugins and queues."""
+        nf = self.app.router.nf
+        rs = nf.ruleset
+        return {"ruleset": rs.list() if rs is not None else "",
+                "counters": rs.counters() if rs is not None else [],
+                "plugins": [p.stats() for p in nf.plugins],
+                "queues": [{"num": q.num, "waiting": len(q.waiting), "dropped": q.dropped,
+                            "total": q.total} for q in nf.queues.values()]}
+
     async def h_version(self, args: dict[str, Any], item: Send) -> Any:
         return {"version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
                 "config": self.app.cfg_path}

@@ -638,6 +638,18 @@ class Topology:
             name = f"net.ipv4.conf.all.{knob}" if knob in ("rp_filter", "send_redirects") \
                 else f"net.ipv4.{knob}"
             nsexec(r, "sysctl", "-qw", f"{name}={int(value)}", check=True)
+        nft = self.extra_config.get("nftables")
+        if nft is not None:
+            # The same ruleset file pyrouter loads, into the kernel router with nft -f.
+            assert shutil.which("nft"), "nft (Debian package nftables) is needed"
+            path = nft.get("file")
+            if path is None:
+                path = self.tmp / "ruleset.nft"
+                path.write_text(nft["ruleset"])
+            elif not os.path.isabs(path):
+                path = self.cfg_path.parent / path
+            cp = nsexec(r, "nft", "-f", str(path))
+            assert cp.returncode == 0, f"nft -f {path}: {cp.stderr}"
         # The router's link-local addresses finish DAD (~1-2 s) before it is "ready": until
         # then the kernel sends no NS for forwarded traffic (ndisc_send_ns needs a
         # non-tentative link-local) and radvd has no source address.
@@ -653,6 +665,15 @@ class Topology:
             if p.config.get("ra") is not None:
                 self._start_radvd(p)
         self.ready_path.write_text("kernel\n")
+
+    def nft_list_ruleset(self) -> str:
+        """``nft list ruleset`` in the kernel router, ``pyrouter nft list ruleset`` here."""
+        if self.target == "kernel":
+            assert self.router_ns is not None
+            cp = nsexec(self.router_ns, "nft", "list", "ruleset", check=True)
+        else:
+            cp = self.cli("nft", "list", "ruleset")
+        return cp.stdout
 
     def _start_radvd(self, p: Port) -> None:
         """radvd in the router namespace, for one port's ``ra:`` section (kernel target)."""
@@ -927,7 +948,9 @@ def topology(tmp_path: Path, request: pytest.FixtureRequest):
       added with nodad on the kernel target; the harness waits for the kernel router's
       and every IPv6 host's link-local address to leave DAD.
     * ``config``: extra top-level config keys, e.g. ``{"metrics": {"listen": "127.0.0.1:9101"}}``
-      (pyrouter target only; the control socket is always ``topo.socket_path``).
+      (pyrouter target only; the control socket is always ``topo.socket_path``), except
+      ``nftables: {file: F}`` / ``{ruleset: TEXT}``, which the kernel target loads into
+      its router namespace with ``nft -f``.
     """
     made: list[Topology] = []
     request.node._pyrouter_topologies = made

@@ -10,8 +10,10 @@
    the packet is still forwarded (FWD-09);
 7. ip_output: fragment if needed, then neighbour output.
 
-The FORWARD hook and learned PMTU arrive with later issues; their places are
-marked below.  A successful forward through a REACHABLE neighbour
+The FORWARD hook (core/netfilter) runs after the TTL decrement and the redirect, as
+NF_HOOK(NFPROTO_IPV4, NF_INET_FORWARD) in ip_forward(); ip_forward_finish() does
+the rest.  The Time Exceeded and Frag Needed sent above go out through OUTPUT, so a
+FORWARD drop never suppresses them.  A successful forward through a REACHABLE neighbour
 fills the router's forwarding cache so that later packets to the same
 destination take the fast path (core/router.py).
 """
@@ -25,6 +27,7 @@ from ...wire.addr import ip4_str
 from ...wire.ipv4 import IP_DF, decrease_ttl, set_checksum
 from ..drops import DropReason
 from ..link.neighbour import CONNECTED
+from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf, PktType
 from ..port import Port
 from ..route.fib import Route
@@ -83,7 +86,16 @@ def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     nexthop = route.gateway if route.gateway is not None else int.from_bytes(data[16:20], "big")
     if route.oif == pkt.iif and r.sysctl.send_redirects:
         _maybe_redirect(r, pkt, port, nexthop, now)
-    # (the FORWARD hook goes here)
+    hooks = r.nf.v4[2]
+    if hooks and not nf_hook(r, hooks, Hook.FORWARD, 4, pkt, in_port, port, now,
+                             lambda t: ip_forward_finish(r, pkt, route, port, nexthop, mtu, t)):
+        return
+    ip_forward_finish(r, pkt, route, port, nexthop, mtu, now)
+
+
+def ip_forward_finish(r: Router, pkt: PacketBuf, route: Route, port: Port, nexthop: int,
+                      mtu: int, now: int) -> None:
+    data = pkt.data
     if pkt.opts is not None:
         # ip_forward_options(): Record Route / Timestamp get this hop's egress address.
         src = route.prefsrc or port.primary_addr4(toward=nexthop) or 0
@@ -92,10 +104,11 @@ def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     r.counters.snmp["IpForwDatagrams"] += 1
     ip_output(r, pkt, route, port, nexthop, now)
     if len(data) <= mtu and route.oif != pkt.iif and not r.fib.custom_rules \
-            and not r.sysctl.rp_filter and not route.mp:
+            and not r.sysctl.rp_filter and not route.mp and not r.nf.fwd_bypass(4):
         # The forwarding cache is keyed by destination alone: exact only while the
         # default rules are the only ones, no reverse-path check depends on the source and
-        # the route is not multipath (whose path depends on the flow).
+        # the route is not multipath (whose path depends on the flow); no netfilter
+        # entry sits on a hook forwarded packets pass (the fast path has no hooks).
         e = r.neigh4.get(port.ifindex, nexthop)
         if e is not None and e.state in CONNECTED and e.lladdr is not None:
             r.fwd_cache_fill(bytes(data[16:20]), port, e.lladdr + port.mac, mtu)

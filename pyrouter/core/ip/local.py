@@ -26,6 +26,7 @@ from ...wire import tcp as tcpw
 from ...wire.checksum import inet_checksum, ones_sum
 from ...wire.ipv4 import IP_MF, IP_OFFSET, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 from ..drops import DropReason
+from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf, PktType
 from ..services.dns import dns_udp_rcv
 from .icmp import icmp_echo_reply, icmp_send
@@ -49,7 +50,15 @@ def ip_local_deliver(r: Router, pkt: PacketBuf, now: int, broadcast: bool = Fals
         if whole is None:
             return
         pkt = whole
-        data = pkt.data
+    hooks = r.nf.v4[1]
+    if hooks and not nf_hook(r, hooks, Hook.LOCAL_IN, 4, pkt, r.ports.get(pkt.iif), None, now,
+                             lambda t: ip_local_deliver_finish(r, pkt, t, broadcast)):
+        return
+    ip_local_deliver_finish(r, pkt, now, broadcast)
+
+
+def ip_local_deliver_finish(r: Router, pkt: PacketBuf, now: int, broadcast: bool) -> None:
+    data = pkt.data
     r.counters.snmp["IpInDelivers"] += 1
     proto = data[9]
     if r.trace is not None:

@@ -1,6 +1,10 @@
 """Output: ip_local_out() for the router's own packets, ip_output() with
 fragmentation (ip_fragment), and neigh_output() onto the wire.
 
+Netfilter: LOCAL_OUT runs in ip_local_out once the packet is built (so the router's
+own ICMP errors pass OUTPUT, never FORWARD), POST_ROUTING at the top of ip_output
+for forwarded and local packets alike, before fragmentation, as the kernel.
+
 ip_local_out builds the IPv4 header (TTL from the ip_default_ttl sysctl, 64, DF clear
 as the kernel's ICMP socket does, id from the router's ident counter), looks
 up the output route (the route's preferred source, else the egress port's
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING
 from ...wire.addr import ip4_str
 from ...wire.ipv4 import IP_DF, IP_MF, IP_OFFSET, set_checksum
 from ..drops import DropReason
+from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf
 from ..route.fib import Route, RouteType
 from ..route.flow import FlowKey
@@ -68,6 +73,17 @@ def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: 
     if r.trace is not None:
         r.note("ip_local_out", src=ip4_str(saddr), dst=ip4_str(daddr), proto=proto, len=total,
                table=route.table, route=f"{ip4_str(route.dst)}/{route.plen}", dev=port.name)
+    hooks = r.nf.v4[3]
+    if hooks and not nf_hook(r, hooks, Hook.LOCAL_OUT, 4, pkt, None, port, now,
+                             lambda t: _local_out_finish(r, pkt, route, port, nexthop, local, t)):
+        return True
+    _local_out_finish(r, pkt, route, port, nexthop, local, now)
+    return True
+
+
+def _local_out_finish(r: Router, pkt: PacketBuf, route: Route, port: Port, nexthop: int,
+                      local: bool, now: int) -> None:
+    """dst_output() after NF_INET_LOCAL_OUT: loopback delivery or ip_output."""
     if local:
         # To one of our own addresses: looped back into local delivery, as the
         # kernel's loopback device does.  The packet stays marked local_out, so
@@ -75,9 +91,8 @@ def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: 
         from .local import ip_local_deliver  # noqa: PLC0415 (local imports this module)
 
         ip_local_deliver(r, pkt, now)
-        return True
+        return
     ip_output(r, pkt, route, port, nexthop, now)
-    return True
 
 
 def route_mtu(route: Route, port: Port) -> int:
@@ -87,6 +102,17 @@ def route_mtu(route: Route, port: Port) -> int:
 
 def ip_output(r: Router, pkt: PacketBuf, route: Route, port: Port, nexthop: int,
               now: int) -> None:
+    """NF_HOOK_COND(POST_ROUTING) then ip_finish_output (fragment, neighbour output)."""
+    hooks = r.nf.v4[4]
+    if hooks and not nf_hook(r, hooks, Hook.POST_ROUTING, 4, pkt, r.ports.get(pkt.iif)
+                             if not pkt.local_out else None, port, now,
+                             lambda t: ip_finish_output(r, pkt, route, port, nexthop, t)):
+        return
+    ip_finish_output(r, pkt, route, port, nexthop, now)
+
+
+def ip_finish_output(r: Router, pkt: PacketBuf, route: Route, port: Port, nexthop: int,
+                     now: int) -> None:
     data = pkt.data
     if pkt.local_out:
         mtu = path_mtu(r, route, port, int.from_bytes(data[16:20], "big"), now, True)

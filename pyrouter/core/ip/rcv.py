@@ -30,6 +30,7 @@ from ...wire.errors import MalformedError
 from ...wire.ipv4 import check_header, set_checksum
 from ..actions import Event
 from ..drops import DropReason
+from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf, PktType
 from ..route.fib import Route, RouteType
 from ..route.flow import FlowKey
@@ -76,6 +77,10 @@ def ip_rcv(r: Router, port: Port, frame: bytes, l3off: int, pkt_type: PktType,
         r.note("ip_rcv", src=ip4_str(d[12:16]), dst=ip4_str(d[16:20]), proto=d[9], ttl=d[8],
                len=total, ihl=ihl, id=(d[4] << 8) | d[5], flags_frag=f"0x{(d[6] << 8) | d[7]:04x}",
                checks="ok")
+    pre = r.nf.v4[0]
+    if pre and not nf_hook(r, pre, Hook.PRE_ROUTING, 4, pkt, port, None, now,
+                           lambda t: ip_route_input(r, pkt, port, t)):
+        return
     ip_route_input(r, pkt, port, now)
 
 

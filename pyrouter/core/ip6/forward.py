@@ -13,6 +13,10 @@
    a plain forward through a REACHABLE neighbour fills the forwarding cache, so the
    next packets to that destination take Router.receive's fast path.
 
+Netfilter: FORWARD after the hop-limit decrement, then POST_ROUTING before neighbour
+output (ip6_forward_finish -> ip6_output); the Time Exceeded / Packet Too Big above go
+out through OUTPUT.  No forwarding-cache fill while a hook entry exists.
+
 Invariant: the packet is either queued for output or counted as dropped.
 """
 
@@ -23,7 +27,9 @@ from typing import TYPE_CHECKING
 from ...wire.ipv6 import IPV6_MIN_MTU, is_multicast6
 from ..drops import DropReason
 from ..link.neighbour import CONNECTED
+from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf, PktType
+from ..port import Port
 from ..route.fib import Route
 from .icmp6 import (ICMPV6_DEST_UNREACH, ICMPV6_EXC_HOPLIMIT, ICMPV6_NOT_NEIGHBOUR,
                     ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED, PEER_KEY6, icmpv6_send)
@@ -76,9 +82,25 @@ def ip6_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     data[7] -= 1
     if r.trace is not None:
         r.note("ip6_forward", hlim_out=data[7], mtu=mtu, out=port.name)
-    snmp["Ip6OutForwDatagrams"] += 1
+    hooks = r.nf.v6[2]
+    if hooks and not nf_hook(r, hooks, Hook.FORWARD, 6, pkt, in_port, port, now,
+                             lambda t: ip6_forward_finish(r, pkt, route, port, nexthop, mtu, t)):
+        return
+    ip6_forward_finish(r, pkt, route, port, nexthop, mtu, now)
+
+
+def ip6_forward_finish(r: Router, pkt: PacketBuf, route: Route, port: Port, nexthop: int,
+                       mtu: int, now: int) -> None:
+    """After NF_INET_FORWARD: POST_ROUTING, then neighbour output."""
+    data = pkt.data
+    r.counters.snmp["Ip6OutForwDatagrams"] += 1
+    hooks = r.nf.v6[4]
+    if hooks and not nf_hook(r, hooks, Hook.POST_ROUTING, 6, pkt, r.ports.get(pkt.iif), port,
+                             now, lambda t: neigh_output6(r, port, nexthop, pkt.data, pkt, t)):
+        return
     neigh_output6(r, port, nexthop, data, pkt, now)
-    if route.oif != pkt.iif and not r.fib.custom_rules and not route.mp and data[6] != 0:
+    if route.oif != pkt.iif and not r.fib.custom_rules and not route.mp and data[6] != 0 \
+            and not r.nf.fwd_bypass(6):
         # The forwarding cache (core/router.py), keyed by the destination alone: exact
         # while only the default rules exist and the route is not multipath.
         e = r.neigh6.get(port.ifindex, nexthop)

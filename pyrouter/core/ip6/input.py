@@ -16,6 +16,8 @@ Per next header, in order:
 * UDP: checksum (zero is invalid over IPv6), then Port Unreachable (code 4);
 * TCP: checksum, then a reset (tcp_v6_send_reset), never for a RST.
 
+Netfilter LOCAL_IN runs first (ip6_input), then ip6_input_finish walks the headers.
+
 Invariant: every packet ends delivered, answered or counted under one DropReason.
 """
 
@@ -28,6 +30,7 @@ from ...wire.checksum import ones_sum
 from ...wire.ipv6 import (IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_ICMPV6, IPPROTO_NONE,
                           IPPROTO_ROUTING, IPPROTO_TCP6, IPPROTO_UDP6)
 from ..drops import DropReason
+from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf, PktType
 from .exthdrs import OK, PARAMPROB, parse_tlv
 from .icmp6 import (ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
@@ -49,6 +52,16 @@ _IN = {1: "Icmp6InDestUnreachs", 2: "Icmp6InPktTooBigs", 3: "Icmp6InTimeExcds",
 
 def ip6_input(r: Router, pkt: PacketBuf, port: Port, now: int, mcast: bool = False,
               anycast: bool = False) -> None:
+    """NF_HOOK(NF_INET_LOCAL_IN) then ip6_input_finish (as the kernel, before reassembly)."""
+    hooks = r.nf.v6[1]
+    if hooks and not nf_hook(r, hooks, Hook.LOCAL_IN, 6, pkt, port, None, now,
+                             lambda t: ip6_input_finish(r, pkt, port, t, mcast, anycast)):
+        return
+    ip6_input_finish(r, pkt, port, now, mcast, anycast)
+
+
+def ip6_input_finish(r: Router, pkt: PacketBuf, port: Port, now: int,
+                     mcast: bool = False, anycast: bool = False) -> None:
     snmp = r.counters.snmp
     data = pkt.data
     nh_field = 6

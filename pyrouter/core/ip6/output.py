@@ -14,6 +14,9 @@ neigh_output6: multicast destinations map to 33:33:xx:xx:xx:xx (RFC 2464 7);
 unicast ones go through the neighbour table (NDISC resolves, packets wait
 bounded).
 
+Netfilter: LOCAL_OUT once the packet is built, POST_ROUTING before fragmentation and
+neighbour output (ip6_output), as the kernel.
+
 Invariants: every frame handed to ``Router.xmit`` has a complete Ethernet header
 and is at most the egress MTU; nothing here raises on packet contents.
 """
@@ -27,6 +30,7 @@ from ...wire.checksum import inet_checksum
 from ...wire.ipv6 import IPPROTO_FRAGMENT, IPV6_MIN_MTU, ip6_str, is_linklocal6, is_multicast6, \
     mcast_mac6
 from ..drops import DropReason
+from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf
 from ..route.fib import RouteType
 from ..route.flow import FlowKey
@@ -89,12 +93,34 @@ def ip6_local_out(r: Router, daddr: int, saddr: int | None, nexthdr: int, payloa
         r.note("ip6_local_out", src=ip6_str(saddr), dst=ip6_str(daddr), nexthdr=nexthdr,
                len=len(data), dev=port.name)
     pkt = PacketBuf(data, iif=oif, oif=oif, local_out=True)
+    hooks = r.nf.v6[3]
+    if hooks and not nf_hook(r, hooks, Hook.LOCAL_OUT, 6, pkt, None, port, now,
+                             lambda t: _local_out_finish(r, pkt, port, nexthop, mtu, t)):
+        return True
+    return _local_out_finish(r, pkt, port, nexthop, mtu, now)
+
+
+def _local_out_finish(r: Router, pkt: PacketBuf, port: Port, nexthop: int, mtu: int,
+                      now: int) -> bool:
+    """dst_output() after LOCAL_OUT: loopback, or POST_ROUTING then ip6_finish_output."""
+    data = pkt.data
+    daddr = int.from_bytes(data[24:40], "big")
     if daddr in r.local6:
         # Looped back, as the kernel's loopback device does; never an ICMP error about it.
         from .input import ip6_input  # noqa: PLC0415
 
-        ip6_input(r, pkt, r.ports[oif], now)
+        ip6_input(r, pkt, port, now)
         return True
+    hooks = r.nf.v6[4]
+    if hooks and not nf_hook(r, hooks, Hook.POST_ROUTING, 6, pkt, None, port, now,
+                             lambda t: _finish_output(r, pkt, port, nexthop, mtu, t)):
+        return True
+    return _finish_output(r, pkt, port, nexthop, mtu, now)
+
+
+def _finish_output(r: Router, pkt: PacketBuf, port: Port, nexthop: int, mtu: int,
+                   now: int) -> bool:
+    data = pkt.data
     mtu = max(mtu or port.mtu, IPV6_MIN_MTU)
     if len(data) > mtu:
         return ip6_fragment(r, pkt, port, nexthop, mtu, now)

@@ -19,6 +19,8 @@ Route input:
 * FIB (family 6): unicast -> ip6_forward; local -> ip6_input; blackhole silent;
   unreachable/none -> Destination Unreachable code 0 (no route), prohibit -> code 1.
 
+Netfilter PRE_ROUTING runs after Hop-by-Hop, before route input (ip6_rcv_finish).
+
 Invariant: every discard is counted under one DropReason; nothing raises.
 """
 
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from ...wire.ipv6 import IPPROTO_HOPOPTS, ip6_str, is_multicast6, mcast_scope
 from ..drops import DropReason
+from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf, PktType
 from ..route.fib import RouteType
 from ..route.flow import FlowKey
@@ -99,7 +102,18 @@ def ipv6_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
                 icmpv6_send(r, pkt, ICMPV6_PARAMPROB, code, ptr, now)
             r.drop(DropReason.IP6_EXTHDR_BAD, port)
             return
+    pre = r.nf.v6[0]
+    if pre and not nf_hook(r, pre, Hook.PRE_ROUTING, 6, pkt, port, None, now,
+                           lambda t: _route_input_again(r, pkt, port, t)):
+        return
     ip6_route_input(r, pkt, port, src, dst, now)
+
+
+def _route_input_again(r: Router, pkt: PacketBuf, port: Port, now: int) -> None:
+    """The okfn of a packet reinjected after PREROUTING: addresses read anew."""
+    d = pkt.data
+    ip6_route_input(r, pkt, port, int.from_bytes(d[8:24], "big"),
+                    int.from_bytes(d[24:40], "big"), now)
 
 
 def ip6_route_input(r: Router, pkt: PacketBuf, port: Port, src: int, dst: int,

@@ -1,0 +1,51 @@
+"""Config schema for netfilter (issue 7): ``nftables:`` and ``plugins:``.
+
+    nftables: {file: rules.nft}          # relative to the config file, or
+    nftables: {ruleset: "table inet f { ... }"}
+    plugins:
+      - {module: pyrouter.plugins.flowlog, function: hook, hook: forward, priority: 0,
+         family: inet, on_error: accept}
+
+Exactly one of file/ruleset; the ruleset itself is parsed and compiled by
+control/nf_build.py (errors name the file, line and column).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NftablesConfig(_Model):
+    file: str | None = None
+    ruleset: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> NftablesConfig:
+        if (self.file is None) == (self.ruleset is None):
+            raise ValueError("exactly one of 'file' or 'ruleset'")
+        return self
+
+
+class PluginConfig(_Model):
+    module: str
+    function: str
+    hook: Literal["prerouting", "input", "forward", "output", "postrouting"]
+    priority: int = Field(default=0, ge=-(2**31) + 1, le=2**31 - 2)
+    family: Literal["ip", "ip6", "inet"] = "inet"
+    on_error: Literal["accept", "drop"] = "accept"
+
+    @field_validator("module", "function")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not _DOTTED.match(v):
+            raise ValueError(f"{v!r}: a dotted Python name")
+        return v

@@ -267,7 +267,7 @@ def route_get(r: Router, dst: int, src: int | None = None, iif: str | None = Non
 
 
 def route_get6(r: Router, dst: int, src: int | None = None,
-               iif: str | None = None) -> dict[str, Any]:
+               iif: str | None = None, now: int = 0) -> dict[str, Any]:
     """``ip -6 route get DST [from SRC] [iif IF]``: the lookup, source, MTU and neighbour
     an IPv6 packet gets (link-local destinations need ``iif``: they have no route)."""
     from .ip6.addrconf import ipv6_dev_get_saddr  # noqa: PLC0415
@@ -307,6 +307,11 @@ def route_get6(r: Router, dst: int, src: int | None = None,
         if s is not None:
             res["prefsrc"] = addr_str(6, s)
     res["mtu"] = max(rt.mtu or port.mtu, 1280)
+    exc = r.fnhe.get(rt.oif, rt.gateway or 0, dst, now) if in_port is None else None
+    if exc is not None and exc.pmtu:
+        res["mtu"] = exc.pmtu
+        res["cache"] = {"expires": max(0, (exc.expires - now) // SECOND), "mtu": exc.pmtu,
+                        "locked": exc.locked}
     e = r.neigh6.get(port.ifindex, nexthop)
     res["neigh"] = {"addr": addr_str(6, nexthop), "state": e.state.value if e else "NONE",
                     "lladdr": e.lladdr.hex(":") if e and e.lladdr else None}

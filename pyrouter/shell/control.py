@@ -326,7 +326,7 @@ class ControlServer:
         iif = args.get("iif")
         if iif is not None and not isinstance(iif, str):
             raise ClientError("iif: an interface name")
-        return introspect.route_get6(self.app.router, dst, src, iif)
+        return introspect.route_get6(self.app.router, dst, src, iif, self._now())
 
     async def h_reload(self, args: dict[str, Any], item: Send) -> Any:
         try:

@@ -181,3 +181,29 @@ def test_random_ipv6_packets_never_raise() -> None:
 
     run()
     assert sum(r.counters.drops.values()) > 0 and r.counters.snmp["Icmp6InMsgs"] > 0
+
+
+def test_packet_too_big_about_our_reply_lowers_the_path_mtu() -> None:
+    """RFC 8201: a Packet Too Big quoting our echo reply makes the next reply to that
+    destination fragment at the learned MTU (never below 1280); one not from us is ignored."""
+    from .helpers6 import echo6, icmp6_pkt
+
+    net = Net6()
+    net.ready()
+    net.learn6(H2)
+    req = echo6(H2.ip, "2001:db8:2::1", data=b"z" * 1350)
+    out = net.send(WAN, frame6(H2, req))
+    assert len(out) == 1 and len(out[0][1]) - 14 == len(req)     # 1398 bytes fit 1500
+    reply = out[0][1][14:]
+    spoof = bytearray(reply)
+    spoof[8:24] = bytes(15) + b"\x09"                           # quotes a packet not ours
+    for quoted, ok in ((bytes(spoof), False), (reply, True)):
+        ptb = icmp6_pkt("2001:db8:2::fe", "2001:db8:2::1", 2, 0,
+                        (1300).to_bytes(4, "big") + quoted[:1232])
+        net.send(WAN, frame6(H2, ptb))
+        out = net.send(WAN, frame6(H2, req))
+        sizes = [len(f) - 14 for _, f in out]
+        if ok:
+            assert len(sizes) == 2 and max(sizes) <= 1300, sizes
+        else:
+            assert sizes == [len(req)], sizes

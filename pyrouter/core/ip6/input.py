@@ -12,7 +12,7 @@ Per next header, in order:
   Parameter Problem code 1 pointing at the next-header field that names it
   (Ip6InUnknownProtos); No Next Header (59) -> consumed;
 * ICMPv6 (icmpv6_rcv): checksum, then echo, NDISC (ndisc.py), MLD queries (mld.py),
-  errors counted (they quote a packet the router sent; nothing to learn yet);
+  errors counted; Packet Too Big about our own packet lowers the path MTU (pmtu6.py);
 * UDP: checksum (zero is invalid over IPv6), then Port Unreachable (code 4);
 * TCP: checksum, then a reset (tcp_v6_send_reset), never for a RST.
 
@@ -182,7 +182,11 @@ def icmpv6_rcv(r: Router, pkt: PacketBuf, port: Port, off: int, now: int, mcast:
     elif t == ICMPV6_ECHO_REPLY or t in (131, 132, 143):
         pass                               # no ping6 sockets yet; others' MLD reports
     elif t < 128:
-        snmp["Icmp6InErrors"] += 1         # about one of our packets: nothing to learn yet
+        snmp["Icmp6InErrors"] += 1
+        if t == 2 and not mcast:
+            from .pmtu6 import learn_from_pkt_toobig  # noqa: PLC0415
+
+            learn_from_pkt_toobig(r, pkt, off, now)
     else:
         r.drop(DropReason.ICMP_IGNORED, port)
 

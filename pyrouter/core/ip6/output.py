@@ -7,8 +7,9 @@ RA, replies to link-local or multicast addresses, which have no route), else the
 FIB (family 6, through the policy rules); the source is the caller's or
 addrconf's selection; the upper-layer checksum is filled over the pseudo-header.
 A packet to one of our own addresses loops back into ip6_input.  Larger than the
-MTU: fragmented with a Fragment header (RFC 8200 4.5; the router fragments only
-what it originates, never what it forwards).
+MTU (the route's or port's, lowered by a learned path MTU: pmtu6.py): fragmented with a
+Fragment header (RFC 8200 4.5; the router fragments only what it originates, never what
+it forwards).
 
 neigh_output6: multicast destinations map to 33:33:xx:xx:xx:xx (RFC 2464 7);
 unicast ones go through the neighbour table (NDISC resolves, packets wait
@@ -122,6 +123,11 @@ def _finish_output(r: Router, pkt: PacketBuf, port: Port, nexthop: int, mtu: int
                    now: int) -> bool:
     data = pkt.data
     mtu = max(mtu or port.mtu, IPV6_MIN_MTU)
+    if len(r.fnhe):
+        from .pmtu6 import path_mtu6  # noqa: PLC0415
+
+        daddr = int.from_bytes(data[24:40], "big")
+        mtu = path_mtu6(r, port.ifindex, nexthop if nexthop != daddr else 0, daddr, mtu, now)
     if len(data) > mtu:
         return ip6_fragment(r, pkt, port, nexthop, mtu, now)
     neigh_output6(r, port, nexthop, data, pkt, now)

@@ -194,7 +194,10 @@ def _client(args: argparse.Namespace, path: str) -> int:
         if args.source:
             req["src"] = args.source
         if not args.json:
-            print(f"PING {args.dst} {args.size}({args.size + 28}) bytes of data.", flush=True)
+            if ":" in args.dst:          # iputils' IPv6 banner
+                print(f"PING {args.dst}({args.dst}) {args.size} data bytes", flush=True)
+            else:
+                print(f"PING {args.dst} {args.size}({args.size + 28}) bytes of data.", flush=True)
         res: Any = None
         for kind, obj in request(path, "ping", req):
             if kind == "item":

@@ -120,7 +120,8 @@ class Router:
         self.wall_offset_ns = 0                # wall clock minus ``now`` (set by the shell)
         self._martian_tokens = 10.0
         self._martian_stamp = now
-        self.sockets: dict[str, set[int]] = {"icmp": set(), "udp": set()}   # ip/sock.py
+        self.sockets: dict[str, set[int]] = {"icmp": set(), "udp": set(),   # ip/sock.py
+                                             "icmp6": set()}                # ip6/sock6.py
         self.tracer: Tracer | None = None      # core/trace.py
         self.nf = Netfilter(self.fwd_cache)    # core/netfilter: hooks, ruleset, queues
         self.trace: list[dict[str, Any]] | None = None

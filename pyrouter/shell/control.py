@@ -41,6 +41,7 @@ from ..control.explain import build_frame
 from ..control.load import ConfigError
 from ..core import Event, introspect
 from ..core.ip.sock import send_echo, send_udp_probe
+from ..core.ip6.sock6 import send_echo6
 from ..core.services.dhcp4 import dhcp4_show
 from ..core.services.dns import dns_show
 from ..core.trace import Tracer, explain
@@ -374,21 +375,33 @@ class ControlServer:
     # -- ping / traceroute ------------------------------------------------------------------
     async def h_ping(self, args: dict[str, Any], item: Send) -> Any:
         r = self.app.router
-        dst = _ip4(args.get("dst"), "dst")
-        src = _ip4(args["src"], "src") if args.get("src") else None
+        v6 = isinstance(args.get("dst"), str) and ":" in args["dst"]
+        if v6:
+            try:
+                dst = int(IPv6Address(args["dst"]))
+                src = int(IPv6Address(args["src"])) if args.get("src") else None
+            except ValueError:
+                raise ClientError("dst/src: not an IPv6 address") from None
+        else:
+            dst = _ip4(args.get("dst"), "dst")
+            src = _ip4(args["src"], "src") if args.get("src") else None
         count = _int(args, "count", 4, 1, 100000)
         size = _int(args, "size", 56, 0, 65507)
         ttl = _int(args, "ttl", 64, 1, 255)
         df = _bool(args, "df")
         interval = _float(args, "interval", 1.0, 0.01, 60.0)
         timeout = _float(args, "timeout", 2.0, 0.01, 60.0)
-        if src is not None and src not in r.local4:
-            raise ClientError(f"src {IPv4Address(src)} is not one of the router's addresses")
-        rg = introspect.route_get(r, dst, src, now=self._now())
+        if src is not None and src not in (r.local6 if v6 else r.local4):
+            shown = IPv6Address(src) if v6 else IPv4Address(src)
+            raise ClientError(f"src {shown} is not one of the router's addresses")
+        rg = (introspect.route_get6(r, dst, src, now=self._now()) if v6
+              else introspect.route_get(r, dst, src, now=self._now()))
         if "error" in rg:
             raise ClientError(f"connect: {rg['error']}")
-        ident = self._free_id(r.sockets["icmp"])
-        r.sockets["icmp"].add(ident)
+        table = "icmp6" if v6 else "icmp"
+        overhead = 48 if v6 else 28
+        ident = self._free_id(r.sockets["icmp"] | r.sockets["icmp6"])   # events are shared
+        r.sockets[table].add(ident)
         sub, replies = self._subscribe(lambda ev: ev.name == "sock.icmp"
                                        and ev.fields.get("ident") == ident)
         sent = received = 0
@@ -397,11 +410,14 @@ class ControlServer:
             for seq in range(1, count + 1):
                 start = trio.current_time()
                 mtu = rg.get("mtu")
-                if df and mtu and size + 28 > mtu:
+                if df and mtu and size + overhead > mtu:
                     await item({"seq": seq, "error": f"local error: message too long, mtu={mtu}"})
                     sent += 1
                 else:
-                    send_echo(r, dst, ident, seq, self._now(), size, ttl, df, src)
+                    if v6:
+                        send_echo6(r, dst, ident, seq, self._now(), size, ttl, src)
+                    else:
+                        send_echo(r, dst, ident, seq, self._now(), size, ttl, df, src)
                     sent += 1
                     self._kick()
                     got = await self._wait_for(replies, lambda f, s=seq: f.get("seq") == s,
@@ -421,8 +437,9 @@ class ControlServer:
                     await trio.sleep_until(start + interval)
         finally:
             self._unsubscribe(sub)
-            r.sockets["icmp"].discard(ident)
-        summary: dict[str, Any] = {"dst": str(IPv4Address(dst)), "transmitted": sent,
+            r.sockets[table].discard(ident)
+        summary: dict[str, Any] = {"dst": str(IPv6Address(dst) if v6 else IPv4Address(dst)),
+                                   "transmitted": sent,
                                    "received": received,
                                    "loss_pct": round(100 * (sent - received) / sent, 1)}
         if rtts:

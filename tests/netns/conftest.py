@@ -167,6 +167,18 @@ def _del_netns(ns: str) -> None:
         _CREATED_NETNS.discard(ns)
 
 
+def json_stream(text: str) -> list[Any]:
+    """Every JSON value of a stream of (indented) JSON documents, as ``--json`` prints."""
+    dec, out, i = json.JSONDecoder(), [], 0
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i >= len(text):
+            return out
+        obj, i = dec.raw_decode(text, i)
+        out.append(obj)
+
+
 def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.05,
              what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout

@@ -115,7 +115,7 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import Ether
 
-from .conftest import TARGET, Port, Topology, eui64_lladdr, nsexec, wait_for
+from .conftest import TARGET, Port, Topology, eui64_lladdr, json_stream, nsexec, wait_for
 
 
 def _pyrouter_has_ipv6() -> bool:
@@ -312,6 +312,21 @@ def test_ping6_forwarded_and_router_addresses(topo6: Topology) -> None:
 # --------------------------------------------------------------------------
 # 2. hop limit: traceroute, Time Exceeded
 # --------------------------------------------------------------------------
+
+def test_router_ping6(topo6: Topology, target: str) -> None:
+    """`pyrouter ping fd00:2::2`: the router's own Echo Requests (from its address on the
+    egress port), replies matched by identifier; a Packet Too Big about them comes back
+    as an error line; the router's own address answers locally."""
+    if target != "pyrouter":
+        pytest.skip("the operator CLI exists only for pyrouter")
+    cp = topo6.cli("ping", "-c", "2", "-i", "0.2", H2_6)
+    assert f"PING {H2_6}({H2_6}) 56 data bytes" in cp.stdout, show(cp)
+    assert "2 packets transmitted, 2 received, 0% packet loss" in cp.stdout, show(cp)
+    items = json_stream(topo6.cli("ping", "-c", "1", "--json", "-I", R_A6, H2_6).stdout)
+    assert items[0]["from"] == H2_6 and items[0]["ttl"] == 64 and items[-1]["received"] == 1
+    local = json_stream(topo6.cli("ping", "-c", "1", "--json", R_B6).stdout)
+    assert local[0]["from"] == R_B6 and local[-1]["received"] == 1, local
+
 
 def parse_traceroute6(out: str) -> dict[int, set[str]]:
     hops: dict[int, set[str]] = {}

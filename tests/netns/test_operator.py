@@ -35,7 +35,7 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import RawPcapReader
 
-from .conftest import REPO_ROOT, TARGET, Topology, nsexec, wait_for
+from .conftest import REPO_ROOT, TARGET, Topology, json_stream, nsexec, wait_for
 
 pytestmark = [
     pytest.mark.netns,
@@ -81,18 +81,6 @@ def replies(out: str) -> list[tuple[int, str, int, int]]:
 
 def errors(out: str) -> list[tuple[str, str]]:
     return [(s, m.strip()) for s, _q, m in FROM_RE.findall(out)]
-
-
-def json_stream(text: str) -> list[Any]:
-    """Every JSON value of a stream of (indented) JSON documents, as ``--json`` prints."""
-    dec, out, i = json.JSONDecoder(), [], 0
-    while True:
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i >= len(text):
-            return out
-        obj, i = dec.raw_decode(text, i)
-        out.append(obj)
 
 
 def by_name(items: list[dict], key: str = "ifname") -> dict[str, dict]:

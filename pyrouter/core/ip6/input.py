@@ -179,14 +179,23 @@ def icmpv6_rcv(r: Router, pkt: PacketBuf, port: Port, off: int, now: int, mcast:
 
         snmp["Icmp6InMLDQueries"] += 1
         mld_query_rcv(r, port.ifindex, data, off, now)
-    elif t == ICMPV6_ECHO_REPLY or t in (131, 132, 143):
-        pass                               # no ping6 sockets yet; others' MLD reports
+    elif t == ICMPV6_ECHO_REPLY:
+        if not mcast:
+            from .sock6 import icmp6_for_us  # noqa: PLC0415
+
+            icmp6_for_us(r, pkt, off, now)     # our own ping (pyrouter ping fd00::2)
+    elif t in (131, 132, 143):
+        pass                               # other listeners' MLD reports
     elif t < 128:
         snmp["Icmp6InErrors"] += 1
-        if t == 2 and not mcast:
-            from .pmtu6 import learn_from_pkt_toobig  # noqa: PLC0415
+        if not mcast:
+            from .sock6 import icmp6_for_us  # noqa: PLC0415
 
-            learn_from_pkt_toobig(r, pkt, off, now)
+            if t == 2:
+                from .pmtu6 import learn_from_pkt_toobig  # noqa: PLC0415
+
+                learn_from_pkt_toobig(r, pkt, off, now)
+            icmp6_for_us(r, pkt, off, now)
     else:
         r.drop(DropReason.ICMP_IGNORED, port)
 

@@ -1,0 +1,265 @@
+"""Connection tracking (core/netfilter/conntrack.py) on crafted frames and virtual time:
+tuples and states (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED), the TCP state machine
+and its timeouts, UDP assured, ICMP echo, RELATED ICMP errors, confirm on exit only,
+the bounded table with early drop, and the nft ct matches and statements."""
+
+from __future__ import annotations
+
+from pyrouter.core.netfilter.conntrack import IPS_ASSURED, TCP_STATE_NAMES, entry_line
+
+from .helpers import (H1, H2, LAN, SECOND, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, WAN, echo,
+                      frame_from, icmp, ipv4, tcp, udp)
+from .test_netfilter_nft import nft_net
+
+STATEFUL = """
+table inet filter {
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related counter accept
+    ct state invalid counter drop
+    iifname "lan0" ct state new counter accept
+  }
+}
+"""
+
+
+def _net(ruleset: str = STATEFUL, extra: str = ""):
+    net = nft_net(ruleset, extra)
+    lan = net.router.ports[LAN].name
+    if lan != "lan0":
+        net = nft_net(ruleset.replace('"lan0"', f'"{lan}"'), extra)
+    return net
+
+
+def seg(net, src_host, dst_host, sport, dport, flags, seq=1000, ack=0, at=None):
+    l3 = ipv4(src_host.ip, dst_host.ip, tcp(src_host.ip, dst_host.ip, sport=sport, dport=dport,
+                                            flags=flags, seq=seq, ack=ack), proto=6)
+    return net.send(src_host.port, frame_from(src_host, l3), at=at)
+
+
+def only(net):
+    es = net.router.nf.conntrack.entries()
+    assert len(es) == 1, es
+    return es[0]
+
+
+def test_tcp_handshake_to_established_and_listing() -> None:
+    net = _net()
+    ct = net.router.nf.conntrack
+    assert len(seg(net, H1, H2, 40000, 80, TCP_SYN)) == 1
+    c = only(net)
+    assert TCP_STATE_NAMES[c.tcp_state] == "SYN_SENT"
+    assert (c.deadline - net.now) == 120 * SECOND
+    # From WAN a SYN (NEW, not from LAN) is dropped by the policy, no entry confirmed.
+    assert seg(net, H2, H1, 80, 40001, TCP_SYN) == []
+    assert len(ct) == 1
+    assert len(seg(net, H2, H1, 80, 40000, TCP_SYN | TCP_ACK, seq=5000, ack=1001)) == 1
+    assert TCP_STATE_NAMES[c.tcp_state] == "SYN_RECV" and not c.status & IPS_ASSURED
+    assert len(seg(net, H1, H2, 40000, 80, TCP_ACK, seq=1001, ack=5001)) == 1
+    assert TCP_STATE_NAMES[c.tcp_state] == "ESTABLISHED" and c.status & IPS_ASSURED
+    assert c.deadline - net.now == 432000 * SECOND
+    line = entry_line(c, net.now + SECOND // 2)
+    assert line == (f"tcp      6 431999 ESTABLISHED src={H1.ip} dst={H2.ip} sport=40000 "
+                    f"dport=80 src={H2.ip} dst={H1.ip} sport=80 dport=40000 [ASSURED] "
+                    "mark=0 use=1")
+    assert ct.stats["insert"] == 1 and ct.stats["found"] >= 2
+
+
+def test_fin_path_and_time_wait_expiry_through_timers() -> None:
+    net = _net()
+    ct = net.router.nf.conntrack
+    seg(net, H1, H2, 40000, 80, TCP_SYN)
+    seg(net, H2, H1, 80, 40000, TCP_SYN | TCP_ACK, seq=5000, ack=1001)
+    seg(net, H1, H2, 40000, 80, TCP_ACK, seq=1001, ack=5001)
+    c = only(net)
+    steps = [(H1, H2, 40000, 80, TCP_FIN | TCP_ACK, "FIN_WAIT", 120),
+             (H2, H1, 80, 40000, TCP_ACK, "CLOSE_WAIT", 60),
+             (H2, H1, 80, 40000, TCP_FIN | TCP_ACK, "LAST_ACK", 30),
+             (H1, H2, 40000, 80, TCP_ACK, "TIME_WAIT", 120)]
+    for a, b, sp, dp, fl, state, timeout in steps:
+        assert len(seg(net, a, b, sp, dp, fl)) == 1
+        assert TCP_STATE_NAMES[c.tcp_state] == state
+        assert c.deadline - net.now == timeout * SECOND
+    t0 = net.now
+    net.run_until(t0 + 119 * SECOND)
+    assert len(ct) == 1
+    net.run_until(t0 + 121 * SECOND)
+    assert len(ct) == 0
+    # Gone: a late ACK from WAN is now NEW (loose pickup) from WAN: dropped.
+    assert seg(net, H2, H1, 80, 40000, TCP_ACK) == []
+
+
+def test_rst_closes_and_rst_as_only_reply_kills() -> None:
+    net = _net()
+    ct = net.router.nf.conntrack
+    seg(net, H1, H2, 40000, 80, TCP_SYN)
+    assert len(ct) == 1
+    assert len(seg(net, H2, H1, 80, 40000, TCP_RST | TCP_ACK, seq=0, ack=1001)) == 1
+    assert len(ct) == 0                        # reply was only a RST: entry deleted
+    seg(net, H1, H2, 40001, 80, TCP_SYN)
+    seg(net, H2, H1, 80, 40001, TCP_SYN | TCP_ACK, seq=5000, ack=1001)
+    seg(net, H1, H2, 40001, 80, TCP_ACK, seq=1001, ack=5001)
+    c = only(net)
+    assert len(seg(net, H1, H2, 40001, 80, TCP_RST, seq=1001)) == 1
+    assert TCP_STATE_NAMES[c.tcp_state] == "CLOSE" and c.deadline - net.now == 10 * SECOND
+    net.run_until(net.now + 11 * SECOND)
+    assert len(ct) == 0
+
+
+def test_syn_in_time_wait_reopens() -> None:
+    net = _net()
+    ct = net.router.nf.conntrack
+    seg(net, H1, H2, 40000, 80, TCP_SYN)
+    seg(net, H2, H1, 80, 40000, TCP_SYN | TCP_ACK, seq=5000, ack=1001)
+    seg(net, H1, H2, 40000, 80, TCP_RST, seq=1001)
+    old = only(net)
+    assert len(seg(net, H1, H2, 40000, 80, TCP_SYN, seq=9000)) == 1
+    new = only(net)
+    assert new is not old and TCP_STATE_NAMES[new.tcp_state] == "SYN_SENT"
+    assert len(ct) == 1
+
+
+def test_invalid_tcp() -> None:
+    net = _net()
+    ct = net.router.nf.conntrack
+    # SYN+FIN is not a valid flag combination; a SYN/ACK or FIN without an entry neither.
+    for fl in (TCP_SYN | TCP_FIN, TCP_SYN | TCP_ACK, TCP_FIN | TCP_ACK, 0):
+        assert seg(net, H1, H2, 40000, 80, fl) == []
+    assert ct.stats["invalid"] == 4 and len(ct) == 0
+    rows = net.router.nf.ruleset.counters()
+    assert rows[1]["packets"] == 4                 # ct state invalid counter drop
+    # A SYN/ACK in the original direction of an entry in SYN_SENT is invalid too.
+    seg(net, H1, H2, 40000, 80, TCP_SYN)
+    assert seg(net, H1, H2, 40000, 80, TCP_SYN | TCP_ACK) == []
+    assert ct.stats["invalid"] == 5
+
+
+def test_udp_unreplied_then_assured() -> None:
+    net = _net()
+    ct = net.router.nf.conntrack
+
+    def u(a, b, sp, dp, at):
+        l3 = ipv4(a.ip, b.ip, udp(a.ip, b.ip, sport=sp, dport=dp), proto=17)
+        return net.send(a.port, frame_from(a, l3), at=at)
+
+    assert len(u(H1, H2, 5000, 53, 0)) == 1
+    c = only(net)
+    assert c.deadline == 30 * SECOND
+    assert "[UNREPLIED]" in entry_line(c, net.now)
+    assert len(u(H2, H1, 53, 5000, SECOND)) == 1
+    assert c.deadline - net.now == 30 * SECOND and not c.status & IPS_ASSURED
+    assert len(u(H1, H2, 5000, 53, 3 * SECOND)) == 1          # after the 2 s stream delay
+    assert c.deadline - net.now == 120 * SECOND and c.status & IPS_ASSURED
+    assert "[ASSURED]" in entry_line(c, net.now) and "UNREPLIED" not in entry_line(c, net.now)
+    # WAN cannot open a new flow.
+    assert u(H2, H1, 53, 5001, 4 * SECOND) == []
+    net.run_until(net.now + 121 * SECOND)
+    assert len(ct) == 0
+
+
+def test_icmp_echo_and_reply_without_request_invalid() -> None:
+    net = _net()
+    ct = net.router.nf.conntrack
+    req = ipv4(H1.ip, H2.ip, echo(ident=77), proto=1)
+    rep = ipv4(H2.ip, H1.ip, echo(ident=77, reply=True), proto=1)
+    assert net.send(WAN, frame_from(H2, rep)) == []            # no request yet: INVALID
+    assert ct.stats["invalid"] == 1
+    assert len(net.send(LAN, frame_from(H1, req))) == 1
+    c = only(net)
+    assert entry_line(c, net.now).startswith(f"icmp     1 30 src={H1.ip} dst={H2.ip} "
+                                             "type=8 code=0 id=77 [UNREPLIED] src=")
+    assert len(net.send(WAN, frame_from(H2, rep))) == 1
+    assert f"src={H2.ip} dst={H1.ip} type=0 code=0 id=77 mark=0" in entry_line(c, net.now)
+    net.run_until(31 * SECOND)
+    assert len(ct) == 0
+
+
+def test_icmp_error_about_a_tracked_connection_is_related() -> None:
+    net = _net()
+    out = seg(net, H1, H2, 40000, 80, TCP_SYN)
+    fwd = out[0][1][14:]                                        # the SYN as forwarded
+    err = ipv4(H2.ip, H1.ip, icmp(3, 1, data=fwd[:28]), proto=1)
+    assert len(net.send(WAN, frame_from(H2, err))) == 1         # RELATED: accepted
+    rows = net.router.nf.ruleset.counters()
+    assert rows[0]["packets"] == 1
+    # The same error about a connection that does not exist: INVALID, dropped.
+    other = ipv4(H1.ip, H2.ip, tcp(H1.ip, H2.ip, sport=41000, dport=80), proto=6)
+    err2 = ipv4(H2.ip, H1.ip, icmp(3, 1, data=other[:28]), proto=1)
+    assert net.send(WAN, frame_from(H2, err2)) == []
+
+
+def test_confirmed_only_when_the_packet_leaves() -> None:
+    # A drop at FORWARD (after conntrack in PREROUTING) leaves no entry behind.
+    net = _net("""
+        table ip filter {
+          chain forward {
+            type filter hook forward priority filter; policy accept;
+            tcp dport 23 ct state new drop
+          }
+        }
+    """)
+    ct = net.router.nf.conntrack
+    assert seg(net, H1, H2, 40000, 23, TCP_SYN) == []
+    assert len(ct) == 0 and ct.stats["insert"] == 0
+    assert len(seg(net, H1, H2, 40000, 22, TCP_SYN)) == 1
+    assert len(ct) == 1 and ct.stats["insert"] == 1
+
+
+def test_table_full_early_drop_then_drop() -> None:
+    net = _net(extra="conntrack:\n  max: 2\n")
+    ct = net.router.nf.conntrack
+    assert ct.max == 2
+    for sp in (1, 2):
+        seg(net, H1, H2, sp, 80, TCP_SYN)
+    assert len(ct) == 2
+    seg(net, H1, H2, 3, 80, TCP_SYN)                           # evicts the oldest (sport 1)
+    assert len(ct) == 2 and ct.stats["early_drop"] == 1
+    assert sorted(c.orig[4] for c in ct.entries()) == [2, 3]
+    # Make both assured: nothing can go, a new connection is dropped and counted.
+    for sp in (2, 3):
+        seg(net, H2, H1, 80, sp, TCP_SYN | TCP_ACK, seq=5000, ack=1001)
+        seg(net, H1, H2, sp, 80, TCP_ACK, seq=1001, ack=5001)
+    assert all(c.status & IPS_ASSURED for c in ct.entries())
+    assert seg(net, H1, H2, 4, 80, TCP_SYN) == []
+    assert ct.stats["drop"] == 1 and net.drops()["ct_table_full"] == 1
+    # established flows still pass
+    assert len(seg(net, H1, H2, 2, 80, TCP_ACK, seq=1001, ack=5001)) == 1
+
+
+def test_ct_mark_direction_status_and_notrack() -> None:
+    net = _net("""
+        table inet t {
+          chain raw {
+            type filter hook prerouting priority raw; policy accept;
+            udp dport 9999 notrack
+          }
+          chain forward {
+            type filter hook forward priority filter; policy accept;
+            ct state new ct mark set 0x2a
+            ct mark 0x2a ct direction reply ct status assured counter
+            ct direction reply counter
+            ct state untracked counter drop
+          }
+        }
+    """)
+    ct = net.router.nf.conntrack
+    seg(net, H1, H2, 40000, 80, TCP_SYN)
+    c = only(net)
+    assert c.mark == 0x2a and "mark=42 use=1" in entry_line(c, net.now)
+    seg(net, H2, H1, 80, 40000, TCP_SYN | TCP_ACK, seq=5000, ack=1001)
+    seg(net, H1, H2, 40000, 80, TCP_ACK, seq=1001, ack=5001)
+    seg(net, H2, H1, 80, 40000, TCP_ACK, seq=5001, ack=1001)
+    rows = net.router.nf.ruleset.counters()
+    assert [r["packets"] for r in rows] == [1, 2, 0]
+    l3 = ipv4(H1.ip, H2.ip, udp(H1.ip, H2.ip, sport=1, dport=9999), proto=17)
+    assert net.send(LAN, frame_from(H1, l3)) == []
+    assert len(ct) == 1
+    assert "ct state new ct mark set 0x0000002a" in net.router.nf.ruleset.list()
+
+
+def test_plain_forwarding_runs_no_conntrack() -> None:
+    from .test_netfilter_nft import FIREWALL  # noqa: PLC0415
+    net = nft_net(FIREWALL)
+    assert not any(e.name == "nf_conntrack_in" for e in net.router.nf.v4[0])
+    seg(net, H1, H2, 40000, 80, TCP_SYN)
+    assert len(net.router.nf.conntrack) == 0

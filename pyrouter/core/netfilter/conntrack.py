@@ -571,3 +571,25 @@ def entry_line(c: Conn, now: int) -> str:
 def stats_line(ct: ConnTrack) -> str:
     st = ct.stats
     return "cpu=0   \t" + " ".join(f"{k}={st[k]}" for k in STAT_KEYS)
+
+
+def dump(ct: ConnTrack, now: int, proto: str | None = None, src: str | None = None,
+         dst: str | None = None, family: str = "ipv4") -> list[Conn]:
+    """conntrack -L's filters: -f family (ipv4 by default, as the tool), -p, --src/--dst
+    (the original direction's addresses)."""
+    import ipaddress
+    pf = 6 if family == "ipv6" else 4
+    pnum = None
+    if proto is not None:
+        by_name = {v: k for k, v in PROTO_NAMES.items()}
+        pnum = by_name.get(proto, int(proto) if proto.isdigit() else -1)
+    s = ipaddress.ip_address(src).packed if src else None
+    d = ipaddress.ip_address(dst).packed if dst else None
+    out = []
+    for c in ct.entries():
+        o = c.orig
+        if o[0] != pf or (pnum is not None and o[3] != pnum) or (s is not None and o[1] != s) \
+                or (d is not None and o[2] != d):
+            continue
+        out.append(c)
+    return out

@@ -263,3 +263,59 @@ def test_plain_forwarding_runs_no_conntrack() -> None:
     assert not any(e.name == "nf_conntrack_in" for e in net.router.nf.v4[0])
     seg(net, H1, H2, 40000, 80, TCP_SYN)
     assert len(net.router.nf.conntrack) == 0
+
+
+def test_entries_and_timers_survive_a_reload() -> None:
+    import random  # noqa: PLC0415
+
+    from pyrouter.control.build import build  # noqa: PLC0415
+    from pyrouter.control.load import parse  # noqa: PLC0415
+
+    net = _net()
+    seg(net, H1, H2, 40000, 80, TCP_SYN)
+    seg(net, H2, H1, 80, 40000, TCP_SYN | TCP_ACK, seq=5000, ack=1001)
+    c = only(net)
+    text = net.config.replace("policy drop;", "policy drop;\n        counter")
+    assert text != net.config
+    cfg = parse(text)
+    ifx = {p.name: i for i, p in net.router.ports.items()}
+    new = build(cfg, random.Random(2), net.now, "<reload>", ifx)
+    net.router.adopt(new)
+    net.drain()
+    assert only(net) is c
+    # The reply direction is still ESTABLISHED for the new ruleset; the timer still runs.
+    assert len(seg(net, H1, H2, 40000, 80, TCP_ACK, seq=1001, ack=5001)) == 1
+    assert TCP_STATE_NAMES[c.tcp_state] == "ESTABLISHED"
+    assert net.router.nf.ruleset.counters()[0]["packets"] == 1
+    net.run_until(net.now + 432001 * SECOND)
+    assert len(net.router.nf.conntrack) == 0
+
+
+def test_knob_tracks_the_routers_own_traffic_without_a_ruleset() -> None:
+    from .helpers import TOPOLOGY, R_IP, Net, ping  # noqa: PLC0415
+    net = Net(config=TOPOLOGY + "conntrack:\n  enabled: true\n")
+    net.reachable(H1)
+    out = net.send(LAN, ping(H1, R_IP[LAN], ident=9))
+    assert len(out) == 1                                   # the router's echo reply
+    c = only(net)
+    line = entry_line(c, net.now)
+    assert line.startswith(f"icmp     1 30 src={H1.ip} dst={R_IP[LAN]} type=8 code=0 id=9 "
+                           f"src={R_IP[LAN]} dst={H1.ip} type=0 code=0 id=9 mark=0")
+    assert net.router.nf.conntrack.stats["found"] == 1     # the reply, at OUTPUT
+
+
+def test_fragments_are_reassembled_before_tracking() -> None:
+    from .helpers import fragment  # noqa: PLC0415
+    net = _net()
+    ct = net.router.nf.conntrack
+    l3 = ipv4(H1.ip, H2.ip, udp(H1.ip, H2.ip, sport=7, dport=7, data=b"z" * 600), proto=17,
+              ident=4321)
+    frags = fragment(l3, 256)
+    assert len(frags) == 3
+    assert net.send(LAN, frame_from(H1, frags[0])) == []   # held for reassembly
+    assert len(ct) == 0
+    net.send(LAN, frame_from(H1, frags[1]))
+    out = net.send(LAN, frame_from(H1, frags[2]))
+    assert len(out) >= 1
+    c = only(net)
+    assert c.orig[4:] == (7, 7) and c.bytes[0] == len(l3)

@@ -319,3 +319,45 @@ def test_fragments_are_reassembled_before_tracking() -> None:
     assert len(out) >= 1
     c = only(net)
     assert c.orig[4:] == (7, 7) and c.bytes[0] == len(l3)
+
+
+def test_ipv6_echo_and_udp_stateful_and_nd_untracked() -> None:
+    from .helpers6 import (CONFIG6, H1 as A, H2 as B, Net6, echo6, echo6_body,  # noqa
+                           frame6, icmp6_pkt, ip6, udp6)
+    net = Net6(config=CONFIG6 + "nftables:\n  ruleset: |\n    table inet f {\n"
+               "      chain fwd {\n"
+               "        type filter hook forward priority 0; policy drop;\n"
+               "        ct state established,related accept\n"
+               "        ip6 saddr 2001:db8:1::/64 ct state new accept\n      }\n    }\n")
+    net.ready()
+    net.learn6(A)
+    net.learn6(B)
+    ct = net.router.nf.conntrack
+    assert len(net.send(LAN, frame6(A, echo6(A.ip, B.ip, ident=5)))) == 1
+    c = only(net)
+    assert entry_line(c, net.now).startswith(
+        f"icmpv6   58 30 src={A.ip} dst={B.ip} type=128 code=0 id=5 [UNREPLIED] "
+        f"src={B.ip} dst={A.ip} type=129 code=0 id=5 ")
+    assert len(net.send(WAN, frame6(B, icmp6_pkt(B.ip, A.ip, 129, 0, echo6_body(5))))) == 1
+    assert net.send(WAN, frame6(B, echo6(B.ip, A.ip, ident=6))) == []     # new from WAN
+    u = ip6(B.ip, A.ip, 17, udp6(B.ip, A.ip, sport=53, dport=4000))
+    assert net.send(WAN, frame6(B, u)) == []
+    assert len(net.send(LAN, frame6(A, ip6(A.ip, B.ip, 17,
+                                           udp6(A.ip, B.ip, sport=4000, dport=53))))) == 1
+    assert len(net.send(WAN, frame6(B, u))) == 1
+    assert len(ct) == 2
+    # Neighbour discovery kept working (untracked) all along: no ND entries.
+    assert all(e.orig[3] != 58 or e.orig[5] >> 8 == 128 for e in ct.entries())
+
+
+def test_explain_runs_on_a_copy_of_the_table() -> None:
+    from pyrouter.core.trace import explain  # noqa: PLC0415
+    net = _net()
+    seg(net, H1, H2, 40000, 80, TCP_SYN)
+    c = only(net)
+    l3 = ipv4(H2.ip, H1.ip, tcp(H2.ip, H1.ip, sport=80, dport=40000, flags=TCP_SYN | TCP_ACK,
+                                 seq=5000, ack=1001), proto=6)
+    res = explain(net.router, WAN, frame_from(H2, l3), net.now)
+    assert res is not None
+    assert TCP_STATE_NAMES[c.tcp_state] == "SYN_SENT"       # the live entry is untouched
+    assert len(net.router.nf.conntrack) == 1

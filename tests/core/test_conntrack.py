@@ -361,3 +361,21 @@ def test_explain_runs_on_a_copy_of_the_table() -> None:
     assert res is not None
     assert TCP_STATE_NAMES[c.tcp_state] == "SYN_SENT"       # the live entry is untouched
     assert len(net.router.nf.conntrack) == 1
+
+
+def test_ct_state_vmap_and_anonymous_set() -> None:
+    net = _net("""
+        table inet filter {
+          chain forward {
+            type filter hook forward priority filter; policy drop;
+            ct state vmap { established : accept, related : accept, invalid : drop }
+            ct state { new } ip saddr 10.0.1.0/24 accept
+          }
+        }
+    """)
+    assert len(seg(net, H1, H2, 40000, 80, TCP_SYN)) == 1
+    assert seg(net, H2, H1, 80, 40001, TCP_SYN) == []
+    assert len(seg(net, H2, H1, 80, 40000, TCP_SYN | TCP_ACK, seq=5000, ack=1001)) == 1
+    assert seg(net, H2, H1, 80, 40000, TCP_SYN | TCP_FIN) == []
+    text = net.router.nf.ruleset.list()
+    assert "ct state vmap { established : accept, related : accept, invalid : drop }" in text

@@ -102,3 +102,8 @@ def test_stateful_firewall_and_conntrack_listing(topology, tmp_path: Path) -> No
         data = topo.cli_json("conntrack", "-L", "--json")
         assert {e["proto"] for e in data["entries"]} == {"tcp", "icmp"}
         assert topo.cli_json("conntrack", "-S", "--json")["stats"]["insert"] == 2
+        # A reload swaps the ruleset but keeps the table.
+        path.write_text(STATEFUL.replace("policy drop;", "policy drop;\n\t\tcounter"))
+        topo.reload()
+        assert "counter packets 0 bytes 0" in topo.nft_list_ruleset()
+        assert sorted(normalise(ln) for ln in conntrack_lines(topo, "-L")) == want

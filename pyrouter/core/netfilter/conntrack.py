@@ -164,8 +164,8 @@ class Conn:
         return bool(self.status & IPS_CONFIRMED)
 
 
-STAT_KEYS = ("found", "invalid", "ignore", "insert", "insert_failed", "drop", "early_drop",
-             "error", "search_restart")
+STAT_KEYS = ("found", "invalid", "insert", "insert_failed", "drop", "early_drop", "error",
+             "search_restart", "clash_resolve", "chaintoolong")   # as conntrack -S prints
 
 
 class ConnTrack:
@@ -570,7 +570,7 @@ def entry_line(c: Conn, now: int) -> str:
 
 def stats_line(ct: ConnTrack) -> str:
     st = ct.stats
-    return "cpu=0   \t" + " ".join(f"{k}={st[k]}" for k in STAT_KEYS)
+    return "cpu=0   \t" + " ".join(f"{k}={st[k]}" for k in STAT_KEYS) + " "
 
 
 def dump(ct: ConnTrack, now: int, proto: str | None = None, src: str | None = None,

@@ -379,3 +379,21 @@ def test_ct_state_vmap_and_anonymous_set() -> None:
     assert seg(net, H2, H1, 80, 40000, TCP_SYN | TCP_FIN) == []
     text = net.router.nf.ruleset.list()
     assert "ct state vmap { established : accept, related : accept, invalid : drop }" in text
+
+
+def test_hostile_packets_never_raise() -> None:
+    import random  # noqa: PLC0415
+    rng = random.Random(7)
+    net = _net()
+    for _ in range(1500):
+        proto = rng.choice((1, 6, 17, 47, 58))
+        body = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 60)))
+        if proto == 1 and rng.random() < 0.5 and body:
+            inner = ipv4(H2.ip, H1.ip, body, proto=rng.choice((1, 6, 17)))
+            body = bytes([rng.choice((3, 11, 12, 0, 8))]) + body[1:4] + \
+                inner[:rng.randrange(0, len(inner) + 1)]
+        a, b = (H1, H2) if rng.random() < 0.5 else (H2, H1)
+        l3 = ipv4(a.ip, b.ip, body, proto=proto)
+        net.send(a.port, frame_from(a, l3))
+    assert "internal_error" not in net.drops()
+    assert len(net.router.nf.conntrack) <= net.router.nf.conntrack.max

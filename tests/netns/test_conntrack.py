@@ -107,3 +107,60 @@ def test_stateful_firewall_and_conntrack_listing(topology, tmp_path: Path) -> No
         topo.reload()
         assert "counter packets 0 bytes 0" in topo.nft_list_ruleset()
         assert sorted(normalise(ln) for ln in conntrack_lines(topo, "-L")) == want
+
+
+UDP_ECHO = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5353))
+while True:
+    d, a = s.recvfrom(2048)
+    s.sendto(d, a)
+"""
+
+UDP_CLIENT = """
+import socket, sys, time
+for sport, gap in ((41001, 0.0), (41002, 2.5)):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", sport))
+    s.settimeout(2)
+    s.sendto(b"one", (sys.argv[1], 5353))
+    assert s.recv(99) == b"one"
+    time.sleep(gap)
+    s.sendto(b"two", (sys.argv[1], 5353))
+    assert s.recv(99) == b"two"
+print("ok")
+"""
+
+
+def test_udp_assured_after_the_stream_delay(topology, tmp_path: Path) -> None:
+    """nf_conntrack_udp: a reply was seen; a later packet within 2 s of the first keeps
+    30 s and no ASSURED, one after 2 s gives 120 s and ASSURED (same on both targets)."""
+    if shutil.which("conntrack") is None:
+        pytest.skip("conntrack (Debian package conntrack) missing")
+    path = tmp_path / "stateful.nft"
+    path.write_text(STATEFUL)
+    topo = topology(config={"nftables": {"file": str(path)}})
+    import sys  # noqa: PLC0415
+    srv = subprocess.Popen(["ip", "netns", "exec", topo.ns("h2"), sys.executable, "-c",
+                            UDP_ECHO], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # The server is up once it answers (a probe from another port, not tracked below).
+        probe = "import socket,sys;s=socket.socket(2,2);s.settimeout(0.3)\n" \
+            "for _ in range(30):\n  s.sendto(b'p',(sys.argv[1],5353))\n" \
+            "  try:\n    s.recv(9);print('up');break\n  except OSError: pass\n"
+        up = topo.exec("h1", sys.executable, "-c", probe, H2, timeout=20)
+        assert "up" in up.stdout, show(up)
+        cp = topo.exec("h1", sys.executable, "-c", UDP_CLIENT, H2, timeout=20)
+        assert cp.returncode == 0 and "ok" in cp.stdout, show(cp)
+    finally:
+        srv.kill()
+        srv.wait()
+    lines = {re.search(r"sport=(\d+)", ln).group(1): ln      # type: ignore[union-attr]
+             for ln in conntrack_lines(topo, "-L", "-p", "udp")}
+    lines = {k: v for k, v in lines.items() if k in ("41001", "41002")}
+    assert set(lines) == {"41001", "41002"}, lines
+    quick, slow = lines["41001"], lines["41002"]
+    assert "[ASSURED]" not in quick and "[UNREPLIED]" not in quick, quick
+    assert int(quick.split()[2]) <= 30, quick
+    assert "[ASSURED]" in slow and 100 < int(slow.split()[2]) <= 120, slow

@@ -397,3 +397,24 @@ def test_hostile_packets_never_raise() -> None:
         net.send(a.port, frame_from(a, l3))
     assert "internal_error" not in net.drops()
     assert len(net.router.nf.conntrack) <= net.router.nf.conntrack.max
+
+
+def test_reject_reset_carries_the_connection_as_related() -> None:
+    net = _net("""
+        table inet filter {
+          chain forward {
+            type filter hook forward priority filter; policy accept;
+            tcp dport 25 reject with tcp reset
+          }
+          chain output {
+            type filter hook output priority filter; policy accept;
+            ct state invalid counter drop
+            ct state related ct direction reply counter accept
+          }
+        }
+    """)
+    out = seg(net, H1, H2, 40000, 25, TCP_SYN)
+    assert len(out) == 1 and out[0][0] == LAN                  # the reset reached h1
+    rows = net.router.nf.ruleset.counters()
+    assert [r["packets"] for r in rows] == [0, 1]
+    assert len(net.router.nf.conntrack) == 0                   # the SYN never left

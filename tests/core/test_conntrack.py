@@ -418,3 +418,20 @@ def test_reject_reset_carries_the_connection_as_related() -> None:
     rows = net.router.nf.ruleset.counters()
     assert [r["packets"] for r in rows] == [0, 1]
     assert len(net.router.nf.conntrack) == 0                   # the SYN never left
+
+
+def test_routers_own_icmp_error_carries_the_connection_as_related() -> None:
+    """icmp_send's nf_ct_attach: a Time Exceeded about a NEW (unconfirmed) packet passes an
+    output chain that drops INVALID, as in the kernel."""
+    net = _net("""
+        table ip filter {
+          chain output {
+            type filter hook output priority filter; policy drop;
+            ct state related counter accept
+          }
+        }
+    """)
+    l3 = ipv4(H1.ip, H2.ip, udp(H1.ip, H2.ip, sport=5, dport=33434), proto=17, ttl=1)
+    out = net.send(LAN, frame_from(H1, l3))
+    assert len(out) == 1 and out[0][0] == LAN
+    assert net.router.nf.ruleset.counters()[0]["packets"] == 1

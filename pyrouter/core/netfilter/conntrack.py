@@ -480,6 +480,14 @@ def _icmp_error(ct: ConnTrack, pkt: PacketBuf, pf: int, th: int, d: bytearray) -
     return NF_ACCEPT
 
 
+def attach(pkt: PacketBuf) -> tuple[Conn, int] | None:
+    """nf_ct_attach() / nf_conntrack_attach(): what a packet the router makes about *pkt*
+    (an ICMP error, a reset) carries: the same entry, RELATED in the other direction."""
+    if pkt.ct is None:
+        return None
+    return pkt.ct, IP_CT_RELATED_REPLY if pkt.ctinfo < IP_CT_IS_REPLY else IP_CT_RELATED
+
+
 # -- hook entries ----------------------------------------------------------------------
 def _in_entry(pkt: PacketBuf, st: HookState) -> int:
     r = st.router

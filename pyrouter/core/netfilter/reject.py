@@ -21,6 +21,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from ...wire.checksum import inet_checksum
+from .conntrack import attach
 
 if TYPE_CHECKING:
     from ..packet import PacketBuf
@@ -63,9 +64,7 @@ def send_reset(r: Router, pkt: PacketBuf, pf: int, l4proto: int, thoff: int, now
     seg = bytearray(20)
     _TCP.pack_into(seg, 0, dport, sport, rseq, rack, 5 << 4, rflags, 0, 0, 0)
     # nf_ct_attach(): the reset belongs to the packet's connection, RELATED (reply way).
-    nfct = None
-    if pkt.ct is not None:
-        nfct = (pkt.ct, 4 if pkt.ctinfo < 3 else 1)    # IP_CT_RELATED_REPLY / IP_CT_RELATED
+    nfct = attach(pkt)
     if pf == 4:
         from ..ip.output import ip_local_out  # noqa: PLC0415
 

@@ -164,3 +164,32 @@ def test_udp_assured_after_the_stream_delay(topology, tmp_path: Path) -> None:
     assert "[ASSURED]" not in quick and "[UNREPLIED]" not in quick, quick
     assert int(quick.split()[2]) <= 30, quick
     assert "[ASSURED]" in slow and 100 < int(slow.split()[2]) <= 120, slow
+
+
+def test_traceroute_through_the_stateful_firewall(topology, tmp_path: Path) -> None:
+    """h2's port unreachable about a probe is RELATED (inner tuple of a confirmed UDP
+    entry) and passes FORWARD's policy drop; the router's Time Exceeded goes out through
+    OUTPUT. WAN's own traceroute toward LAN gets only the router's hop."""
+    if shutil.which("traceroute") is None:
+        pytest.skip("traceroute missing")
+    path = tmp_path / "stateful.nft"
+    path.write_text(STATEFUL)
+    topo = topology(config={"nftables": {"file": str(path)}})
+
+    def hops(host: str, dst: str) -> dict[int, set[str]]:
+        cp = topo.exec(host, "traceroute", "-n", "-q", "1", "-w", "1", "-m", "3", dst,
+                       timeout=30)
+        assert cp.returncode == 0, show(cp)
+        out: dict[int, set[str]] = {}
+        for line in cp.stdout.splitlines()[1:]:
+            m = re.match(r"^\s*(\d+)\s+(.*)$", line)
+            if m:
+                out[int(m.group(1))] = set(re.findall(r"\b(\d+\.\d+\.\d+\.\d+)\b", m.group(2)))
+        return out
+
+    assert hops("h1", H2) == {1: {"10.0.1.1"}, 2: {H2}}
+    back = hops("h2", H1)
+    assert back.get(1) == {"10.0.2.1"} and back.get(2) == set(), back
+    listing = topo.nft_list_ruleset()
+    related = re.search(r"ct state established,related counter packets (\d+)", listing)
+    assert related and int(related.group(1)) >= 1, listing

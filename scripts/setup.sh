@@ -3,7 +3,7 @@
 # the host tools the integration tests drive, and a venv with the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(iproute2 iputils-ping iputils-tracepath traceroute iperf3 tcpdump tshark socat netcat-openbsd procps radvd nftables)
+pkgs=(iproute2 iputils-ping iputils-tracepath traceroute iperf3 tcpdump tshark socat netcat-openbsd procps radvd nftables conntrack)
 # DHCP client/server for the DHCP tests (busybox udhcpc/udhcpd); dockerd and debootstrap
 # for the image test (tests/docker), which builds its base image locally.
 pkgs+=(busybox-static docker.io debootstrap)

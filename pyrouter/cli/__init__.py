@@ -5,6 +5,7 @@
     pyrouter route get ADDR [from SRC] [iif IF] [mark N]
     pyrouter ping / traceroute / capture / trace / explain / reload / version
     pyrouter nft list ruleset [--json]
+    pyrouter conntrack -L [-p PROTO] [--src A] [--dst A] [-f ipv4|ipv6] [--json] | -S
 """
 
 from __future__ import annotations
@@ -101,6 +102,15 @@ def parser() -> argparse.ArgumentParser:
     nft = sub.add_parser("nft", help="nft list ruleset: the live ruleset with counters")
     nft.add_argument("words", nargs="+", help="list ruleset")
     nft.add_argument("--json", action="store_true")
+    ctp = sub.add_parser("conntrack", help="conntrack -L / -S: the connection tracking table")
+    ctm = ctp.add_mutually_exclusive_group(required=True)
+    ctm.add_argument("-L", "--dump", action="store_true")
+    ctm.add_argument("-S", "--stats", action="store_true")
+    ctp.add_argument("-p", "--proto")
+    ctp.add_argument("-s", "--src", "--orig-src", dest="src")
+    ctp.add_argument("-d", "--dst", "--orig-dst", dest="dst")
+    ctp.add_argument("-f", "--family", choices=("ipv4", "ipv6"), default="ipv4")
+    ctp.add_argument("--json", action="store_true")
     ex = sub.add_parser("explain", help="what would the router do with this packet (no effect)")
     ex.add_argument("words", nargs="+", help="iif IF [src A] dst A [proto P] [sport N] "
                     "[dport N] [ttl N] [size N] [tos N] [df] [icmp_type N] [tcp_flags S]")
@@ -230,6 +240,19 @@ def _client(args: argparse.Namespace, path: str) -> int:
             raise SystemExit("pyrouter nft: only 'list ruleset' is supported")
         data = call(path, "nft.list")
         _out(args, data, data["ruleset"].rstrip("\n"))
+        return 0
+    if args.cmd == "conntrack":
+        if args.stats:
+            data = call(path, "conntrack", {"op": "stats"})
+            _out(args, data, data["line"])
+            return 0
+        data = call(path, "conntrack", {"op": "list", "proto": args.proto, "src": args.src,
+                                        "dst": args.dst, "family": args.family})
+        if args.json or data["lines"]:
+            _out(args, data, "\n".join(data["lines"]))
+        if not args.json:
+            print(f"conntrack v1.4.7 (conntrack-tools): {len(data['lines'])} flow entries "
+                  "have been shown.", file=sys.stderr)
         return 0
     if args.cmd == "explain":
         req = _kv(args.words, KV_EXPLAIN | {"dst"}, frozenset({"df"}))

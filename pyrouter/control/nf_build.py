@@ -13,6 +13,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from ..core.netfilter.conntrack import register as conntrack_register
 from ..core.netfilter.hooks import HOOK_NAMES
 from ..core.netfilter.nft_compile import load_ruleset
 from ..core.netfilter.nft_parse import NftError
@@ -23,6 +24,9 @@ _PF = {"ip": 4, "ip6": 6, "inet": 0}
 
 
 def build_netfilter(r: Any, cfg: Any, file: str) -> None:
+    r.nf.conntrack.max = cfg.conntrack.max
+    if cfg.conntrack.enabled:
+        conntrack_register(r.nf)
     nft = cfg.nftables
     if nft is not None:
         if nft.file is not None:

@@ -6,6 +6,8 @@
       - {module: pyrouter.plugins.flowlog, function: hook, hook: forward, priority: 0,
          family: inet, on_error: accept}
 
+    conntrack: {enabled: false, max: 65536}
+
 Exactly one of file/ruleset; the ruleset itself is parsed and compiled by
 control/nf_build.py (errors name the file, line and column).
 """
@@ -33,6 +35,14 @@ class NftablesConfig(_Model):
         if (self.file is None) == (self.ruleset is None):
             raise ValueError("exactly one of 'file' or 'ruleset'")
         return self
+
+
+class ConntrackConfig(_Model):
+    """``conntrack: {enabled: true, max: 65536}``: track even when no rule uses ct
+    (a ruleset with ct matches enables it anyway); ``max`` is nf_conntrack_max."""
+
+    enabled: bool = False
+    max: int = Field(65536, ge=1, le=16_777_216)
 
 
 class PluginConfig(_Model):

@@ -87,6 +87,8 @@ class DropReason(Enum):
     NF_QUEUE_NO_CONSUMER = "nf_queue_no_consumer"
     NF_REPEAT_LOOP = "nf_repeat_loop"
     NF_PLUGIN_ERROR = "nf_plugin_error"        # a hook plugin raised; on_error: drop
+    CT_TABLE_FULL = "ct_table_full"            # conntrack table full, nothing to early-drop
+    CT_INSERT_FAILED = "ct_insert_failed"      # confirm clashed with an entry of the same tuple
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).

@@ -243,9 +243,12 @@ class Router:
                 dhcp4_timer(self, key[1], deadline, now)
             elif kind == "dns":
                 dns_timer(self, deadline, now)
+            elif kind == "ct":
+                self.nf.conntrack.timer(self, key[1], deadline, now)
         # Stale heap entries (re-armed timers) are skipped lazily; bound the heap.
         if len(self.timers) > 8 * (len(self.neigh4.entries) + len(self.neigh6.entries)
-                                   + len(self.reasm) + len(self.reasm6) + 16):
+                                   + len(self.reasm) + len(self.reasm6)
+                                   + len(self.nf.conntrack) + 16):
             self._compact_timers()
 
     def _compact_timers(self) -> None:
@@ -266,6 +269,7 @@ class Router:
         if self.arp_proxy_deadline is not None:
             alive.add((self.arp_proxy_deadline, PROXY_KEY))
         alive |= dhcp4_alive_timers(self) | dns_alive_timers(self)
+        alive |= self.nf.conntrack.alive_timers()
         self.timers.compact(alive)
 
     def poll_at(self) -> Instant | None:

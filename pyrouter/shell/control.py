@@ -122,6 +122,7 @@ class ControlServer:
             "reload": self.h_reload, "ping": self.h_ping, "traceroute": self.h_traceroute,
             "capture": self.h_capture, "trace": self.h_trace, "explain": self.h_explain,
             "nft.list": self.h_nft_list,
+            "conntrack": self.h_conntrack,
         }
 
     # -- transport -------------------------------------------------------------------
@@ -264,6 +265,22 @@ class ControlServer:
                 "plugins": [p.stats() for p in nf.plugins],
                 "queues": [{"num": q.num, "waiting": len(q.waiting), "dropped": q.dropped,
                             "total": q.total} for q in nf.queues.values()]}
+
+    async def h_conntrack(self, args: dict[str, Any], item: Send) -> Any:
+        """`conntrack -L [filters]` / `-S`: entries as lines and dicts, or the counters."""
+        from ..core.netfilter import conntrack as nfct  # noqa: PLC0415
+        ct = self.app.router.nf.conntrack
+        if args.get("op") == "stats":
+            return {"stats": dict(ct.stats), "count": len(ct), "max": ct.max,
+                    "line": nfct.stats_line(ct)}
+        now = self._now()
+        try:
+            rows = nfct.dump(ct, now, args.get("proto"), args.get("src"), args.get("dst"),
+                             args.get("family") or "ipv4")
+        except ValueError as e:
+            raise ClientError(f"conntrack: {e}") from None
+        return {"entries": [nfct.entry_dict(c, now) for c in rows],
+                "lines": [nfct.entry_line(c, now) for c in rows]}
 
     async def h_version(self, args: dict[str, Any], item: Send) -> Any:
         return {"version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid(),

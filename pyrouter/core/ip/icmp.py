@@ -23,11 +23,12 @@ not sent.  Messages about our own looped-back packets are never limited.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...wire import icmpv4 as icmpw
 from ...wire.checksum import inet_checksum
 from ...wire.ipv4 import IP_OFFSET, IPPROTO_ICMP
+from ..netfilter.conntrack import attach as nf_ct_attach
 from ..packet import PacketBuf, PktType
 from ..route.fib import RouteType
 from .output import ip_local_out
@@ -95,7 +96,8 @@ def icmp_send(r: Router, pkt: PacketBuf, icmp_type: int, code: int, info: int,
         rest = (info & 0xFF) << 24
     msg = bytearray(icmpw.ICMP_HLEN + len(quoted))
     icmpw.IcmpRepr(icmp_type, code, rest, quoted).emit(msg)
-    return _send_icmp(r, bytes(msg), src, saddr, tos, icmp_type, now)
+    return _send_icmp(r, bytes(msg), src, saddr, tos, icmp_type, now,
+                      nf_ct_attach(pkt) if pkt.ct is not None else None)
 
 
 def _suppressed(r: Router, why: str) -> bool:
@@ -120,8 +122,8 @@ def icmp_echo_reply(r: Router, pkt: PacketBuf, icmp_off: int, now: int) -> bool:
 
 
 def _send_icmp(r: Router, msg: bytes, daddr: int, saddr: int | None, tos: int,
-               icmp_type: int, now: int) -> bool:
-    ok = ip_local_out(r, daddr, saddr, IPPROTO_ICMP, msg, now, tos=tos)
+               icmp_type: int, now: int, nfct: Any = None) -> bool:
+    ok = ip_local_out(r, daddr, saddr, IPPROTO_ICMP, msg, now, tos=tos, nfct=nfct)
     if ok:
         r.counters.snmp["IcmpOutMsgs"] += 1
         name = _OUT_COUNTER.get(icmp_type)

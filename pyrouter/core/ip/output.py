@@ -22,7 +22,7 @@ handed to ``Router.tx`` carries a complete Ethernet header.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...wire.addr import ip4_str
 from ...wire.ipv4 import IP_DF, IP_MF, IP_OFFSET, set_checksum
@@ -42,9 +42,10 @@ _ETH_IP = b"\x08\x00"
 
 
 def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: bytes,
-                 now: int, tos: int = 0, ttl: int | None = None, df: bool = False) -> bool:
+                 now: int, tos: int = 0, ttl: int | None = None, df: bool = False,
+                 nfct: tuple[Any, int] | None = None) -> bool:
     """Send a packet the router originates; False when it has no route.  TTL defaults
-    to the ip_default_ttl sysctl."""
+    to the ip_default_ttl sysctl; *nfct* is nf_ct_attach()'s (conntrack entry, ctinfo)."""
     if ttl is None:
         ttl = r.sysctl.ip_default_ttl
     route = r.fib.lookup(FlowKey(4, daddr, saddr or 0, proto=proto), r.route_usable)
@@ -69,6 +70,8 @@ def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: 
     data[20:] = payload
     pkt = PacketBuf(data, iif=route.oif, oif=route.oif, local_out=True, route=route,
                     nexthop=nexthop)
+    if nfct is not None:
+        pkt.ct, pkt.ctinfo = nfct
     r.counters.snmp["IpOutRequests"] += 1
     if r.trace is not None:
         r.note("ip_local_out", src=ip4_str(saddr), dst=ip4_str(daddr), proto=proto, len=total,

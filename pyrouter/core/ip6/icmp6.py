@@ -20,11 +20,12 @@ Invariant: returns whether a message was queued; never raises on packet contents
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...wire.icmpv6 import (ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
                             ICMPV6_PARAMPROB, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED)
 from ...wire.ipv6 import IPPROTO_ICMPV6, IPV6_MIN_MTU, is_multicast6
+from ..netfilter.conntrack import attach as nf_ct_attach
 from ..packet import PacketBuf, PktType
 from ..route.flow import FlowKey
 from .exthdrs import skip_exthdr
@@ -111,7 +112,8 @@ def icmpv6_send(r: Router, pkt: PacketBuf, icmp_type: int, code: int, info: int,
         from .addrconf import ipv6_dev_get_saddr  # noqa: PLC0415
 
         saddr = ipv6_dev_get_saddr(r, pkt.iif, src)
-    return send_icmp6(r, bytes(msg), src, saddr, icmp_type, now, oif=oif)
+    return send_icmp6(r, bytes(msg), src, saddr, icmp_type, now, oif=oif,
+                      nfct=nf_ct_attach(pkt) if pkt.ct is not None else None)
 
 
 def _xrlim_allow(r: Router, daddr: int, now: int) -> bool:
@@ -134,9 +136,9 @@ def _suppressed(r: Router, why: str) -> bool:
 
 def send_icmp6(r: Router, msg: bytes, daddr: int, saddr: int | None, icmp_type: int,
                now: int, oif: int | None = None, hop_limit: int | None = None,
-               tclass: int = 0) -> bool:
+               tclass: int = 0, nfct: Any = None) -> bool:
     ok = ip6_local_out(r, daddr, saddr, IPPROTO_ICMPV6, msg, now, hop_limit=hop_limit,
-                       oif=oif, tclass=tclass)
+                       oif=oif, tclass=tclass, nfct=nfct)
     if ok:
         snmp = r.counters.snmp
         snmp["Icmp6OutMsgs"] += 1

@@ -25,7 +25,7 @@ and is at most the egress MTU; nothing here raises on packet contents.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...wire.checksum import inet_checksum
 from ...wire.ipv6 import IPPROTO_FRAGMENT, IPV6_MIN_MTU, ip6_str, is_linklocal6, is_multicast6, \
@@ -47,8 +47,9 @@ _CSUM_AT = {58: 2, 17: 6, 6: 16}
 
 def ip6_local_out(r: Router, daddr: int, saddr: int | None, nexthdr: int, payload: bytes,
                   now: int, hop_limit: int | None = None, oif: int | None = None,
-                  tclass: int = 0) -> bool:
-    """Send a packet the router originates; False when there is no route or source."""
+                  tclass: int = 0, nfct: tuple[Any, int] | None = None) -> bool:
+    """Send a packet the router originates; False when there is no route or source;
+    *nfct* is nf_ct_attach()'s (conntrack entry, ctinfo)."""
     from .addrconf import ipv6_dev_get_saddr  # noqa: PLC0415
 
     snmp = r.counters.snmp
@@ -94,6 +95,8 @@ def ip6_local_out(r: Router, daddr: int, saddr: int | None, nexthdr: int, payloa
         r.note("ip6_local_out", src=ip6_str(saddr), dst=ip6_str(daddr), nexthdr=nexthdr,
                len=len(data), dev=port.name)
     pkt = PacketBuf(data, iif=oif, oif=oif, local_out=True)
+    if nfct is not None:
+        pkt.ct, pkt.ctinfo = nfct
     hooks = r.nf.v6[3]
     if hooks and not nf_hook(r, hooks, Hook.LOCAL_OUT, 6, pkt, None, port, now,
                              lambda t: _local_out_finish(r, pkt, port, nexthop, mtu, t)):

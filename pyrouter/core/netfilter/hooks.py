@@ -148,6 +148,8 @@ class Netfilter:
         self._qid = 0
         self.ruleset: Any = None          # nft_compile.Ruleset installed by control
         self.plugins: list[Any] = []      # plugin wrappers (counters, errors)
+        from .conntrack import ConnTrack
+        self.conntrack = ConnTrack()      # kept across reloads (adopt)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Netfilter:
         """For ``explain`` (core/trace.py runs a deep copy of the router): the ruleset is
@@ -165,6 +167,7 @@ class Netfilter:
                     if id(e) not in own:
                         new.register(fam, Hook(h), e)
         new.plugins = list(self.plugins)
+        new.conntrack = copy.deepcopy(self.conntrack, memo)
         memo[id(self)] = new
         return new
 
@@ -200,6 +203,7 @@ class Netfilter:
         """Take *new*'s entries (a reloaded config) in one step; queues stay."""
         self.v4, self.v6 = new.v4, new.v6
         self.ruleset, self.plugins = new.ruleset, new.plugins
+        self.conntrack.max = new.conntrack.max     # the entries stay (conntrack survives reloads)
         self._fwd_cache.clear()
         for num, q in new.queues.items():
             old = self.queues.get(num)

@@ -40,6 +40,9 @@ from .hooks import (HOOK_NAMES, NF_ACCEPT, NF_DROP, HookEntry, HookState, Netfil
                     nf_queue_verdict)
 from .nft_parse import Chain, Elem, Match, NftError, NSet, Rule, Stmt, Table, parse
 from .reject import ICMP_CODES, ICMPV6_CODES, ICMPX, send_reset, send_unreach
+from .conntrack import IP_CT_IS_REPLY, IP_CT_UNTRACKED, STATE_NAMES, STATUS_NAMES, \
+    ct_state_bits
+from .conntrack import register as conntrack_register
 from .view import pktinfo
 
 if TYPE_CHECKING:
@@ -98,13 +101,18 @@ SEL_TYPE = {("ip", "saddr"): "ipv4_addr", ("ip", "daddr"): "ipv4_addr",
             ("meta", "l4proto"): "inet_proto", ("meta", "mark"): "mark",
             ("meta", "length"): "integer", ("meta", "nfproto"): "nf_proto",
             ("meta", "iifname"): "ifname", ("meta", "oifname"): "ifname",
-            ("meta", "protocol"): "ether_type"}
+            ("meta", "protocol"): "ether_type",
+            ("ct", "state"): "ct_state", ("ct", "status"): "ct_status", ("ct", "mark"): "mark",
+            ("ct", "direction"): "ct_dir"}
+_BITMASK = {"tcp_flag", "ct_state", "ct_status"}
+CT_DIRS = {"original": 0, "reply": 1}
 SET_TYPES = {"ipv4_addr", "ipv6_addr", "inet_service", "inet_proto", "ifname", "mark",
              "icmp_type", "icmpv6_type", "integer"}
 _MAXV = {"ipv4_addr": 2**32 - 1, "ipv6_addr": 2**128 - 1, "inet_service": 65535,
          "inet_proto": 255, "mark": 2**32 - 1, "icmp_type": 255, "icmpv6_type": 255,
          "integer": 2**32 - 1, "tcp_flag": 255, "nf_proto": 255, "ether_type": 65535,
-         "icmp_code": 255, "icmpv6_code": 255}
+         "icmp_code": 255, "icmpv6_code": 255, "ct_state": 255, "ct_status": 2**32 - 1,
+         "ct_dir": 1}
 
 
 class Ctx:
@@ -164,6 +172,15 @@ def _extractor(sel: tuple[str, str]) -> Callable[[Ctx], Any]:
         k = 0 if b == "type" else 1
         return lambda c: c.d[c.th + k] if c.pf == pf and c.l4 == proto and 0 <= c.th \
             and c.th + 2 <= len(c.d) else None
+    if a == "ct":
+        if b == "state":
+            return lambda c: ct_state_bits(c.pkt)
+        if b == "status":
+            return lambda c: c.pkt.ct.status if c.pkt.ct is not None else None
+        if b == "mark":
+            return lambda c: c.pkt.ct.mark if c.pkt.ct is not None else None
+        return lambda c: (1 if c.pkt.ctinfo >= IP_CT_IS_REPLY else 0) \
+            if c.pkt.ct is not None else None
     # meta
     if b == "l4proto":
         return lambda c: c.l4 if c.l4 >= 0 else None
@@ -215,15 +232,16 @@ class Compiler:
         names = {"inet_service": SERVICES, "inet_proto": PROTOS, "icmp_type": ICMP_TYPES,
                  "icmpv6_type": ICMPV6_TYPES, "tcp_flag": TCP_FLAGS, "nf_proto": NFPROTO,
                  "ether_type": ETHER, "icmp_code": ICMP_CODE_NAMES,
-                 "icmpv6_code": ICMPV6_CODE_NAMES}.get(ty, {})
+                 "icmpv6_code": ICMPV6_CODE_NAMES, "ct_state": STATE_NAMES,
+                 "ct_status": STATUS_NAMES, "ct_dir": CT_DIRS}.get(ty, {})
         if t in names:
             return names[t], names[t]
-        if ty == "tcp_flag" and "|" in t:
+        if ty in _BITMASK and "|" in t:
             v = 0
             for p in t.split("|"):
-                if p not in TCP_FLAGS:
+                if p not in names:
                     return None
-                v |= TCP_FLAGS[p]
+                v |= names[p]
             return v, v
         if ty in ("ipv4_addr", "ipv6_addr"):
             try:
@@ -262,14 +280,14 @@ class Compiler:
         else:
             vals = self.values(ty, m.value)
         neg = m.op == "!="
-        if ty == "tcp_flag":
+        if ty in _BITMASK:
             bits = 0
             for lo, _hi in vals:
                 bits |= lo
             if m.mask is not None:
                 mask = 0
                 for e in m.mask:
-                    v = self.value("tcp_flag", e)
+                    v = self.value(ty, e)
                     mask |= v[0]                                    # type: ignore[index]
                 pred = (lambda x: x & mask != bits) if neg else (lambda x: x & mask == bits)
             elif m.op == "any":
@@ -299,7 +317,7 @@ class Compiler:
         # The inline form for the generated chain code: X is the field's value.
         consts: dict[str, Any] = {"P": pred}
         expr = "P(X)"
-        if ty == "tcp_flag":
+        if ty in _BITMASK:
             if m.mask is not None:
                 expr = f"X & {mask} {'!=' if neg else '=='} {bits}"
             elif m.op == "any":
@@ -436,8 +454,11 @@ class Ruleset:
         self.log_tokens = float(LOG_BURST)
         self.log_stamp: int | None = None
         self.log_suppressed = 0
+        self.uses_ct = False             # a ct match or statement: conntrack must run
 
     def install(self, nf: Netfilter) -> None:
+        if self.uses_ct:
+            conntrack_register(nf)
         for t in self.tables:
             pf = {"ip": 4, "ip6": 6, "inet": 0}[t.family]
             for ch in t.chains.values():
@@ -629,6 +650,8 @@ def _compile_rule(comp: Compiler, rs: Ruleset, t: CTable, ch: CChain, ra: Rule,
             raise comp.err(line, col, f"statement after the terminal '{terminal}' "
                            "has no effect")
         if isinstance(it, Match):
+            if it.selector[0] == "ct":
+                rs.uses_ct = True
             ops.append(comp.match(it, t.ast.sets, setvals, ra.line))
             prev = ra.items[len(ops) - 2] if len(ops) >= 2 else None
             if isinstance(prev, Match) and prev.selector == ("meta", "l4proto") \
@@ -656,6 +679,14 @@ def _compile_rule(comp: Compiler, rs: Ruleset, t: CTable, ch: CChain, ra: Rule,
             v = comp.value("mark", Elem(a["value"], a["line"], a["col"]))
             ops.append(("mark", v[0]))                              # type: ignore[index]
             cr.parts[-1] = f"meta mark set 0x{v[0]:08x}"            # type: ignore[index]
+        elif k == "ct_mark_set":
+            v = comp.value("mark", Elem(a["value"], a["line"], a["col"]))
+            ops.append(("do", _ct_mark_step(v[0])))                 # type: ignore[index]
+            cr.parts[-1] = f"ct mark set 0x{v[0]:08x}"              # type: ignore[index]
+            rs.uses_ct = True
+        elif k == "notrack":
+            ops.append(("do", _notrack_step))
+            rs.uses_ct = True
         elif k == "reject":
             _reject_deps(t.family, ra, a, ops, cr)
             ops.append(("call", _reject_step(comp, t.family, a, drop_note)))
@@ -708,6 +739,8 @@ def _gen_chain(ch: CChain) -> Callable[[Ctx], int]:
             _, sel, get, expr, consts = op
             if sel == ("meta", "mark"):
                 var = "c.pkt.mark"
+            elif sel in (("ct", "mark"), ("ct", "state")):
+                var = f"{const(get)}(c)"          # live: a rule may set it (notrack, ct mark)
             else:
                 var = fields.get(sel)
                 if var is None:
@@ -717,7 +750,8 @@ def _gen_chain(ch: CChain) -> Callable[[Ctx], int]:
                 expr = expr.replace(cname + "(", const(cval) + "(") if cname == "P" \
                     else re.sub(rf"\b{cname}\b", const(cval), expr)
             expr = re.sub(r"\bX\b", var, expr)
-            guard = "" if var == "c.pkt.mark" else f"{var} is not None and "
+            guard = "" if var == "c.pkt.mark" or sel == ("ct", "state") \
+                else f"{var} is not None and "
             body.append(f"{pad}if {guard}{expr}:")
             gen(rest, ind + 1)
         elif kind == "counter":
@@ -789,6 +823,20 @@ def _reject_deps(family: str, ra: Rule, a: dict[str, Any], ops: list[tuple[Any, 
                 f"X == {2 if fam == 4 else 10}", {}))
     if len(cr.parts) > 1:
         cr.parts.insert(0, f"meta nfproto {'ipv4' if fam == 4 else 'ipv6'}")
+
+
+def _ct_mark_step(v: int) -> Callable[[Ctx], None]:
+    """nft_ct_set_eval(NFT_CT_MARK): no entry (untracked, invalid) -> nothing."""
+    def step(c: Ctx) -> None:
+        if c.pkt.ct is not None:
+            c.pkt.ct.mark = v
+    return step
+
+
+def _notrack_step(c: Ctx) -> None:
+    """nft_notrack_eval(): only before conntrack ran (an entry already set stays)."""
+    if c.pkt.ct is None:
+        c.pkt.ctinfo = IP_CT_UNTRACKED
 
 
 def _counter_step(cnt: list[int]) -> Callable[[Ctx], None]:

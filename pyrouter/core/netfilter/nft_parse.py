@@ -16,8 +16,9 @@ Grammar (nft(8) "RULESET", "CHAINS", "SETS", "MAPS", "STATEMENTS"), as accepted 
 
 Selectors: ip saddr/daddr/protocol, ip6 saddr/daddr/nexthdr, tcp|udp sport/dport,
 tcp flags, icmp type/code, icmpv6 type/code, meta l4proto/mark/length/nfproto/
-iifname/oifname (iifname, oifname, mark also bare).  ``ct``, NAT statements, notrack
-and ``tcp option maxseg`` parse to a precise "not supported yet" error.
+iifname/oifname (iifname, oifname, mark also bare), ``ct state/status/mark/direction``,
+``ct mark set`` and ``notrack``.  NAT statements and ``tcp option maxseg`` parse to a
+precise "not supported yet" error.
 
 Every error is an NftError with file, line, column and what was expected.  The
 result is a plain AST (dataclasses); nft_compile.py turns it into closures.
@@ -200,11 +201,12 @@ SELECTORS = {
     "icmp": {"type", "code"},
     "icmpv6": {"type", "code"},
     "meta": {"l4proto", "mark", "length", "nfproto", "iifname", "oifname", "protocol"},
+    "ct": {"state", "status", "mark", "direction"},
 }
+_CT_FLAGS = {("ct", "state"), ("ct", "status")}      # bitmask types, like tcp flags
 BARE_META = {"iifname", "oifname", "mark", "l4proto", "nfproto"}
-UNSUPPORTED = {"ct": "ct (connection tracking) expressions and statements",
-               "snat": "snat", "dnat": "dnat", "masquerade": "masquerade",
-               "redirect": "redirect", "notrack": "notrack", "fib": "fib expressions",
+UNSUPPORTED = {"snat": "snat", "dnat": "dnat", "masquerade": "masquerade",
+               "redirect": "redirect", "fib": "fib expressions",
                "nat": "nat chains", "synproxy": "synproxy", "flow": "flowtables",
                "flowtable": "flowtables", "quota": "quota", "dup": "dup", "fwd": "fwd",
                "numgen": "numgen", "jhash": "jhash", "osf": "osf", "socket": "socket",
@@ -218,7 +220,7 @@ OPS = {"==": "==", "!=": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">=",
        "eq": "==", "ne": "!=", "lt": "<", "gt": ">", "le": "<=", "ge": ">="}
 VERDICTS = {"accept", "drop", "continue", "return", "jump", "goto", "queue"}
 _STMT_START = {"counter", "limit", "log", "accept", "drop", "reject", "queue", "jump", "goto",
-               "return", "continue", "comment"}
+               "return", "continue", "comment", "notrack"}
 
 
 class Parser:
@@ -524,9 +526,9 @@ class Parser:
             return self.match_or_set()
         if w in _STMT_START:
             return self.statement()
-        raise self.err(t, "expected a match (ip, ip6, tcp, udp, icmp, icmpv6, meta, "
+        raise self.err(t, "expected a match (ip, ip6, tcp, udp, icmp, icmpv6, meta, ct, "
                           "iifname, oifname) or a statement (counter, limit, log, accept, "
-                          "drop, reject, queue, jump, goto, return)")
+                          "drop, reject, queue, jump, goto, return, notrack)")
 
     def match_or_set(self) -> Match | Stmt:
         t = self.next()
@@ -543,12 +545,13 @@ class Parser:
         nt = self.peek()
         if nt.text == "set":
             self.next()
-            if sel != ("meta", "mark"):
-                raise NftError(self.file, nt.line, nt.col,
-                               f"'{' '.join(sel)} set' is not supported yet (meta mark set)")
+            if sel not in (("meta", "mark"), ("ct", "mark")):
+                raise NftError(self.file, nt.line, nt.col, f"'{' '.join(sel)} set' is not "
+                               "supported yet (meta mark set, ct mark set)")
             v = self.word("a mark value")
-            return Stmt("mark_set", {"value": v.text, "line": v.line, "col": v.col},
-                        f"meta mark set {v.text}")
+            return Stmt("mark_set" if sel[0] == "meta" else "ct_mark_set",
+                        {"value": v.text, "line": v.line, "col": v.col},
+                        f"{sel[0]} mark set {v.text}")
         if nt.text == "vmap":
             self.next()
             if self.peek().text == "@":
@@ -585,7 +588,7 @@ class Parser:
             vtext = _elems_text(value)
         else:
             value = [self.element()]
-            while self.peek().text == "," and sel == ("tcp", "flags"):
+            while self.peek().text == "," and (sel == ("tcp", "flags") or sel in _CT_FLAGS):
                 self.next()
                 value.append(self.element())
             vtext = ",".join(e.text for e in value)
@@ -604,7 +607,8 @@ class Parser:
             m.text = f"{text} {vtext} / {','.join(e.text for e in mask)}"
         else:
             m.text = f"{text} {opt}{vtext}"
-        if sel == ("tcp", "flags") and mask is None and op == "==" and v.text != "{":
+        if (sel == ("tcp", "flags") or sel in _CT_FLAGS) and mask is None and op == "==" \
+                and v.text != "{":
             m.op = "any"       # implicit bitmask match: (flags & v) != 0
         return m
 
@@ -672,7 +676,7 @@ class Parser:
                 args[k] = v.text
                 parts.append(f'{k} "{v.text}"' if k == "prefix" else f"{k} {v.text}")
             return Stmt("log", args, " ".join(parts))
-        if w in ("accept", "drop", "return", "continue"):
+        if w in ("accept", "drop", "return", "continue", "notrack"):
             return Stmt(w, pos, w)
         if w in ("jump", "goto"):
             c = self.word("a chain name")

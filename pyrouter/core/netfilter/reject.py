@@ -6,7 +6,8 @@
 * TCP reset (nf_send_reset): from the packet's destination to its source, ports
   swapped; if the segment had ACK: seq = its ack, flags RST; otherwise seq 0,
   ack = seq + SYN + FIN + payload length, flags RST|ACK; never about a RST or a
-  non-first fragment; TTL 64, DF set (nf_reject_iphdr_put), out through LOCAL_OUT.
+  non-first fragment; TTL 64, DF set (nf_reject_iphdr_put), out through LOCAL_OUT,
+  carrying the packet's conntrack entry as RELATED (nf_ct_attach).
 
 Type names follow nft: icmp (net-, host-, prot-, port-unreachable, net-, host-,
 admin-prohibited), icmpv6 (no-route, admin-prohibited, addr-unreachable,
@@ -20,6 +21,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from ...wire.checksum import inet_checksum
+from .conntrack import attach
 
 if TYPE_CHECKING:
     from ..packet import PacketBuf
@@ -61,6 +63,8 @@ def send_reset(r: Router, pkt: PacketBuf, pf: int, l4proto: int, thoff: int, now
         rseq, rack, rflags = 0, (seq + seglen) & 0xFFFFFFFF, 0x14
     seg = bytearray(20)
     _TCP.pack_into(seg, 0, dport, sport, rseq, rack, 5 << 4, rflags, 0, 0, 0)
+    # nf_ct_attach(): the reset belongs to the packet's connection, RELATED (reply way).
+    nfct = attach(pkt)
     if pf == 4:
         from ..ip.output import ip_local_out  # noqa: PLC0415
 
@@ -68,7 +72,7 @@ def send_reset(r: Router, pkt: PacketBuf, pf: int, l4proto: int, thoff: int, now
         dst = int.from_bytes(d[16:20], "big")
         c = inet_checksum(seg, dst + src + 6 + 20)
         seg[16], seg[17] = c >> 8, c & 0xFF
-        if ip_local_out(r, src, dst, 6, bytes(seg), now, ttl=64, df=True):
+        if ip_local_out(r, src, dst, 6, bytes(seg), now, ttl=64, df=True, nfct=nfct):
             r.counters.snmp["TcpOutRsts"] += 1
     else:
         from ..ip6.output import ip6_local_out  # noqa: PLC0415
@@ -76,5 +80,5 @@ def send_reset(r: Router, pkt: PacketBuf, pf: int, l4proto: int, thoff: int, now
         src = int.from_bytes(d[8:24], "big")
         dst = int.from_bytes(d[24:40], "big")
         oif = pkt.iif if src >> 118 == 0x3FA else None
-        if ip6_local_out(r, src, dst, 6, bytes(seg), now, hop_limit=64, oif=oif):
+        if ip6_local_out(r, src, dst, 6, bytes(seg), now, hop_limit=64, oif=oif, nfct=nfct):
             r.counters.snmp["TcpOutRsts"] += 1

@@ -668,7 +668,7 @@ def test_traceroute_to_a_host_on_a_socketpair(env: Env) -> None:
         assert res == {"dst": MUTE_B_IP, "reached": False, "hops": 2}
         assert await c.error("traceroute", {"dst": HOST_B_IP, "mode": "tcp"}) == \
             "mode: udp or icmp"
-        assert e.app.router.sockets == {"icmp": set(), "udp": set()}
+        assert e.app.router.sockets == {"icmp": set(), "udp": set(), "icmp6": set()}
         await c.aclose()
 
     env.run(body, hosts=True)

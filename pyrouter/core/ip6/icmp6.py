@@ -26,6 +26,7 @@ from ...wire.icmpv6 import (ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_
                             ICMPV6_PARAMPROB, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED)
 from ...wire.ipv6 import IPPROTO_ICMPV6, IPV6_MIN_MTU, is_multicast6
 from ..netfilter.conntrack import attach as nf_ct_attach
+from ..drops import DropReason
 from ..packet import PacketBuf, PktType
 from ..route.flow import FlowKey
 from .exthdrs import skip_exthdr
@@ -114,6 +115,19 @@ def icmpv6_send(r: Router, pkt: PacketBuf, icmp_type: int, code: int, info: int,
         saddr = ipv6_dev_get_saddr(r, pkt.iif, src)
     return send_icmp6(r, bytes(msg), src, saddr, icmp_type, now, oif=oif,
                       nfct=nf_ct_attach(pkt) if pkt.ct is not None else None)
+
+
+def tlv_failed(r: Router, pkt: PacketBuf, port: Any, verdict: int, code: int, ptr: int,
+               now: int) -> None:
+    """An options header (exthdrs.parse_tlv) said discard: counted, and answered with
+    Parameter Problem when the option's rules ask for it."""
+    from .exthdrs import PARAMPROB  # noqa: PLC0415
+
+    r.counters.snmp["Ip6InHdrErrors"] += 1
+    if verdict == PARAMPROB:
+        pkt.opt_unrec = code == 2
+        icmpv6_send(r, pkt, ICMPV6_PARAMPROB, code, ptr, now)
+    r.drop(DropReason.IP6_EXTHDR_BAD, port)
 
 
 def _xrlim_allow(r: Router, daddr: int, now: int) -> bool:

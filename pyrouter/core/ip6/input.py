@@ -32,10 +32,10 @@ from ...wire.ipv6 import (IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_ICMPV6, IPP
 from ..drops import DropReason
 from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf, PktType
-from .exthdrs import OK, PARAMPROB, parse_tlv
+from .exthdrs import OK, parse_tlv
 from .icmp6 import (ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
                     ICMPV6_HDR_FIELD, ICMPV6_PARAMPROB, ICMPV6_PORT_UNREACH,
-                    ICMPV6_UNK_NEXTHDR, icmpv6_echo_reply, icmpv6_send)
+                    ICMPV6_UNK_NEXTHDR, icmpv6_echo_reply, icmpv6_send, tlv_failed)
 from .output import ip6_local_out
 
 if TYPE_CHECKING:
@@ -82,11 +82,7 @@ def ip6_input_finish(r: Router, pkt: PacketBuf, port: Port, now: int,
                 v, code, ptr, _ = parse_tlv(data, off, hdrlen, False, mcast,
                                             r.sysctl6.max_dst_opts_number)
                 if v != OK:
-                    snmp["Ip6InHdrErrors"] += 1
-                    if v == PARAMPROB:
-                        pkt.opt_unrec = code == 2
-                        icmpv6_send(r, pkt, ICMPV6_PARAMPROB, code, ptr, now)
-                    r.drop(DropReason.IP6_EXTHDR_BAD, port)
+                    tlv_failed(r, pkt, port, v, code, ptr, now)
                     return
             else:                           # Routing header: ipv6_rthdr_rcv()
                 rtype, segs = data[off + 2], data[off + 3]

@@ -34,10 +34,10 @@ from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf, PktType
 from ..route.fib import RouteType
 from ..route.flow import FlowKey
-from .exthdrs import OK, PARAMPROB, parse_tlv
+from .exthdrs import OK, parse_tlv
 from .forward import ip6_forward
 from .icmp6 import (ICMPV6_ADM_PROHIBITED, ICMPV6_DEST_UNREACH, ICMPV6_NOROUTE,
-                    ICMPV6_PARAMPROB, icmpv6_send)
+                    icmpv6_send, tlv_failed)
 from .input import ip6_input
 
 if TYPE_CHECKING:
@@ -96,11 +96,7 @@ def ipv6_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
                                       r.sysctl6.max_hbh_opts_number,
                                       (frame[off + 4] << 8) | frame[off + 5])
         if v != OK:
-            snmp["Ip6InHdrErrors"] += 1
-            if v == PARAMPROB:
-                pkt.opt_unrec = code == 2
-                icmpv6_send(r, pkt, ICMPV6_PARAMPROB, code, ptr, now)
-            r.drop(DropReason.IP6_EXTHDR_BAD, port)
+            tlv_failed(r, pkt, port, v, code, ptr, now)
             return
     pre = r.nf.v6[0]
     if pre and not nf_hook(r, pre, Hook.PRE_ROUTING, 6, pkt, port, None, now,

@@ -448,9 +448,13 @@ class Router:
             self.neigh4.flush_dev(ifindex)       # neigh_carrier_down(): PERMANENT stays
             self.neigh6.flush_dev(ifindex)
         else:
+            # addrconf_notify(NETDEV_CHANGE), device already configured: resend the MLD
+            # reports ("we might have roamed"); addresses keep their DAD outcome.
+            if ifindex in self.in6:
+                mld_schedule(self, ifindex, now)
             st = self.ra_state.get(ifindex)
             if st is not None:
-                # addrconf NETDEV_UP: the initial RA burst again.
+                # The initial RA burst again, so hosts on the link learn us at once.
                 st.initial_left = 3
                 ra_start(self, ifindex, now)
         self.fwd_cache.clear()

@@ -23,7 +23,7 @@ def test_check_accepts_the_example_firewall(tmp_path: Path, capsys: pytest.Captu
 def test_check_rejects_a_bad_ruleset_with_its_position(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "rules.nft").write_text(
-        "table inet f {\n\tchain c {\n\t\tudp dport 53 masquerade\n\t}\n}\n")
+        "table inet f {\n\tchain c {\n\t\tudp dport 53 synproxy\n\t}\n}\n")
     (tmp_path / "c.yaml").write_text(CFG)
     assert main(["check", "-c", str(tmp_path / "c.yaml")]) == 2
     err = capsys.readouterr().err

@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from pyrouter.core.drops import DropReason
 from pyrouter.core.netfilter.nft_compile import compile_ruleset
 from pyrouter.core.netfilter.nft_parse import NftError
 
@@ -234,3 +235,41 @@ def test_listing_shows_nat_chain_and_statement() -> None:
     text = rs.list()
     assert "type nat hook postrouting priority srcnat; policy accept;" in text
     assert 'oifname "wan0" masquerade' in text
+
+
+def test_masquerade_uses_the_egress_address_toward_the_next_hop_and_reload_drops_it() -> None:
+    import random
+
+    from pyrouter.control.build import build
+    from pyrouter.control.load import parse
+
+    from .helpers import H3
+
+    net = _net(MASQ)
+    net.reachable(H3)
+    _, a = send_udp(net, H1, H2.ip)
+    _, b = send_udp(net, H1, H3.ip)
+    expect_ipv4(a[0], src=WAN_IP, dst=H2.ip)
+    expect_ipv4(b[0], src="10.0.20.1", dst=H3.ip)   # wan0's address in H3's subnet
+    ct = net.router.nf.conntrack
+    assert len(ct) == 2
+    # Reload without wan0's second address: its masqueraded entry goes, the other stays.
+    text = net.config.replace("[10.0.2.1/24, 10.0.20.1/24]", "[10.0.2.1/24]")
+    assert text != net.config
+    ifx = {p.name: i for i, p in net.router.ports.items()}
+    net.router.adopt(build(parse(text), random.Random(9), net.now, "<reload>", ifx))
+    net.drain()
+    assert [c.masq for c in ct.entries()] == [(WAN, bytes([10, 0, 2, 1]))]
+
+
+def test_redirect_to_the_router_and_the_reset_comes_back_from_the_original_address() -> None:
+    net = _net(ruleset(pre='iifname "lan0" tcp dport 80 redirect to :3128'))
+    l3 = ipv4(H1.ip, H2.ip, tcp(H1.ip, H2.ip, sport=41000, dport=80), proto=6)
+    out = net.send(LAN, frame_from(H1, l3))
+    # nothing listens on 3128 (it reached the router: no such socket); the router's RST
+    # is un-NATed to come from H2:80, and (a RST as the only reply) the entry is gone
+    assert net.router.counters.drops.get(DropReason.TCP_NO_SOCKET) == 1
+    assert net.router.nf.conntrack.stats["insert"] == 1 and len(net.router.nf.conntrack) == 0
+    ip = expect_ipv4(out[0], src=H2.ip, dst=H1.ip, ifindex=LAN)
+    assert ports(ip) == (80, 41000) and ip.payload[13] & 0x04
+    l4_ok(ip)

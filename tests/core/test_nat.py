@@ -162,6 +162,23 @@ def test_icmp_error_about_masqueraded_flow_is_translated_with_inner_header() -> 
     assert inner[26:28] == orig[26:28] and sent.raw[26:28] != orig[26:28]
 
 
+def test_icmp_error_about_a_translated_echo_restores_the_inner_id() -> None:
+    net = _net(MASQ)
+    net.reachable(H1B)
+    for host in (H1, H1B):
+        l3 = ipv4(host.ip, H2.ip, echo(ident=7), proto=1, ttl=2)
+        sent = expect_ipv4(net.send(host.port, frame_from(host, l3))[0], src=WAN_IP)
+    assert struct.unpack("!H", sent.payload[4:6])[0] != 7     # H1B's echo got a new id
+    # the next hop's Time Exceeded quotes the translated echo
+    err = ipv4(H2.ip, WAN_IP, icmp(11, 0, data=sent.raw[:28]), proto=1)
+    ip = expect_ipv4(net.send(WAN, frame_from(H2, err))[0], dst=H1B.ip, ifindex=LAN)
+    l4_ok(ip)
+    inner = ip.payload[8:]
+    assert inner[12:16] == bytes([10, 0, 1, 11]) and checksum(inner[:20]) == 0
+    assert inner[20] == 8 and struct.unpack("!H", inner[24:26])[0] == 7
+    assert checksum(inner[20:28] + sent.raw[28:]) == 0        # the echo checksum follows
+
+
 def test_router_time_exceeded_about_dnat_flow_shows_the_original_destination() -> None:
     net = _net(ruleset(pre=f'iifname "wan0" udp dport 5000 dnat to {H1.ip}:6000'))
     # TTL 1 arrives at the router: DNAT applied at PREROUTING, then TTL expires.

@@ -92,6 +92,11 @@ def test_dnat_port_forward_to_a_lan_server(topology, tmp_path: Path) -> None:
         pre=f"ip daddr {R_WAN} tcp dport 8080 dnat to {H1}:8080"))
     # h2 connects to the router's WAN address; the LAN server sees h2 itself.
     assert _peer_seen(topo, "h2", "h1", R_WAN) == f"peer={H2}"
+    if shutil.which("conntrack") is None:
+        return
+    got = [normalise(ln) for ln in conntrack_lines(topo, "-L", "-p", "tcp")]
+    assert got == [f"tcp      6 T TIME_WAIT src={H2} dst={R_WAN} sport=P dport=8080 src={H1} "
+                   f"dst={H2} sport=8080 dport=P [ASSURED] mark=0 use=1"], got
 
 
 def test_traceroute_through_masquerade(topology, tmp_path: Path) -> None:

@@ -290,3 +290,51 @@ def test_redirect_to_the_router_and_the_reset_comes_back_from_the_original_addre
     ip = expect_ipv4(out[0], src=H2.ip, dst=H1.ip, ifindex=LAN)
     assert ports(ip) == (80, 41000) and ip.payload[13] & 0x04
     l4_ok(ip)
+
+
+def test_hostile_packets_through_nat_never_raise() -> None:
+    """Mutated TCP/UDP/ICMP frames and ICMP errors with garbage quotes, both ways
+    through masquerade and a DNAT: no entry ever raises (INTERNAL_ERROR stays 0)."""
+    import random
+
+    net = _net(ruleset(post='oifname "wan0" masquerade',
+                       pre=f'iifname "wan0" dnat to {H1.ip}'))
+    rnd = random.Random(7)
+    seeds = [ipv4(H1.ip, H2.ip, udp(H1.ip, H2.ip), proto=17),
+             ipv4(H1.ip, H2.ip, tcp(H1.ip, H2.ip), proto=6),
+             ipv4(H1.ip, H2.ip, echo(), proto=1)]
+    quotes = [s[:28] for s in seeds] + [   # what masquerade sent, what H1 answers a DNAT
+        ipv4(WAN_IP, H2.ip, udp(WAN_IP, H2.ip), proto=17)[:28],
+        ipv4(WAN_IP, H2.ip, tcp(WAN_IP, H2.ip), proto=6)[:28],
+        ipv4(WAN_IP, H2.ip, echo(), proto=1)[:28],
+        ipv4(H1.ip, H2.ip, udp(H1.ip, H2.ip, sport=33434, dport=40000), proto=17)[:28]]
+    for i in range(1500):
+        if i % 3 == 2:
+            q = bytearray(rnd.choice(quotes))
+            for _ in range(rnd.randrange(4)):
+                q[rnd.randrange(len(q))] = rnd.randrange(256)
+            q = bytes(q[:rnd.randrange(20, 29)])
+            src, dst, host = (H2.ip, WAN_IP, H2) if rnd.random() < 0.5 else (H1.ip, H2.ip, H1)
+            l3 = ipv4(src, dst, icmp(rnd.choice([3, 11, 12]), 0, data=q), proto=1)
+        else:
+            l3b = bytearray(rnd.choice(seeds))
+            for _ in range(rnd.randrange(3)):
+                at = rnd.randrange(20, len(l3b))
+                l3b[at] = rnd.randrange(256)
+            host = H1
+            if rnd.random() < 0.5:
+                host = H2
+                l3b[12:16], l3b[16:20] = bytes([10, 0, 2, 20]), bytes([10, 0, 2, 1])
+                l3b[10:12] = b"\0\0"
+                l3b[10:12] = struct.pack("!H", checksum(bytes(l3b[:20])))
+            l3 = bytes(l3b[:rnd.randrange(20, len(l3b) + 1)])
+            if len(l3) != len(l3b):
+                l3 = bytearray(l3)
+                l3[2:4] = struct.pack("!H", len(l3))
+                l3[10:12] = b"\0\0"
+                l3[10:12] = struct.pack("!H", checksum(bytes(l3[:20])))
+                l3 = bytes(l3)
+        net.send(host.port, frame_from(host, l3))
+    assert net.router.counters.drops.get(DropReason.INTERNAL_ERROR, 0) == 0
+    assert len(net.router.nf.conntrack) > 0
+    assert net.router.nf.conntrack.stats["found"] > 100      # errors did match entries

@@ -238,8 +238,10 @@ def test_mss_clamp(stmt: str, dst, expected: int) -> None:
      "needs an address"),
     ("table ip t { chain c { type nat hook prerouting priority dstnat; "
      "dnat to 1.2.3.4:90-80 } }", "expected ports"),
-    ("table ip t { chain c { type nat hook postrouting priority srcnat; snat ip6 to ::1 } }",
-     "IPv6 NAT"),
+    ("table ip6 t { chain c { type nat hook postrouting priority srcnat; snat to 1::2::3 } }",
+     "expected a port or port range"),
+    ("table ip6 t { chain c { type nat hook postrouting priority srcnat; snat to 1.2.3.4 } }",
+     "IPv4 address in an ip6 table"),
 ])
 def test_ruleset_errors(text: str, msg: str) -> None:
     with pytest.raises(NftError) as e:
@@ -338,3 +340,84 @@ def test_hostile_packets_through_nat_never_raise() -> None:
     assert net.router.counters.drops.get(DropReason.INTERNAL_ERROR, 0) == 0
     assert len(net.router.nf.conntrack) > 0
     assert net.router.nf.conntrack.stats["found"] > 100      # errors did match entries
+
+
+NAT6 = """\
+nftables:
+  ruleset: |
+    table ip6 nat {
+      chain pre {
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname "wan0" tcp dport 8080 dnat to 2001:db8:1::10
+      }
+      chain post {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan0" masquerade
+      }
+    }
+"""
+
+
+def _csum6_ok(ip) -> None:
+    from .helpers6 import pseudo6
+    seg = bytes(ip.payload)
+    assert checksum(seg, pseudo6(ip.src, ip.dst, ip.nh, len(seg))) == 0
+
+
+def test_ipv6_masquerade_udp_echo_and_icmpv6_error_both_ways() -> None:
+    from .helpers6 import (CONFIG6, H1 as A, H1B as A2, H2 as B, Net6, echo6, echo6_body,
+                           expect_ip6, frame6, icmp6_pkt, ip6, udp6)
+    net = Net6(config=CONFIG6 + NAT6)
+    net.ready()
+    for h in (A, A2, B):
+        net.learn6(h)
+    r_wan = "2001:db8:2::1"
+    out = net.send(LAN, frame6(A, ip6(A.ip, B.ip, 17, udp6(A.ip, B.ip, sport=4000,
+                                                           dport=53))))
+    ip = expect_ip6(out[0], src=r_wan, dst=B.ip)
+    _csum6_ok(ip)
+    assert struct.unpack("!HH", ip.payload[:4]) == (4000, 53)
+    # the same source port from another LAN host: a new port
+    out2 = net.send(LAN, frame6(A2, ip6(A2.ip, B.ip, 17, udp6(A2.ip, B.ip, sport=4000,
+                                                             dport=53))))
+    ip2 = expect_ip6(out2[0], src=r_wan)
+    _csum6_ok(ip2)
+    natport = struct.unpack("!H", ip2.payload[:2])[0]
+    assert natport != 4000
+    back = net.send(WAN, frame6(B, ip6(B.ip, r_wan, 17, udp6(B.ip, r_wan, sport=53,
+                                                             dport=natport))))
+    ipb = expect_ip6(back[0], src=B.ip, dst=A2.ip)
+    _csum6_ok(ipb)
+    assert struct.unpack("!HH", ipb.payload[:4]) == (53, 4000)
+    # B's port unreachable about the translated datagram reaches A2, quote un-NATed
+    l3_sent = ip6(r_wan, B.ip, 17, bytes(ip2.payload))
+    err = net.send(WAN, frame6(B, icmp6_pkt(B.ip, r_wan, 1, 4, b"\0" * 4 + l3_sent)))
+    ipe = expect_ip6(err[0], src=B.ip, dst=A2.ip)
+    _csum6_ok(ipe)
+    inner = bytes(ipe.payload[8:])
+    assert inner[8:24] == bytes.fromhex("20010db8000100000000000000000011")
+    assert struct.unpack("!HH", inner[40:44]) == (4000, 53)
+    # ICMPv6 echo: id kept (free), checksum valid, the reply comes back
+    out = net.send(LAN, frame6(A, echo6(A.ip, B.ip, ident=9)))
+    ipx = expect_ip6(out[0], src=r_wan)
+    _csum6_ok(ipx)
+    rep = net.send(WAN, frame6(B, icmp6_pkt(B.ip, r_wan, 129, 0, echo6_body(9))))
+    _csum6_ok(expect_ip6(rep[0], dst=A.ip))
+
+
+def test_ipv6_dnat() -> None:
+    from .helpers6 import CONFIG6, H1 as A, H2 as B, Net6, expect_ip6, frame6, ip6
+    net = Net6(config=CONFIG6 + NAT6)
+    net.ready()
+    net.learn6(A)
+    net.learn6(B)
+    r_wan = "2001:db8:2::1"
+    seg = tcp("10.0.0.1", "10.0.0.2", sport=50000, dport=8080)   # checksum redone below
+    from .helpers6 import pseudo6
+    seg = bytearray(seg)
+    seg[16:18] = b"\0\0"
+    seg[16:18] = struct.pack("!H", checksum(bytes(seg), pseudo6(B.ip, r_wan, 6, len(seg))))
+    out = net.send(WAN, frame6(B, ip6(B.ip, r_wan, 6, bytes(seg))))
+    ip = expect_ip6(out[0], src=B.ip, dst=A.ip)
+    _csum6_ok(ip)
+    assert struct.unpack("!HH", ip.payload[:4]) == (50000, 8080)

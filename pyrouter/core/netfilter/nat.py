@@ -103,7 +103,7 @@ def used_tuple(ct: ConnTrack, t: Tuple, c: Conn) -> bool:
 
 def _with(t: Tuple, mtype: int, addr: bytes | None = None, port: int | None = None) -> Tuple:
     pf, src, dst, p, sp, dp = t
-    icmp = p == 1
+    icmp = p == 1 or p == 58
     if mtype == NF_NAT_MANIP_SRC:
         src = addr if addr is not None else src
         if port is not None:
@@ -119,7 +119,7 @@ def _with(t: Tuple, mtype: int, addr: bytes | None = None, port: int | None = No
 
 
 def _key(t: Tuple, mtype: int) -> int:
-    return t[4] if mtype == NF_NAT_MANIP_SRC or t[3] == 1 else t[5]
+    return t[4] if mtype == NF_NAT_MANIP_SRC or t[3] in (1, 58) else t[5]
 
 
 def _in_range(t: Tuple, rng: NatRange, mtype: int) -> bool:
@@ -131,7 +131,8 @@ def _in_range(t: Tuple, rng: NatRange, mtype: int) -> bool:
 
 
 def _proto_in_range(t: Tuple, rng: NatRange, mtype: int) -> bool:
-    if not rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED or (t[3] not in _PORTED and t[3] != 1):
+    if not rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED or (t[3] not in _PORTED
+                                                        and t[3] not in (1, 58)):
         return True
     return rng.min_port <= _key(t, mtype) <= rng.max_port
 
@@ -157,14 +158,14 @@ def _best_ip(t: Tuple, rng: NatRange, mtype: int) -> Tuple:
         ((t[1], t[2]) if mtype == NF_NAT_MANIP_SRC else (t[1],))
     j = _fold(*parts)
     a = lo + (j * (hi - lo + 1) >> 32)
-    return _with(t, mtype, a.to_bytes(4, "big"))
+    return _with(t, mtype, a.to_bytes(len(rng.min_addr), "big"))
 
 
 def _unique_proto(ct: ConnTrack, t: Tuple, rng: NatRange, mtype: int, c: Conn,
                   rand: Callable[[], int]) -> Tuple:
     """nf_nat_l4proto_unique_tuple()."""
     p = t[3]
-    if p == 1:
+    if p == 1 or p == 58:
         if rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED:
             lo, size = rng.min_port, rng.max_port - rng.min_port + 1
         else:
@@ -223,7 +224,7 @@ def setup_info(r: Router, c: Conn, rng: NatRange, mtype: int) -> int:
     """nf_nat_setup_info(): bind *c* (still unconfirmed) for *mtype*; a verdict."""
     if initialized(c, mtype) or c.status & IPS_CONFIRMED:
         return NF_ACCEPT
-    if c.orig[0] == 4:
+    if rng.min_addr is None or len(rng.min_addr) == (4 if c.orig[0] == 4 else 16):
         curr = invert(c.reply)
         if curr is not None:
             new = unique_tuple(r.nf.conntrack, curr, rng, mtype, c,
@@ -300,6 +301,62 @@ def manip_pkt(d: bytearray, off: int, target: Tuple, mtype: int, inner: bool = F
     return True
 
 
+def _sum16(b: bytes) -> int:
+    return sum((b[i] << 8) | b[i + 1] for i in range(0, len(b), 2))
+
+
+def _csum_replace_bytes(check: int, old: bytes, new: bytes) -> int:
+    """RFC 1624 over a run of 16-bit words (an IPv6 address)."""
+    for i in range(0, len(old), 2):
+        check = csum_replace2(check, (old[i] << 8) | old[i + 1], (new[i] << 8) | new[i + 1])
+    return check
+
+
+def manip_pkt6(d: bytearray, off: int, target: Tuple, mtype: int) -> bool:
+    """nf_nat_ipv6_manip_pkt() on the IPv6 header at *off* (no header checksum; TCP, UDP
+    and ICMPv6 checksums cover the addresses)."""
+    if len(d) < off + 40:
+        return False
+    view = d[off:] if off else d
+    p, th = pktinfo(view, 6)
+    aoff = off + (8 if mtype == NF_NAT_MANIP_SRC else 24)
+    old_a = bytes(d[aoff:aoff + 16])
+    new_a = target[1] if mtype == NF_NAT_MANIP_SRC else target[2]
+    if th >= 0:
+        th += off
+        coff = -1
+        if p in _PORTED and target[3] == p:
+            if len(d) < th + 8:
+                return False
+            poff = th + (0 if mtype == NF_NAT_MANIP_SRC else 2)
+            old_p = _w16(d, poff)
+            new_p = target[4] if mtype == NF_NAT_MANIP_SRC else target[5]
+            if p == 6 and len(d) >= th + 20:
+                coff = th + 16
+            elif p in (17, 136):
+                coff = th + 6
+            if coff >= 0 and _w16(d, coff):
+                chk = csum_replace2(_csum_replace_bytes(_w16(d, coff), old_a, new_a),
+                                    old_p, new_p)
+                _p16(d, coff, chk or 0xFFFF if p == 17 else chk)
+            _p16(d, poff, new_p)
+        elif p == 58 and len(d) >= th + 8:
+            chk = _csum_replace_bytes(_w16(d, th + 2), old_a, new_a)
+            if d[th] in (128, 129) and target[3] == 58:
+                chk = csum_replace2(chk, _w16(d, th + 4), target[4])
+                _p16(d, th + 4, target[4])
+            _p16(d, th + 2, chk)
+        elif p in _PORTED:
+            return False
+    d[aoff:aoff + 16] = new_a
+    return True
+
+
+def _manip(d: bytearray, off: int, target: Tuple, mtype: int) -> bool:
+    return manip_pkt(d, off, target, mtype) if target[0] == 4 else \
+        manip_pkt6(d, off, target, mtype)
+
+
 def nat_packet(c: Conn, ctinfo: int, hook: int, d: bytearray) -> bool:
     """nf_nat_packet(): rewrite one packet of a bound connection; False to drop."""
     mtype = maniptype(hook)
@@ -312,7 +369,7 @@ def nat_packet(c: Conn, ctinfo: int, hook: int, d: bytearray) -> bool:
     target = invert(c.orig if direction == DIR_REPLY else c.reply)
     if target is None:
         return True
-    return manip_pkt(d, 0, target, mtype)
+    return _manip(d, 0, target, mtype)
 
 
 def icmp_reply_translation(c: Conn, ctinfo: int, hook: int, d: bytearray) -> bool:
@@ -324,10 +381,12 @@ def icmp_reply_translation(c: Conn, ctinfo: int, hook: int, d: bytearray) -> boo
         bit ^= IPS_NAT_MASK
     if not c.status & bit:
         return True
+    other = c.reply if direction == DIR_ORIGINAL else c.orig
+    if other[0] == 6:
+        return _icmp6_reply_translation(d, other, mtype)
     th = (d[0] & 0x0F) << 2
     if len(d) < th + 8 + 20:
         return False
-    other = c.reply if direction == DIR_ORIGINAL else c.orig
     # The embedded packet went the other way: the opposite manip puts it back.
     if not manip_pkt(d, th + 8, other, NF_NAT_MANIP_DST if mtype == NF_NAT_MANIP_SRC
                      else NF_NAT_MANIP_SRC, inner=True):
@@ -341,6 +400,26 @@ def icmp_reply_translation(c: Conn, ctinfo: int, hook: int, d: bytearray) -> boo
     return manip_pkt(d, 0, target, mtype)
 
 
+def _icmp6_reply_translation(d: bytearray, other: Tuple, mtype: int) -> bool:
+    """The IPv6 half of nf_nat_icmp_reply_translation (nf_nat_icmpv6_reply_translation)."""
+    _, th = pktinfo(d, 6)
+    if th < 0 or len(d) < th + 8 + 40:
+        return False
+    inv = NF_NAT_MANIP_DST if mtype == NF_NAT_MANIP_SRC else NF_NAT_MANIP_SRC
+    if not manip_pkt6(d, th + 8, other, inv):
+        return False
+    target = invert(other)
+    if target is None:
+        return True
+    aoff = 8 if mtype == NF_NAT_MANIP_SRC else 24
+    d[aoff:aoff + 16] = target[1] if mtype == NF_NAT_MANIP_SRC else target[2]
+    d[th + 2] = d[th + 3] = 0
+    seg = bytes(d[th:])
+    total = _sum16(bytes(d[8:40])) + len(seg) + 58
+    _p16(d, th + 2, inet_checksum(seg, total))
+    return True
+
+
 # -- hook entry for nat chains ----------------------------------------------------------
 def nat_entry(run: Callable[[Any], int], make_ctx: Callable[[Any, Any], Any], policy: int,
               name: str) -> Callable[[PacketBuf, HookState], int]:
@@ -349,12 +428,13 @@ def nat_entry(run: Callable[[Any], int], make_ctx: Callable[[Any, Any], Any], po
 
     def entry(pkt: PacketBuf, st: HookState) -> int:
         c = pkt.ct
-        if c is None or st.pf != 4:
+        if c is None:
             return NF_ACCEPT
         mtype = maniptype(st.hook)
         ci = pkt.ctinfo
         d = pkt.data
-        if ci in (IP_CT_RELATED, IP_CT_RELATED_REPLY) and d[9] == 1:
+        if ci in (IP_CT_RELATED, IP_CT_RELATED_REPLY) and \
+                (d[9] == 1 if st.pf == 4 else pktinfo(d, 6)[0] == 58):
             if not icmp_reply_translation(c, ci, st.hook, d):
                 st.reason = DropReason.NAT_UNTRANSLATABLE
                 return NF_DROP
@@ -381,7 +461,7 @@ def nat_step(kind: str, rng: NatRange) -> Callable[[Any], int]:
     def step(cx: Any) -> int:
         pkt, st = cx.pkt, cx.st
         c = pkt.ct
-        if c is None or st.pf != 4 or pkt.ctinfo not in (IP_CT_NEW, IP_CT_RELATED,
+        if c is None or pkt.ctinfo not in (IP_CT_NEW, IP_CT_RELATED,
                                                           IP_CT_RELATED_REPLY):
             return NF_ACCEPT
         mtype = maniptype(st.hook)
@@ -393,27 +473,53 @@ def nat_step(kind: str, rng: NatRange) -> Callable[[Any], int]:
             port = st.outdev
             if port is None:
                 return NF_DROP
-            nh = pkt.nexthop or int.from_bytes(pkt.data[16:20], "big")
-            a = port.primary_addr4(toward=nh)
-            if a is None:
-                st.reason = DropReason.NAT_UNTRANSLATABLE
-                return NF_DROP
-            ab = a.to_bytes(4, "big")
-            rg = NatRange(ab, ab, rng.min_port, rng.max_port, rng.flags | NF_NAT_RANGE_MAP_IPS)
-            c.masq = (port.ifindex, ab)
-        elif kind == "redirect":
-            if st.hook == Hook.LOCAL_OUT:
-                ab = bytes((127, 0, 0, 1))
+            if st.pf == 6:
+                ab6 = _addr6(port, bytes(pkt.data[24:40]))
+                if ab6 is None:
+                    st.reason = DropReason.NAT_UNTRANSLATABLE
+                    return NF_DROP
+                ab = ab6
             else:
-                port = st.indev
-                a = port.primary_addr4() if port is not None else None
+                nh = pkt.nexthop or int.from_bytes(pkt.data[16:20], "big")
+                a = port.primary_addr4(toward=nh)
                 if a is None:
                     st.reason = DropReason.NAT_UNTRANSLATABLE
                     return NF_DROP
                 ab = a.to_bytes(4, "big")
             rg = NatRange(ab, ab, rng.min_port, rng.max_port, rng.flags | NF_NAT_RANGE_MAP_IPS)
+            c.masq = (port.ifindex, ab)
+        elif kind == "redirect":
+            if st.hook == Hook.LOCAL_OUT:
+                ab = bytes((127, 0, 0, 1)) if st.pf == 4 else bytes(15) + b"\x01"
+            else:
+                port = st.indev
+                if st.pf == 6:
+                    ab6 = _addr6(port, bytes(pkt.data[8:24])) if port is not None else None
+                    a = None
+                else:
+                    ab6 = None
+                    a = port.primary_addr4() if port is not None else None
+                if a is None and ab6 is None:
+                    st.reason = DropReason.NAT_UNTRANSLATABLE
+                    return NF_DROP
+                ab = ab6 if ab6 is not None else a.to_bytes(4, "big")  # type: ignore[union-attr]
+            rg = NatRange(ab, ab, rng.min_port, rng.max_port, rng.flags | NF_NAT_RANGE_MAP_IPS)
         return setup_info(st.router, c, rg, mtype)
     return step
+
+
+def _addr6(port: Any, toward: bytes) -> bytes | None:
+    """A simplified ipv6_dev_get_saddr(): the port's non-link-local address sharing the
+    longest prefix with *toward*, else None."""
+    want = int.from_bytes(toward, "big")
+    best, blen = None, -1
+    for a, _plen in port.addrs6:
+        if a >> 118 == 0x3FA:                 # fe80::/10
+            continue
+        common = 128 - (a ^ want).bit_length()
+        if common > blen:
+            best, blen = a, common
+    return best.to_bytes(16, "big") if best is not None else None
 
 
 def masq_cleanup(r: Router) -> int:
@@ -427,7 +533,8 @@ def masq_cleanup(r: Router) -> int:
             continue
         port = r.ports.get(m[0])
         a = int.from_bytes(m[1], "big")
-        if port is None or all(x != a for x, _ in port.addrs4):
+        if port is None or all(x != a for x, _ in (port.addrs4 if len(m[1]) == 4
+                                                   else port.addrs6)):
             ct.kill(c)
             n += 1
     return n

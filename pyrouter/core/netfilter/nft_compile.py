@@ -646,6 +646,18 @@ def _nat_stmt(comp: Compiler, t: CTable, ch: CChain, it: Stmt) -> Callable[[Ctx]
     if to is not None:
         tl, tc = a["tline"], a["tcol"]
         m = _NAT_TO.fullmatch(to)
+        if not m and k in ("snat", "dnat") and t.family != "ip":
+            try:                                  # IPv6: ADDR[-ADDR], no ports here
+                lo6, _, hi6 = to.partition("-")
+                lo_a = ipaddress.IPv6Address(lo6).packed
+                hi_a = ipaddress.IPv6Address(hi6).packed if hi6 else lo_a
+            except ValueError:
+                raise comp.err(tl, tc, f"'{to}': expected an IPv6 address or range (ports "
+                               "with IPv6 NAT are not supported yet)") from None
+            if hi_a < lo_a:
+                raise comp.err(tl, tc, f"'{to}': the address range is reversed")
+            flags |= NF_NAT_RANGE_MAP_IPS
+            return nat_step(k, NatRange(lo_a, hi_a, 0, 0, flags))
         if not m or not (m.group(1) or m.group(3)):
             raise comp.err(tl, tc, f"'{to}': expected ADDR[-ADDR][:PORT[-PORT]] (IPv4)")
         if k in ("snat", "dnat") and not m.group(1):
@@ -656,6 +668,8 @@ def _nat_stmt(comp: Compiler, t: CTable, ch: CChain, it: Stmt) -> Callable[[Ctx]
             raise comp.err(tl, tc, f"'{to}': expected :PORT[-PORT]")
         try:
             if m.group(1):
+                if t.family == "ip6":
+                    raise ValueError("an IPv4 address in an ip6 table")
                 lo_a = ipaddress.IPv4Address(m.group(1)).packed
                 hi_a = ipaddress.IPv4Address(m.group(2)).packed if m.group(2) else lo_a
                 if hi_a < lo_a:

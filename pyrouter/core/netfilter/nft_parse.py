@@ -658,9 +658,7 @@ class Parser:
         w = t.text
         args: dict[str, Any] = {"line": t.line, "col": t.col, "to": None, "flags": []}
         if w in ("snat", "dnat") and self.peek().text in ("ip", "ip6"):
-            fam = self.next()
-            if fam.text == "ip6":
-                raise NftError(self.file, fam.line, fam.col, "IPv6 NAT is not supported yet")
+            args["family"] = self.next().text
         if self.peek().text == "to":
             self.next()
             first = self.peek()

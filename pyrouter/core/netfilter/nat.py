@@ -1,4 +1,4 @@
-"""NAT on top of conntrack, IPv4: nf_nat_setup_info(), nf_nat_packet() and
+"""NAT on top of conntrack, IPv4 and IPv6: nf_nat_setup_info(), nf_nat_packet() and
 nf_nat_icmp_reply_translation() (net/netfilter/nf_nat_core.c, nf_nat_proto.c).
 
 A connection's NAT is decided once, on its first packet (ctinfo NEW), by the nat-type
@@ -33,8 +33,14 @@ Masquerade uses the egress port's address (inet_select_addr toward the next hop)
 remembers (ifindex, address) on the entry; ``masq_cleanup`` (after a reload) kills the
 entries whose port or address went away (masq_inet_event / masq_device_event).
 
-Not done: IPv6 NAT (ip6 packets pass nat chains untranslated), find_appropriate_src
-(reusing an existing mapping for persistent), hairpin, output DNAT reroute.
+IPv6 (nf_nat_ipv6_manip_pkt): no header checksum; TCP, UDP and ICMPv6 checksums follow
+the addresses (RFC 1624 per 16-bit word); masquerade and redirect take the port's
+non-link-local address with the longest prefix in common with the peer (a simplified
+ipv6_dev_get_saddr); ICMPv6 errors are translated like ICMP ones, their checksum
+recomputed over the new pseudo-header.
+
+Not done: find_appropriate_src (reusing an existing mapping for persistent), hairpin,
+OUTPUT DNAT reroute, IPv6 snat/dnat with ports (the ``[addr]:port`` syntax).
 Invariants: nothing here raises on a short packet (a transport header too short to
 rewrite drops the packet with DropReason.NAT_UNTRANSLATABLE); the table is not grown.
 """

@@ -421,3 +421,20 @@ def test_ipv6_dnat() -> None:
     ip = expect_ip6(out[0], src=B.ip, dst=A.ip)
     _csum6_ok(ip)
     assert struct.unpack("!HH", ip.payload[:4]) == (50000, 8080)
+
+
+def test_a_masquerade_only_ruleset_still_un_nats_replies() -> None:
+    """nf_nat registers at all four NAT hooks once any nat chain exists."""
+    net = _net("""
+table ip nat {
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan0" masquerade
+  }
+}
+""")
+    _, out = send_udp(net, H1, H2.ip)
+    expect_ipv4(out[0], src=WAN_IP)
+    _, back = send_udp(net, H2, WAN_IP, sport=33434, dport=40000)
+    ip = expect_ipv4(back[0], src=H2.ip, dst=H1.ip, ifindex=LAN)
+    l4_ok(ip)

@@ -149,3 +149,35 @@ def test_mss_clamp_visible_at_the_server(topology, tmp_path: Path, clamp: bool) 
         assert 900 < mss <= 1000, (out, err)      # 1000, less the timestamp option
     else:
         assert mss > 1400, (out, err)
+
+
+MASQ6 = """\
+flush ruleset
+table ip6 nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip6 saddr fd00:1::/64 ip6 daddr fd00:2::/64 masquerade
+	}
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing")
+def test_ipv6_masquerade_tcp(topology, tmp_path: Path) -> None:
+    from .test_ipv6 import H2_6, R_B6, v6_ports
+    path = tmp_path / "nat6.nft"
+    path.write_text(MASQ6)
+    topo = topology(ports=v6_ports(), config={"nftables": {"file": str(path)}})
+    srv = subprocess.Popen(["ip", "netns", "exec", topo.ns("h2"), "socat", "-T3",
+                            "TCP6-LISTEN:8080,reuseaddr", "SYSTEM:echo peer=$SOCAT_PEERADDR"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        cp = topo.exec("h1", "socat", "-T3", "-", f"TCP6:[{H2_6}]:8080,connect-timeout=2",
+                       input="", timeout=10)
+    finally:
+        srv.kill()
+        srv.wait()
+    import ipaddress  # noqa: PLC0415
+    m = re.search(r"peer=\[?([0-9a-f:]+)\]?", cp.stdout)
+    assert m and ipaddress.ip_address(m.group(1)) == ipaddress.ip_address(R_B6), show(cp)

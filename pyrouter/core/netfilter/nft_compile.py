@@ -459,16 +459,32 @@ class Ruleset:
     def install(self, nf: Netfilter) -> None:
         if self.uses_ct:
             conntrack_register(nf)
+        nat_hooks: dict[int, set[str]] = {}
         for t in self.tables:
             pf = {"ip": 4, "ip6": 6, "inet": 0}[t.family]
             for ch in t.chains.values():
                 if ch.entry is not None and ch.ast.hook is not None:
                     nf.register(pf, HOOK_NAMES[ch.ast.hook], ch.entry)
+                    if ch.ast.type == "nat":
+                        for fam in ((4, 6) if pf == 0 else (pf,)):
+                            nat_hooks.setdefault(fam, set()).add(ch.ast.hook)
+        # nf_nat_ipv4/6_register_fn: once a family has a nat chain, NAT runs at all four
+        # NAT hooks (a masquerade-only ruleset must still un-NAT replies at PREROUTING).
+        from .nat import nat_entry   # noqa: PLC0415
+        self.nat_helpers = []
+        for fam, have in sorted(nat_hooks.items()):
+            for hook, prio in (("prerouting", -100), ("output", -100), ("postrouting", 100),
+                               ("input", 100)):
+                if hook not in have:
+                    e = HookEntry(nat_entry(lambda c: CONT, Ctx, NF_ACCEPT, "nf_nat"), prio,
+                                  f"nf_nat ipv{fam} {hook}")
+                    self.nat_helpers.append(e)
+                    nf.register(fam, HOOK_NAMES[hook], e)
         nf.ruleset = self
 
     def entries(self) -> list[HookEntry]:
         return [ch.entry for t in self.tables for ch in t.chains.values()
-                if ch.entry is not None]
+                if ch.entry is not None] + list(getattr(self, "nat_helpers", []))
 
     def recompile(self) -> Ruleset:
         """The same ruleset compiled again: fresh counters and limiter state."""

@@ -89,6 +89,7 @@ class DropReason(Enum):
     NF_PLUGIN_ERROR = "nf_plugin_error"        # a hook plugin raised; on_error: drop
     CT_TABLE_FULL = "ct_table_full"            # conntrack table full, nothing to early-drop
     CT_INSERT_FAILED = "ct_insert_failed"      # confirm clashed with an entry of the same tuple
+    NAT_UNTRANSLATABLE = "nat_untranslatable"  # NAT could not rewrite (short header, no address)
 
 
 # Names of /proc/net/snmp counters kept by the core (Ip:, Icmp:, Udp:, Tcp:).

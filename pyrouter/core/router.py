@@ -522,6 +522,8 @@ class Router:
         self.fnhe.flush()
         self.fnhe.min_pmtu, self.fnhe.expires = new.fnhe.min_pmtu, new.fnhe.expires
         self.nf.adopt(new.nf)                  # the new ruleset and plugins, in one step
+        from .netfilter.nat import masq_cleanup  # noqa: PLC0415
+        masq_cleanup(self)                     # masquerade entries of a vanished address
         self.fwd_cache.clear()
         dhcp4_adopt(self, new)
         dns_adopt(self, new)

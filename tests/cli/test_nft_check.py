@@ -12,8 +12,10 @@ from pyrouter.cli import main
 CFG = "interfaces:\n  lan0: {addresses: [10.0.1.1/24]}\nnftables: {file: rules.nft}\n"
 
 
-def test_check_accepts_the_example_firewall(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    example = Path(__file__).resolve().parents[2] / "config" / "firewall.nft"
+@pytest.mark.parametrize("name", ["firewall.nft", "nat.nft"])
+def test_check_accepts_the_example_firewall(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                            name: str) -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / name
     (tmp_path / "rules.nft").write_text(example.read_text())
     (tmp_path / "c.yaml").write_text(CFG)
     assert main(["check", "-c", str(tmp_path / "c.yaml")]) == 0
@@ -23,7 +25,7 @@ def test_check_accepts_the_example_firewall(tmp_path: Path, capsys: pytest.Captu
 def test_check_rejects_a_bad_ruleset_with_its_position(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "rules.nft").write_text(
-        "table inet f {\n\tchain c {\n\t\tudp dport 53 masquerade\n\t}\n}\n")
+        "table inet f {\n\tchain c {\n\t\tudp dport 53 synproxy\n\t}\n}\n")
     (tmp_path / "c.yaml").write_text(CFG)
     assert main(["check", "-c", str(tmp_path / "c.yaml")]) == 2
     err = capsys.readouterr().err

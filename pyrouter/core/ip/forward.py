@@ -86,6 +86,7 @@ def ip_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     nexthop = route.gateway if route.gateway is not None else int.from_bytes(data[16:20], "big")
     if route.oif == pkt.iif and r.sysctl.send_redirects:
         _maybe_redirect(r, pkt, port, nexthop, now)
+    pkt.nexthop = nexthop                       # for masquerade's inet_select_addr
     hooks = r.nf.v4[2]
     if hooks and not nf_hook(r, hooks, Hook.FORWARD, 4, pkt, in_port, port, now,
                              lambda t: ip_forward_finish(r, pkt, route, port, nexthop, mtu, t)):

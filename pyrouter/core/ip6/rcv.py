@@ -99,8 +99,10 @@ def ipv6_rcv(r: Router, port: Port, frame: bytes, off: int, pkt_type: PktType,
             tlv_failed(r, pkt, port, v, code, ptr, now)
             return
     pre = r.nf.v6[0]
-    if pre and not nf_hook(r, pre, Hook.PRE_ROUTING, 6, pkt, port, None, now,
-                           lambda t: _route_input_again(r, pkt, port, t)):
+    if pre:
+        if nf_hook(r, pre, Hook.PRE_ROUTING, 6, pkt, port, None, now,
+                   lambda t: _route_input_again(r, pkt, port, t)):
+            _route_input_again(r, pkt, port, now)     # a DNAT may have changed them
         return
     ip6_route_input(r, pkt, port, src, dst, now)
 

@@ -154,6 +154,7 @@ class Conn:
     created: int = 0
     packets: list[int] = field(default_factory=lambda: [0, 0])
     bytes: list[int] = field(default_factory=lambda: [0, 0])
+    masq: tuple[int, bytes] | None = None   # masquerade: (ifindex, address) it used (nat.py)
 
     @property
     def proto(self) -> int:
@@ -475,8 +476,8 @@ def _icmp_error(ct: ConnTrack, pkt: PacketBuf, pf: int, th: int, d: bytearray) -
         return NF_ACCEPT
     st["found"] += 1
     pkt.ct = c
-    # the embedded packet is the original direction's -> this error travels in reply
-    pkt.ctinfo = IP_CT_RELATED_REPLY if c.orig == it else IP_CT_RELATED
+    # found through the reply tuple -> this error travels in reply (NF_CT_DIRECTION(h))
+    pkt.ctinfo = IP_CT_RELATED_REPLY if c.reply == want and c.orig != want else IP_CT_RELATED
     return NF_ACCEPT
 
 

@@ -459,16 +459,32 @@ class Ruleset:
     def install(self, nf: Netfilter) -> None:
         if self.uses_ct:
             conntrack_register(nf)
+        nat_hooks: dict[int, set[str]] = {}
         for t in self.tables:
             pf = {"ip": 4, "ip6": 6, "inet": 0}[t.family]
             for ch in t.chains.values():
                 if ch.entry is not None and ch.ast.hook is not None:
                     nf.register(pf, HOOK_NAMES[ch.ast.hook], ch.entry)
+                    if ch.ast.type == "nat":
+                        for fam in ((4, 6) if pf == 0 else (pf,)):
+                            nat_hooks.setdefault(fam, set()).add(ch.ast.hook)
+        # nf_nat_ipv4/6_register_fn: once a family has a nat chain, NAT runs at all four
+        # NAT hooks (a masquerade-only ruleset must still un-NAT replies at PREROUTING).
+        from .nat import nat_entry   # noqa: PLC0415
+        self.nat_helpers = []
+        for fam, have in sorted(nat_hooks.items()):
+            for hook, prio in (("prerouting", -100), ("output", -100), ("postrouting", 100),
+                               ("input", 100)):
+                if hook not in have:
+                    e = HookEntry(nat_entry(lambda c: CONT, Ctx, NF_ACCEPT, "nf_nat"), prio,
+                                  f"nf_nat ipv{fam} {hook}")
+                    self.nat_helpers.append(e)
+                    nf.register(fam, HOOK_NAMES[hook], e)
         nf.ruleset = self
 
     def entries(self) -> list[HookEntry]:
         return [ch.entry for t in self.tables for ch in t.chains.values()
-                if ch.entry is not None]
+                if ch.entry is not None] + list(getattr(self, "nat_helpers", []))
 
     def recompile(self) -> Ruleset:
         """The same ruleset compiled again: fresh counters and limiter state."""
@@ -571,6 +587,8 @@ def compile_ruleset(text: str, file: str = "<ruleset>") -> Ruleset:
             ch.run = _gen_chain(ch)
             if ch.ast.hook is not None:
                 ch.entry = _base_entry(ch)
+                if ch.ast.type == "nat":
+                    ruleset.uses_ct = True       # NAT lives on conntrack entries
     return ruleset
 
 
@@ -615,11 +633,85 @@ def _check_jumps(comp: Compiler, ta: Table) -> None:
             visit(name, [name])
 
 
+_NAT_HOOKS = {"snat": ("postrouting", "input"), "masquerade": ("postrouting",),
+              "dnat": ("prerouting", "output"), "redirect": ("prerouting", "output")}
+_NAT_TO = re.compile(r"(?:(\d+\.\d+\.\d+\.\d+)(?:-(\d+\.\d+\.\d+\.\d+))?)?"
+                     r"(?::?(\d+)(?:-(\d+))?)?")
+_NAT_FLAGS = {"random": 4, "persistent": 8, "fully-random": 16}
+
+
+def _nat_stmt(comp: Compiler, t: CTable, ch: CChain, it: Stmt) -> Callable[[Ctx], int]:
+    """snat/dnat/masquerade/redirect: checked against the chain, compiled to nat.py."""
+    from .nat import NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_SPECIFIED, NatRange, \
+        nat_step  # noqa: PLC0415
+    k, a = it.kind, it.args
+    line, col = a["line"], a["col"]
+    if ch.ast.hook is not None:
+        if ch.ast.type != "nat":
+            raise comp.err(line, col, f"{k} is only allowed in a nat chain "
+                           f"(chain {ch.name} is type {ch.ast.type})")
+        if ch.ast.hook not in _NAT_HOOKS[k]:
+            raise comp.err(line, col, f"{k} is not allowed at hook {ch.ast.hook} (only "
+                           + ", ".join(_NAT_HOOKS[k]) + ")")
+    flags = 0
+    for f in a["flags"]:
+        flags |= _NAT_FLAGS[f]
+    lo_a = hi_a = None
+    lo_p = hi_p = 0
+    to = a["to"]
+    if to is not None:
+        tl, tc = a["tline"], a["tcol"]
+        m = _NAT_TO.fullmatch(to)
+        if not m and k in ("snat", "dnat") and t.family != "ip":
+            try:                                  # IPv6: ADDR[-ADDR], no ports here
+                lo6, _, hi6 = to.partition("-")
+                lo_a = ipaddress.IPv6Address(lo6).packed
+                hi_a = ipaddress.IPv6Address(hi6).packed if hi6 else lo_a
+            except ValueError:
+                raise comp.err(tl, tc, f"'{to}': expected an IPv6 address or range (ports "
+                               "with IPv6 NAT are not supported yet)") from None
+            if hi_a < lo_a:
+                raise comp.err(tl, tc, f"'{to}': the address range is reversed")
+            flags |= NF_NAT_RANGE_MAP_IPS
+            return nat_step(k, NatRange(lo_a, hi_a, 0, 0, flags))
+        if not m or not (m.group(1) or m.group(3)):
+            raise comp.err(tl, tc, f"'{to}': expected ADDR[-ADDR][:PORT[-PORT]] (IPv4)")
+        if k in ("snat", "dnat") and not m.group(1):
+            raise comp.err(tl, tc, f"'{to}': {k} needs an address")
+        if k in ("masquerade", "redirect") and m.group(1):
+            raise comp.err(tl, tc, f"'{to}': {k} takes only ports (to :PORT[-PORT])")
+        if k in ("masquerade",) and not to.startswith(":"):
+            raise comp.err(tl, tc, f"'{to}': expected :PORT[-PORT]")
+        try:
+            if m.group(1):
+                if t.family == "ip6":
+                    raise ValueError("an IPv4 address in an ip6 table")
+                lo_a = ipaddress.IPv4Address(m.group(1)).packed
+                hi_a = ipaddress.IPv4Address(m.group(2)).packed if m.group(2) else lo_a
+                if hi_a < lo_a:
+                    raise ValueError("the address range is reversed")
+                flags |= NF_NAT_RANGE_MAP_IPS
+        except ValueError as e:
+            raise comp.err(tl, tc, f"'{to}': {e}") from None
+        if m.group(3):
+            lo_p = int(m.group(3))
+            hi_p = int(m.group(4)) if m.group(4) else lo_p
+            if not 0 < lo_p <= hi_p <= 65535:
+                raise comp.err(tl, tc, f"'{to}': expected ports 1-65535, low-high")
+            flags |= NF_NAT_RANGE_PROTO_SPECIFIED
+    step = nat_step(k, NatRange(lo_a, hi_a, lo_p, hi_p, flags))
+    return step
+
+
 def _base_entry(ch: CChain) -> HookEntry:
     policy = NF_ACCEPT if ch.ast.policy == "accept" else NF_DROP
     run = ch.run
     t = ch.table
     name = f"nft {t.family} {t.name} {ch.name}"
+    if ch.ast.type == "nat":
+        from .nat import nat_entry   # noqa: PLC0415
+        return HookEntry(nat_entry(run, Ctx, policy, name),
+                         ch.ast.priority or 0, name)
     note = {"table": f"{t.family} {t.name}", "chain": ch.name, "rule": "policy drop"}
 
     def entry(pkt: PacketBuf, st: HookState) -> int:
@@ -692,6 +784,12 @@ def _compile_rule(comp: Compiler, rs: Ruleset, t: CTable, ch: CChain, ra: Rule,
             ops.append(("call", _reject_step(comp, t.family, a, drop_note)))
         elif k == "vmap":
             ops.append(("call", _vmap_step(comp, it, t, setvals, chains, drop_note, ra.line)))
+        elif k in ("snat", "dnat", "masquerade", "redirect"):
+            ops.append(("call", _nat_stmt(comp, t, ch, it)))
+            rs.uses_ct = True
+        elif k == "maxseg":
+            from .maxseg import maxseg_step   # noqa: PLC0415
+            ops.append(("do", maxseg_step(a["size"])))
         elif k == "accept":
             ops.append(("ret", NF_ACCEPT))
         elif k == "drop":
@@ -705,7 +803,7 @@ def _compile_rule(comp: Compiler, rs: Ruleset, t: CTable, ch: CChain, ra: Rule,
         elif k in ("jump", "goto"):
             ops.append((k, chains[a["chain"]]))
         if k in ("accept", "drop", "return", "continue", "queue", "jump", "goto", "vmap",
-                 "reject"):
+                 "reject", "snat", "dnat", "masquerade", "redirect"):
             terminal = k
     cr.ops = ops
     drop_note["rule"] = re.sub(r"counter packets \d+ bytes \d+", "counter", cr.text())

@@ -17,8 +17,8 @@ Grammar (nft(8) "RULESET", "CHAINS", "SETS", "MAPS", "STATEMENTS"), as accepted 
 Selectors: ip saddr/daddr/protocol, ip6 saddr/daddr/nexthdr, tcp|udp sport/dport,
 tcp flags, icmp type/code, icmpv6 type/code, meta l4proto/mark/length/nfproto/
 iifname/oifname (iifname, oifname, mark also bare), ``ct state/status/mark/direction``,
-``ct mark set`` and ``notrack``.  NAT statements and ``tcp option maxseg`` parse to a
-precise "not supported yet" error.
+``ct mark set`` and ``notrack``; nat chains with snat/dnat/masquerade/redirect (nat.py),
+``tcp option maxseg size set rt mtu | N`` (MSS clamping, maxseg.py).
 
 Every error is an NftError with file, line, column and what was expected.  The
 result is a plain AST (dataclasses); nft_compile.py turns it into closures.
@@ -205,9 +205,7 @@ SELECTORS = {
 }
 _CT_FLAGS = {("ct", "state"), ("ct", "status")}      # bitmask types, like tcp flags
 BARE_META = {"iifname", "oifname", "mark", "l4proto", "nfproto"}
-UNSUPPORTED = {"snat": "snat", "dnat": "dnat", "masquerade": "masquerade",
-               "redirect": "redirect", "fib": "fib expressions",
-               "nat": "nat chains", "synproxy": "synproxy", "flow": "flowtables",
+UNSUPPORTED = {"fib": "fib expressions", "synproxy": "synproxy", "flow": "flowtables",
                "flowtable": "flowtables", "quota": "quota", "dup": "dup", "fwd": "fwd",
                "numgen": "numgen", "jhash": "jhash", "osf": "osf", "socket": "socket",
                "tproxy": "tproxy", "exthdr": "exthdr", "rt": "rt expressions",
@@ -218,6 +216,7 @@ UNSUPPORTED = {"snat": "snat", "dnat": "dnat", "masquerade": "masquerade",
                "add": "add statements in rules"}
 OPS = {"==": "==", "!=": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">=",
        "eq": "==", "ne": "!=", "lt": "<", "gt": ">", "le": "<=", "ge": ">="}
+NAT_STMTS = {"snat", "dnat", "masquerade", "redirect"}
 VERDICTS = {"accept", "drop", "continue", "return", "jump", "goto", "queue"}
 _STMT_START = {"counter", "limit", "log", "accept", "drop", "reject", "queue", "jump", "goto",
                "return", "continue", "comment", "notrack"}
@@ -330,17 +329,20 @@ class Parser:
             if t.text == "type" and t.kind == "word":
                 self.next()
                 ty = self.word("a chain type")
-                if ty.text in ("nat", "route"):
+                if ty.text == "route":
                     raise NftError(self.file, ty.line, ty.col,
-                                   f"chain type '{ty.text}' is not supported yet (filter only)")
-                if ty.text != "filter":
-                    raise self.err(ty, "expected chain type 'filter'")
-                c.type = "filter"
+                                   f"chain type '{ty.text}' is not supported yet (filter, nat)")
+                if ty.text not in ("filter", "nat"):
+                    raise self.err(ty, "expected chain type 'filter' or 'nat'")
+                c.type = ty.text
                 self.expect("hook")
                 h = self.word("a hook")
                 if h.text not in ("prerouting", "input", "forward", "output", "postrouting"):
                     raise self.err(h, "expected a hook: prerouting, input, forward, output "
                                       "or postrouting")
+                if c.type == "nat" and h.text == "forward":
+                    raise self.err(h, "expected a nat hook: prerouting, input, output or "
+                                      "postrouting")
                 c.hook = h.text
                 if self.peek().text == "device":
                     d = self.next()
@@ -518,8 +520,9 @@ class Parser:
         if t.kind != "word":
             raise self.err(t, "expected a match or a statement")
         if w == "tcp" and self.peek(1).text == "option":
-            raise NftError(self.file, t.line, t.col,
-                           "'tcp option' (MSS clamping) is not supported yet")
+            return self.maxseg()
+        if w in NAT_STMTS:
+            return self.nat()
         if w in UNSUPPORTED:
             raise NftError(self.file, t.line, t.col, f"{UNSUPPORTED[w]} not supported yet")
         if w in SELECTORS or w in BARE_META:
@@ -623,6 +626,59 @@ class Parser:
         if paren:
             self.expect(")")
         return [Elem(x, e.line, e.col) for e in out for x in e.text.split("|")]
+
+    def maxseg(self) -> Stmt:
+        """``tcp option maxseg size set (rt mtu | N)`` (nft_exthdr_tcp_set / TCPMSS)."""
+        t = self.next()
+        self.expect("option")
+        o = self.word("a tcp option")
+        if o.text != "maxseg":
+            raise NftError(self.file, o.line, o.col,
+                           f"tcp option '{o.text}' is not supported (maxseg only)")
+        self.expect("size")
+        s = self.peek()
+        if s.text != "set":
+            raise NftError(self.file, s.line, s.col,
+                           "matching on tcp option maxseg is not supported (only 'size set')")
+        self.next()
+        v = self.word("'rt mtu' or a size")
+        if v.text == "rt":
+            self.expect("mtu")
+            return Stmt("maxseg", {"line": t.line, "col": t.col, "size": None},
+                        "tcp option maxseg size set rt mtu")
+        if not v.text.isdigit() or not 0 < int(v.text) <= 65535:
+            raise self.err(v, "expected 'rt mtu' or a size 1-65535")
+        return Stmt("maxseg", {"line": t.line, "col": t.col, "size": int(v.text)},
+                    f"tcp option maxseg size set {int(v.text)}")
+
+    def nat(self) -> Stmt:
+        """snat/dnat ``[ip] to ADDR[-ADDR][:PORT[-PORT]]``, masquerade/redirect ``[to
+        :PORT[-PORT]]``, then flags persistent, random, fully-random (comma separated)."""
+        t = self.next()
+        w = t.text
+        args: dict[str, Any] = {"line": t.line, "col": t.col, "to": None, "flags": []}
+        if w in ("snat", "dnat") and self.peek().text in ("ip", "ip6"):
+            args["family"] = self.next().text
+        if self.peek().text == "to":
+            self.next()
+            first = self.peek()
+            txt = ""
+            if not (first.kind == "punct" and first.text == ":"):
+                txt = self.word("an address, or :port").text
+            if self.peek().kind == "punct" and self.peek().text == ":":
+                self.next()
+                txt += ":" + self.word("a port or port range").text
+            args["to"] = txt
+            args["tline"], args["tcol"] = first.line, first.col
+        elif w in ("snat", "dnat"):
+            raise self.err(self.peek(), f"expected 'to' after {w}")
+        while self.peek().text in ("persistent", "random", "fully-random", ","):
+            f = self.next().text
+            if f != ",":
+                args["flags"].append(f)
+        text = w + (f" to {args['to']}" if args["to"] else "") \
+            + (" " + ",".join(args["flags"]) if args["flags"] else "")
+        return Stmt(w, args, text)
 
     def statement(self) -> Stmt:
         t = self.next()

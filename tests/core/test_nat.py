@@ -1,0 +1,440 @@
+"""NAT on conntrack (core/netfilter/nat.py) and MSS clamping (maxseg.py) on crafted
+frames: masquerade/SNAT both directions with valid checksums, port clash allocation,
+DNAT port forward, ICMP echo id, ICMP error translation with the embedded header, the
+UDP zero checksum, MSS clamping (rt mtu and a fixed size), and the ruleset checks."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from pyrouter.core.drops import DropReason
+from pyrouter.core.netfilter.nft_compile import compile_ruleset
+from pyrouter.core.netfilter.nft_parse import NftError
+
+from .helpers import (H1, H1B, H2, H4, LAN, TCP_ACK, TCP_SYN, WAN, checksum, echo,
+                      expect_ipv4, frame_from, icmp, ipv4, pseudo, tcp, udp)
+from .test_netfilter_nft import nft_net
+
+WAN_IP = "10.0.2.1"
+
+
+def ruleset(post: str = "", pre: str = "", fwd: str = "") -> str:
+    return f"""
+table ip nat {{
+  chain pre {{
+    type nat hook prerouting priority dstnat; policy accept;
+    {pre}
+  }}
+  chain post {{
+    type nat hook postrouting priority srcnat; policy accept;
+    {post}
+  }}
+}}
+table inet filter {{
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    {fwd}
+  }}
+}}
+"""
+
+
+def _net(rs: str):
+    net = nft_net(rs)
+    for p in net.router.ports.values():       # the harness may rename ports
+        rs = rs.replace(f'"{p.name.rstrip("0123456789")}0"', f'"{p.name}"')
+    return nft_net(rs)
+
+
+def l4_ok(ip) -> None:
+    """The transport checksum over the pseudo-header is valid (or UDP's zero)."""
+    seg = ip.payload
+    if ip.proto == 17 and seg[6:8] == b"\0\0":
+        return
+    if ip.proto == 1:
+        assert checksum(seg) == 0
+        return
+    assert checksum(seg, pseudo(ip.src, ip.dst, ip.proto, len(seg))) == 0
+
+
+def ports(ip) -> tuple[int, int]:
+    return struct.unpack("!HH", ip.payload[:4])
+
+
+def send_udp(net, host, dst, sport=40000, dport=33434, csum=None, ttl=64):
+    l3 = ipv4(host.ip, dst, udp(host.ip, dst, sport=sport, dport=dport, csum=csum),
+              proto=17, ttl=ttl)
+    return l3, net.send(host.port, frame_from(host, l3))
+
+
+MASQ = ruleset(post='oifname "wan0" masquerade')
+
+
+def test_masquerade_udp_both_directions_and_checksums() -> None:
+    net = _net(MASQ)
+    _, out = send_udp(net, H1, H2.ip)
+    ip = expect_ipv4(out[0], src=WAN_IP, dst=H2.ip, ifindex=WAN)
+    assert ports(ip) == (40000, 33434)              # the source port was free: kept
+    l4_ok(ip)
+    c = net.router.nf.conntrack.entries()[0]
+    assert c.reply[1:] == (H2.ip and bytes([10, 0, 2, 20]), bytes([10, 0, 2, 1]), 17,
+                           33434, 40000)
+    _, back = send_udp(net, H2, WAN_IP, sport=33434, dport=40000)
+    ip = expect_ipv4(back[0], src=H2.ip, dst=H1.ip, ifindex=LAN)
+    assert ports(ip) == (33434, 40000)
+    l4_ok(ip)
+
+
+def test_port_clash_gets_another_port_and_replies_find_each_host() -> None:
+    net = _net(MASQ)
+    net.reachable(H1B)
+    _, a = send_udp(net, H1, H2.ip)
+    _, b = send_udp(net, H1B, H2.ip)                # same sport, same server: clash
+    pa, pb = ports(expect_ipv4(a[0], src=WAN_IP))[0], ports(expect_ipv4(b[0], src=WAN_IP))[0]
+    assert pa == 40000 and pb != 40000 and 1024 <= pb <= 65535
+    l4_ok(expect_ipv4(b[0]))
+    _, back = send_udp(net, H2, WAN_IP, sport=33434, dport=pb)
+    ip = expect_ipv4(back[0], dst=H1B.ip, ifindex=LAN)
+    assert ports(ip) == (33434, 40000)
+    _, back = send_udp(net, H2, WAN_IP, sport=33434, dport=pa)
+    expect_ipv4(back[0], dst=H1.ip, ifindex=LAN)
+
+
+def test_snat_port_range_allocation() -> None:
+    net = _net(ruleset(post=f'oifname "wan0" snat to {WAN_IP}:2000-2001'))
+    net.reachable(H1B)
+    got = []
+    for host in (H1, H1B):
+        _, out = send_udp(net, host, H2.ip)
+        got.append(ports(expect_ipv4(out[0], src=WAN_IP))[0])
+    assert sorted(got) == [2000, 2001]
+
+
+def test_dnat_port_forward_tcp() -> None:
+    net = _net(ruleset(pre=f'iifname "wan0" tcp dport 8080 dnat to {H1.ip}:80'))
+    l3 = ipv4(H2.ip, WAN_IP, tcp(H2.ip, WAN_IP, sport=50000, dport=8080), proto=6)
+    out = net.send(WAN, frame_from(H2, l3))
+    ip = expect_ipv4(out[0], src=H2.ip, dst=H1.ip, ifindex=LAN)
+    assert ports(ip) == (50000, 80)
+    l4_ok(ip)
+    l3 = ipv4(H1.ip, H2.ip, tcp(H1.ip, H2.ip, sport=80, dport=50000, flags=TCP_SYN | TCP_ACK,
+                                ack=1001), proto=6)
+    out = net.send(LAN, frame_from(H1, l3))
+    ip = expect_ipv4(out[0], src=WAN_IP, dst=H2.ip, ifindex=WAN)
+    assert ports(ip) == (8080, 50000)
+    l4_ok(ip)
+
+
+def test_icmp_echo_through_masquerade_id_clash() -> None:
+    net = _net(MASQ)
+    net.reachable(H1B)
+    ids = []
+    for host in (H1, H1B):
+        l3 = ipv4(host.ip, H2.ip, echo(ident=7), proto=1)
+        ip = expect_ipv4(net.send(host.port, frame_from(host, l3))[0], src=WAN_IP)
+        l4_ok(ip)
+        ids.append(struct.unpack("!H", ip.payload[4:6])[0])
+    assert ids[0] == 7 and ids[1] != 7
+    l3 = ipv4(H2.ip, WAN_IP, echo(ident=ids[1], reply=True), proto=1)
+    ip = expect_ipv4(net.send(WAN, frame_from(H2, l3))[0], dst=H1B.ip)
+    assert struct.unpack("!H", ip.payload[4:6])[0] == 7
+    l4_ok(ip)
+
+
+def test_icmp_error_about_masqueraded_flow_is_translated_with_inner_header() -> None:
+    net = _net(MASQ)
+    net.reachable(H1B)
+    send_udp(net, H1, H2.ip)
+    orig, out = send_udp(net, H1B, H2.ip)           # this one is on another port
+    sent = expect_ipv4(out[0])
+    natport = ports(sent)[0]
+    err = ipv4(H2.ip, WAN_IP, icmp(3, 3, data=sent.raw[:28]), proto=1)
+    got = net.send(WAN, frame_from(H2, err))
+    ip = expect_ipv4(got[0], src=H2.ip, dst=H1B.ip, ifindex=LAN)
+    l4_ok(ip)                                       # the ICMP checksum was recomputed
+    inner = ip.payload[8:]
+    assert inner[12:16] == bytes([10, 0, 1, 11]) and inner[16:20] == bytes([10, 0, 2, 20])
+    assert checksum(inner[:20]) == 0                # the embedded IPv4 header checksum
+    assert struct.unpack("!HH", inner[20:24]) == (40000, 33434) and natport != 40000
+    # the embedded UDP checksum (its data is cut off) is back to what H1B sent
+    assert inner[26:28] == orig[26:28] and sent.raw[26:28] != orig[26:28]
+
+
+def test_icmp_error_about_a_translated_echo_restores_the_inner_id() -> None:
+    net = _net(MASQ)
+    net.reachable(H1B)
+    for host in (H1, H1B):
+        l3 = ipv4(host.ip, H2.ip, echo(ident=7), proto=1, ttl=2)
+        sent = expect_ipv4(net.send(host.port, frame_from(host, l3))[0], src=WAN_IP)
+    assert struct.unpack("!H", sent.payload[4:6])[0] != 7     # H1B's echo got a new id
+    # the next hop's Time Exceeded quotes the translated echo
+    err = ipv4(H2.ip, WAN_IP, icmp(11, 0, data=sent.raw[:28]), proto=1)
+    ip = expect_ipv4(net.send(WAN, frame_from(H2, err))[0], dst=H1B.ip, ifindex=LAN)
+    l4_ok(ip)
+    inner = ip.payload[8:]
+    assert inner[12:16] == bytes([10, 0, 1, 11]) and checksum(inner[:20]) == 0
+    assert inner[20] == 8 and struct.unpack("!H", inner[24:26])[0] == 7
+    assert checksum(inner[20:28] + sent.raw[28:]) == 0        # the echo checksum follows
+
+
+def test_router_time_exceeded_about_dnat_flow_shows_the_original_destination() -> None:
+    net = _net(ruleset(pre=f'iifname "wan0" udp dport 5000 dnat to {H1.ip}:6000'))
+    # TTL 1 arrives at the router: DNAT applied at PREROUTING, then TTL expires.
+    l3 = ipv4(H2.ip, WAN_IP, udp(H2.ip, WAN_IP, sport=5001, dport=5000), proto=17, ttl=1)
+    out = net.send(WAN, frame_from(H2, l3))
+    ip = expect_ipv4(out[0], dst=H2.ip, ifindex=WAN)
+    assert ip.proto == 1 and ip.payload[0] == 11
+    inner = ip.payload[8:]
+    # The quote says what H2 sent: to the router's address and port 5000.
+    assert inner[16:20] == bytes([10, 0, 2, 1])
+    assert struct.unpack("!HH", inner[20:24]) == (5001, 5000)
+    assert checksum(inner[:20]) == 0
+    l4_ok(ip)
+
+
+def test_udp_zero_checksum_stays_zero() -> None:
+    net = _net(MASQ)
+    _, out = send_udp(net, H1, H2.ip, csum=0)
+    ip = expect_ipv4(out[0], src=WAN_IP)
+    assert ip.payload[6:8] == b"\0\0"
+
+
+def _syn_with_mss(src, dst, mss: int) -> bytes:
+    seg = bytearray(tcp(src.ip, dst.ip, flags=TCP_SYN))
+    seg[12] = 6 << 4
+    seg[20:20] = struct.pack("!BBH", 2, 4, mss)
+    seg[16:18] = b"\0\0"
+    seg[16:18] = struct.pack("!H", checksum(bytes(seg), pseudo(src.ip, dst.ip, 6, len(seg))))
+    return ipv4(src.ip, dst.ip, bytes(seg), proto=6)
+
+
+@pytest.mark.parametrize("stmt,dst,expected", [
+    ("tcp option maxseg size set rt mtu", H4, 1360),       # small0 has mtu 1400
+    ("tcp option maxseg size set rt mtu", H2, 1460),       # 1500: unchanged
+    ("tcp option maxseg size set 1200", H2, 1200),
+])
+def test_mss_clamp(stmt: str, dst, expected: int) -> None:
+    net = _net(ruleset(fwd=f"tcp flags syn {stmt}"))
+    if dst is not H2:
+        net.reachable(dst)
+    out = net.send(LAN, frame_from(H1, _syn_with_mss(H1, dst, 1460)))
+    ip = expect_ipv4(out[0], dst=dst.ip)
+    assert struct.unpack("!H", ip.payload[22:24])[0] == expected
+    l4_ok(ip)
+    # never raised: an MSS already below stays
+    out = net.send(LAN, frame_from(H1, _syn_with_mss(H1, dst, 536)))
+    assert struct.unpack("!H", expect_ipv4(out[0]).payload[22:24])[0] == 536
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("table ip t { chain c { type filter hook postrouting priority 0; masquerade } }",
+     "only allowed in a nat chain"),
+    ("table ip t { chain c { type nat hook postrouting priority srcnat; dnat to 1.2.3.4 } }",
+     "not allowed at hook postrouting"),
+    ("table ip t { chain c { type nat hook forward priority 0; } }", "expected a nat hook"),
+    ("table ip t { chain c { type nat hook prerouting priority dstnat; dnat to :80 } }",
+     "needs an address"),
+    ("table ip t { chain c { type nat hook prerouting priority dstnat; "
+     "dnat to 1.2.3.4:90-80 } }", "expected ports"),
+    ("table ip6 t { chain c { type nat hook postrouting priority srcnat; snat to 1::2::3 } }",
+     "expected a port or port range"),
+    ("table ip6 t { chain c { type nat hook postrouting priority srcnat; snat to 1.2.3.4 } }",
+     "IPv4 address in an ip6 table"),
+])
+def test_ruleset_errors(text: str, msg: str) -> None:
+    with pytest.raises(NftError) as e:
+        compile_ruleset(text, "nat.nft")
+    assert msg in str(e.value) and "nat.nft:1:" in str(e.value)
+
+
+def test_listing_shows_nat_chain_and_statement() -> None:
+    rs = compile_ruleset(MASQ)
+    text = rs.list()
+    assert "type nat hook postrouting priority srcnat; policy accept;" in text
+    assert 'oifname "wan0" masquerade' in text
+
+
+def test_masquerade_uses_the_egress_address_toward_the_next_hop_and_reload_drops_it() -> None:
+    import random
+
+    from pyrouter.control.build import build
+    from pyrouter.control.load import parse
+
+    from .helpers import H3
+
+    net = _net(MASQ)
+    net.reachable(H3)
+    _, a = send_udp(net, H1, H2.ip)
+    _, b = send_udp(net, H1, H3.ip)
+    expect_ipv4(a[0], src=WAN_IP, dst=H2.ip)
+    expect_ipv4(b[0], src="10.0.20.1", dst=H3.ip)   # wan0's address in H3's subnet
+    ct = net.router.nf.conntrack
+    assert len(ct) == 2
+    # Reload without wan0's second address: its masqueraded entry goes, the other stays.
+    text = net.config.replace("[10.0.2.1/24, 10.0.20.1/24]", "[10.0.2.1/24]")
+    assert text != net.config
+    ifx = {p.name: i for i, p in net.router.ports.items()}
+    net.router.adopt(build(parse(text), random.Random(9), net.now, "<reload>", ifx))
+    net.drain()
+    assert [c.masq for c in ct.entries()] == [(WAN, bytes([10, 0, 2, 1]))]
+
+
+def test_redirect_to_the_router_and_the_reset_comes_back_from_the_original_address() -> None:
+    net = _net(ruleset(pre='iifname "lan0" tcp dport 80 redirect to :3128'))
+    l3 = ipv4(H1.ip, H2.ip, tcp(H1.ip, H2.ip, sport=41000, dport=80), proto=6)
+    out = net.send(LAN, frame_from(H1, l3))
+    # nothing listens on 3128 (it reached the router: no such socket); the router's RST
+    # is un-NATed to come from H2:80, and (a RST as the only reply) the entry is gone
+    assert net.router.counters.drops.get(DropReason.TCP_NO_SOCKET) == 1
+    assert net.router.nf.conntrack.stats["insert"] == 1 and len(net.router.nf.conntrack) == 0
+    ip = expect_ipv4(out[0], src=H2.ip, dst=H1.ip, ifindex=LAN)
+    assert ports(ip) == (80, 41000) and ip.payload[13] & 0x04
+    l4_ok(ip)
+
+
+def test_hostile_packets_through_nat_never_raise() -> None:
+    """Mutated TCP/UDP/ICMP frames and ICMP errors with garbage quotes, both ways
+    through masquerade and a DNAT: no entry ever raises (INTERNAL_ERROR stays 0)."""
+    import random
+
+    net = _net(ruleset(post='oifname "wan0" masquerade',
+                       pre=f'iifname "wan0" dnat to {H1.ip}'))
+    rnd = random.Random(7)
+    seeds = [ipv4(H1.ip, H2.ip, udp(H1.ip, H2.ip), proto=17),
+             ipv4(H1.ip, H2.ip, tcp(H1.ip, H2.ip), proto=6),
+             ipv4(H1.ip, H2.ip, echo(), proto=1)]
+    quotes = [s[:28] for s in seeds] + [   # what masquerade sent, what H1 answers a DNAT
+        ipv4(WAN_IP, H2.ip, udp(WAN_IP, H2.ip), proto=17)[:28],
+        ipv4(WAN_IP, H2.ip, tcp(WAN_IP, H2.ip), proto=6)[:28],
+        ipv4(WAN_IP, H2.ip, echo(), proto=1)[:28],
+        ipv4(H1.ip, H2.ip, udp(H1.ip, H2.ip, sport=33434, dport=40000), proto=17)[:28]]
+    for i in range(1500):
+        if i % 3 == 2:
+            q = bytearray(rnd.choice(quotes))
+            for _ in range(rnd.randrange(4)):
+                q[rnd.randrange(len(q))] = rnd.randrange(256)
+            q = bytes(q[:rnd.randrange(20, 29)])
+            src, dst, host = (H2.ip, WAN_IP, H2) if rnd.random() < 0.5 else (H1.ip, H2.ip, H1)
+            l3 = ipv4(src, dst, icmp(rnd.choice([3, 11, 12]), 0, data=q), proto=1)
+        else:
+            l3b = bytearray(rnd.choice(seeds))
+            for _ in range(rnd.randrange(3)):
+                at = rnd.randrange(20, len(l3b))
+                l3b[at] = rnd.randrange(256)
+            host = H1
+            if rnd.random() < 0.5:
+                host = H2
+                l3b[12:16], l3b[16:20] = bytes([10, 0, 2, 20]), bytes([10, 0, 2, 1])
+                l3b[10:12] = b"\0\0"
+                l3b[10:12] = struct.pack("!H", checksum(bytes(l3b[:20])))
+            l3 = bytes(l3b[:rnd.randrange(20, len(l3b) + 1)])
+            if len(l3) != len(l3b):
+                l3 = bytearray(l3)
+                l3[2:4] = struct.pack("!H", len(l3))
+                l3[10:12] = b"\0\0"
+                l3[10:12] = struct.pack("!H", checksum(bytes(l3[:20])))
+                l3 = bytes(l3)
+        net.send(host.port, frame_from(host, l3))
+    assert net.router.counters.drops.get(DropReason.INTERNAL_ERROR, 0) == 0
+    assert len(net.router.nf.conntrack) > 0
+    assert net.router.nf.conntrack.stats["found"] > 100      # errors did match entries
+
+
+NAT6 = """\
+nftables:
+  ruleset: |
+    table ip6 nat {
+      chain pre {
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname "wan0" tcp dport 8080 dnat to 2001:db8:1::10
+      }
+      chain post {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan0" masquerade
+      }
+    }
+"""
+
+
+def _csum6_ok(ip) -> None:
+    from .helpers6 import pseudo6
+    seg = bytes(ip.payload)
+    assert checksum(seg, pseudo6(ip.src, ip.dst, ip.nh, len(seg))) == 0
+
+
+def test_ipv6_masquerade_udp_echo_and_icmpv6_error_both_ways() -> None:
+    from .helpers6 import (CONFIG6, H1 as A, H1B as A2, H2 as B, Net6, echo6, echo6_body,
+                           expect_ip6, frame6, icmp6_pkt, ip6, udp6)
+    net = Net6(config=CONFIG6 + NAT6)
+    net.ready()
+    for h in (A, A2, B):
+        net.learn6(h)
+    r_wan = "2001:db8:2::1"
+    out = net.send(LAN, frame6(A, ip6(A.ip, B.ip, 17, udp6(A.ip, B.ip, sport=4000,
+                                                           dport=53))))
+    ip = expect_ip6(out[0], src=r_wan, dst=B.ip)
+    _csum6_ok(ip)
+    assert struct.unpack("!HH", ip.payload[:4]) == (4000, 53)
+    # the same source port from another LAN host: a new port
+    out2 = net.send(LAN, frame6(A2, ip6(A2.ip, B.ip, 17, udp6(A2.ip, B.ip, sport=4000,
+                                                             dport=53))))
+    ip2 = expect_ip6(out2[0], src=r_wan)
+    _csum6_ok(ip2)
+    natport = struct.unpack("!H", ip2.payload[:2])[0]
+    assert natport != 4000
+    back = net.send(WAN, frame6(B, ip6(B.ip, r_wan, 17, udp6(B.ip, r_wan, sport=53,
+                                                             dport=natport))))
+    ipb = expect_ip6(back[0], src=B.ip, dst=A2.ip)
+    _csum6_ok(ipb)
+    assert struct.unpack("!HH", ipb.payload[:4]) == (53, 4000)
+    # B's port unreachable about the translated datagram reaches A2, quote un-NATed
+    l3_sent = ip6(r_wan, B.ip, 17, bytes(ip2.payload))
+    err = net.send(WAN, frame6(B, icmp6_pkt(B.ip, r_wan, 1, 4, b"\0" * 4 + l3_sent)))
+    ipe = expect_ip6(err[0], src=B.ip, dst=A2.ip)
+    _csum6_ok(ipe)
+    inner = bytes(ipe.payload[8:])
+    assert inner[8:24] == bytes.fromhex("20010db8000100000000000000000011")
+    assert struct.unpack("!HH", inner[40:44]) == (4000, 53)
+    # ICMPv6 echo: id kept (free), checksum valid, the reply comes back
+    out = net.send(LAN, frame6(A, echo6(A.ip, B.ip, ident=9)))
+    ipx = expect_ip6(out[0], src=r_wan)
+    _csum6_ok(ipx)
+    rep = net.send(WAN, frame6(B, icmp6_pkt(B.ip, r_wan, 129, 0, echo6_body(9))))
+    _csum6_ok(expect_ip6(rep[0], dst=A.ip))
+
+
+def test_ipv6_dnat() -> None:
+    from .helpers6 import CONFIG6, H1 as A, H2 as B, Net6, expect_ip6, frame6, ip6
+    net = Net6(config=CONFIG6 + NAT6)
+    net.ready()
+    net.learn6(A)
+    net.learn6(B)
+    r_wan = "2001:db8:2::1"
+    seg = tcp("10.0.0.1", "10.0.0.2", sport=50000, dport=8080)   # checksum redone below
+    from .helpers6 import pseudo6
+    seg = bytearray(seg)
+    seg[16:18] = b"\0\0"
+    seg[16:18] = struct.pack("!H", checksum(bytes(seg), pseudo6(B.ip, r_wan, 6, len(seg))))
+    out = net.send(WAN, frame6(B, ip6(B.ip, r_wan, 6, bytes(seg))))
+    ip = expect_ip6(out[0], src=B.ip, dst=A.ip)
+    _csum6_ok(ip)
+    assert struct.unpack("!HH", ip.payload[:4]) == (50000, 8080)
+
+
+def test_a_masquerade_only_ruleset_still_un_nats_replies() -> None:
+    """nf_nat registers at all four NAT hooks once any nat chain exists."""
+    net = _net("""
+table ip nat {
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan0" masquerade
+  }
+}
+""")
+    _, out = send_udp(net, H1, H2.ip)
+    expect_ipv4(out[0], src=WAN_IP)
+    _, back = send_udp(net, H2, WAN_IP, sport=33434, dport=40000)
+    ip = expect_ipv4(back[0], src=H2.ip, dst=H1.ip, ifindex=LAN)
+    l4_ok(ip)

@@ -1,0 +1,183 @@
+"""NAT and MSS clamping end to end (issue 7, NAT slice), from the SAME nftables file in
+pyrouter or, with PYROUTER_TARGET=kernel, in a kernel router (``nft -f``): masquerade
+(the WAN server sees the router's address, a socat TCP exchange works, ``conntrack -L``
+shows the translated reply tuple on both targets), a DNAT port forward to a LAN server,
+traceroute through masquerade (the hops' ICMP errors translated back), and an MSS clamp
+seen by the server (its accepted socket's TCP_MAXSEG)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .test_conntrack import conntrack_lines, normalise, show
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(90)]
+
+H1, H2, R_LAN, R_WAN = "10.0.1.2", "10.0.2.2", "10.0.1.1", "10.0.2.1"
+
+
+def nat_ruleset(pre: str = "", post: str = "", fwd: str = "") -> str:
+    return f"""\
+flush ruleset
+table ip nat {{
+	chain prerouting {{
+		type nat hook prerouting priority dstnat; policy accept;
+		{pre}
+	}}
+	chain postrouting {{
+		type nat hook postrouting priority srcnat; policy accept;
+		{post}
+	}}
+}}
+table inet filter {{
+	chain forward {{
+		type filter hook forward priority filter; policy accept;
+		{fwd}
+	}}
+}}
+"""
+
+
+MASQ = nat_ruleset(post="ip saddr 10.0.1.0/24 ip daddr 10.0.2.0/24 masquerade")
+
+
+def _start(topology, tmp_path: Path, text: str):
+    path = tmp_path / "nat.nft"
+    path.write_text(text)
+    return topology(config={"nftables": {"file": str(path)}})
+
+
+def _peer_seen(topo, client: str, server: str, connect_to: str) -> str:
+    """socat on *server* answers with the peer address it saw."""
+    srv = subprocess.Popen(["ip", "netns", "exec", topo.ns(server), "socat", "-T3",
+                            "TCP-LISTEN:8080,reuseaddr", "SYSTEM:echo peer=$SOCAT_PEERADDR"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        cp = topo.exec(client, "socat", "-T3", "-",
+                       f"TCP:{connect_to}:8080,connect-timeout=2", input="", timeout=10)
+        return cp.stdout.strip()
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing")
+def test_masquerade_tcp_and_conntrack_listing(topology, tmp_path: Path) -> None:
+    topo = _start(topology, tmp_path, MASQ)
+    assert _peer_seen(topo, "h1", "h2", H2) == f"peer={R_WAN}"
+    ping = topo.exec("h1", "ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", H2, timeout=10)
+    assert ping.returncode == 0, show(ping)
+    if shutil.which("conntrack") is None:
+        return
+    got = sorted(normalise(ln) for ln in conntrack_lines(topo, "-L"))
+    want = sorted([
+        f"tcp      6 T TIME_WAIT src={H1} dst={H2} sport=P dport=8080 src={H2} dst={R_WAN} "
+        "sport=8080 dport=P [ASSURED] mark=0 use=1",
+        f"icmp     1 T src={H1} dst={H2} type=8 code=0 id=I src={H2} dst={R_WAN} type=0 "
+        "code=0 id=I mark=0 use=1"])
+    assert got == want, "\n".join(got)
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing")
+def test_dnat_port_forward_to_a_lan_server(topology, tmp_path: Path) -> None:
+    topo = _start(topology, tmp_path, nat_ruleset(
+        pre=f"ip daddr {R_WAN} tcp dport 8080 dnat to {H1}:8080"))
+    # h2 connects to the router's WAN address; the LAN server sees h2 itself.
+    assert _peer_seen(topo, "h2", "h1", R_WAN) == f"peer={H2}"
+    if shutil.which("conntrack") is None:
+        return
+    got = [normalise(ln) for ln in conntrack_lines(topo, "-L", "-p", "tcp")]
+    assert got == [f"tcp      6 T TIME_WAIT src={H2} dst={R_WAN} sport=P dport=8080 src={H1} "
+                   f"dst={H2} sport=8080 dport=P [ASSURED] mark=0 use=1"], got
+
+
+def test_traceroute_through_masquerade(topology, tmp_path: Path) -> None:
+    if shutil.which("traceroute") is None:
+        pytest.skip("traceroute missing")
+    topo = _start(topology, tmp_path, MASQ)
+    cp = topo.exec("h1", "traceroute", "-n", "-q", "1", "-w", "1", "-m", "3", H2, timeout=30)
+    assert cp.returncode == 0, show(cp)
+    hops: dict[int, set[str]] = {}
+    for line in cp.stdout.splitlines()[1:]:
+        m = re.match(r"^\s*(\d+)\s+(.*)$", line)
+        if m:
+            hops[int(m.group(1))] = set(re.findall(r"\b(\d+\.\d+\.\d+\.\d+)\b", m.group(2)))
+    # hop 2 is h2's port unreachable about the masqueraded probe, translated back to h1
+    assert hops == {1: {R_LAN}, 2: {H2}}, cp.stdout
+
+
+MSS_SERVER = """
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8081))
+s.listen(1)
+s.settimeout(8)
+c, _ = s.accept()
+print(c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG), flush=True)
+c.close()
+"""
+
+
+@pytest.mark.parametrize("clamp", [False, True])
+def test_mss_clamp_visible_at_the_server(topology, tmp_path: Path, clamp: bool) -> None:
+    fwd = "tcp flags syn tcp option maxseg size set 1000" if clamp else ""
+    topo = _start(topology, tmp_path, nat_ruleset(fwd=fwd))
+    srv = subprocess.Popen(["ip", "netns", "exec", topo.ns("h2"), sys.executable, "-c",
+                            MSS_SERVER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        time.sleep(0.4)
+        cp = topo.exec("h1", sys.executable, "-c",
+                       "import socket,sys;s=socket.create_connection((sys.argv[1],8081),3);"
+                       "s.close()", H2, timeout=10)
+        assert cp.returncode == 0, show(cp)
+        out, err = srv.communicate(timeout=10)
+    finally:
+        srv.kill()
+        srv.wait()
+    mss = int(out.strip())
+    if clamp:
+        assert 900 < mss <= 1000, (out, err)      # 1000, less the timestamp option
+    else:
+        assert mss > 1400, (out, err)
+
+
+MASQ6 = """\
+flush ruleset
+table ip6 nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip6 saddr fd00:1::/64 ip6 daddr fd00:2::/64 masquerade
+	}
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing")
+def test_ipv6_masquerade_tcp(topology, tmp_path: Path) -> None:
+    from .test_ipv6 import H2_6, R_B6, v6_ports
+    path = tmp_path / "nat6.nft"
+    path.write_text(MASQ6)
+    topo = topology(ports=v6_ports(), config={"nftables": {"file": str(path)}})
+    srv = subprocess.Popen(["ip", "netns", "exec", topo.ns("h2"), "socat", "-T3",
+                            "TCP6-LISTEN:8080,reuseaddr", "SYSTEM:echo peer=$SOCAT_PEERADDR"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        cp = topo.exec("h1", "socat", "-T3", "-", f"TCP6:[{H2_6}]:8080,connect-timeout=2",
+                       input="", timeout=10)
+    finally:
+        srv.kill()
+        srv.wait()
+    import ipaddress  # noqa: PLC0415
+    m = re.search(r"peer=\[?([0-9a-f:]+)\]?", cp.stdout)
+    assert m and ipaddress.ip_address(m.group(1)) == ipaddress.ip_address(R_B6), show(cp)

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..wire.addr import ip4_str
-from ..wire.ipv6 import ALL_NODES, ip6_str, solicited_node
+from ..wire.ipv6 import ALL_NODES, ALL_ROUTERS, eui64_linklocal, ip6_str, solicited_node
 from ..wire.icmpv4 import ICMP_DEST_UNREACH, ICMP_HOST_UNREACH
 from .actions import Event
 from .drops import Counters, DropReason
@@ -371,8 +371,6 @@ class Router:
         """ipv6_add_addr() + the routes the kernel adds with it: the address itself in
         table local, its prefix in main (metric 256, proto kernel).  *addr* 0 means the
         port's link-local address."""
-        from ..wire.ipv6 import eui64_linklocal  # noqa: PLC0415
-
         port = self.ports[ifindex]
         if port.mtu < 1280:
             # ipv6_add_dev() refuses a device below IPV6_MIN_MTU: no IPv6 on this port.
@@ -383,8 +381,6 @@ class Router:
             addr = eui64_linklocal(port.mac)
         if ifindex not in self.in6:
             self.in6[ifindex] = Inet6Dev(ifindex)
-            from ..wire.ipv6 import ALL_NODES, ALL_ROUTERS  # noqa: PLC0415
-
             self.in6[ifindex].groups |= {ALL_NODES, ALL_ROUTERS}
         addrconf.add_addr6(self, ifindex, addr, plen, now)
         mld_schedule(self, ifindex, now)          # new solicited-node group: report it

@@ -33,6 +33,7 @@ from ..port import Port
 from ..route.fib import Route
 from .icmp6 import (ICMPV6_DEST_UNREACH, ICMPV6_EXC_HOPLIMIT, ICMPV6_NOT_NEIGHBOUR,
                     ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED, PEER_KEY6, icmpv6_send)
+from .ndisc import ndisc_send_redirect
 from .output import neigh_output6
 
 if TYPE_CHECKING:
@@ -55,8 +56,6 @@ def ip6_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     dst = int.from_bytes(data[24:40], "big")
     nexthop = route.gateway if route.gateway is not None else dst
     if route.oif == pkt.iif and not pkt.srcrt:
-        from .ndisc import ndisc_send_redirect  # noqa: PLC0415
-
         # inet_peer_xrlim_allow(peer(daddr), 1 s): the bucket ICMPv6 errors to that
         # address spend from too.
         if r.icmp_limiter.bucket(dst | PEER_KEY6, now, 10**9, 6 * 10**9):

@@ -29,7 +29,9 @@ from ..netfilter.conntrack import attach as nf_ct_attach
 from ..drops import DropReason
 from ..packet import PacketBuf, PktType
 from ..route.flow import FlowKey
-from .exthdrs import skip_exthdr
+from ..time import MILLISECOND
+from .addrconf import ipv6_dev_get_saddr
+from .exthdrs import PARAMPROB, skip_exthdr
 from .output import ip6_local_out
 
 if TYPE_CHECKING:
@@ -110,8 +112,6 @@ def icmpv6_send(r: Router, pkt: PacketBuf, icmp_type: int, code: int, info: int,
     msg[4:8] = (info & 0xFFFFFFFF).to_bytes(4, "big")
     oif = pkt.iif if src >> 118 == 0x3FA else None
     if saddr is None:
-        from .addrconf import ipv6_dev_get_saddr  # noqa: PLC0415
-
         saddr = ipv6_dev_get_saddr(r, pkt.iif, src)
     return send_icmp6(r, bytes(msg), src, saddr, icmp_type, now, oif=oif,
                       nfct=nf_ct_attach(pkt) if pkt.ct is not None else None)
@@ -121,8 +121,6 @@ def tlv_failed(r: Router, pkt: PacketBuf, port: Any, verdict: int, code: int, pt
                now: int) -> None:
     """An options header (exthdrs.parse_tlv) said discard: counted, and answered with
     Parameter Problem when the option's rules ask for it."""
-    from .exthdrs import PARAMPROB  # noqa: PLC0415
-
     r.counters.snmp["Ip6InHdrErrors"] += 1
     if verdict == PARAMPROB:
         pkt.opt_unrec = code == 2
@@ -131,8 +129,6 @@ def tlv_failed(r: Router, pkt: PacketBuf, port: Any, verdict: int, code: int, pt
 
 
 def _xrlim_allow(r: Router, daddr: int, now: int) -> bool:
-    from ..time import MILLISECOND  # noqa: PLC0415
-
     tmo = r.sysctl6.icmp_ratelimit * MILLISECOND
     if tmo <= 0:
         return True
@@ -177,8 +173,6 @@ def icmpv6_echo_reply(r: Router, pkt: PacketBuf, off: int, now: int) -> bool:
     saddr = dst if dst in r.local6 else None
     oif = pkt.iif if src >> 118 == 0x3FA else None
     if saddr is None:
-        from .addrconf import ipv6_dev_get_saddr  # noqa: PLC0415
-
         saddr = ipv6_dev_get_saddr(r, pkt.iif, src)
     tclass = ((data[0] & 0x0F) << 4) | (data[1] >> 4)
     return send_icmp6(r, bytes(msg), src, saddr, ICMPV6_ECHO_REPLY, now, oif=oif,

@@ -37,6 +37,10 @@ from .icmp6 import (ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
                     ICMPV6_HDR_FIELD, ICMPV6_PARAMPROB, ICMPV6_PORT_UNREACH,
                     ICMPV6_UNK_NEXTHDR, icmpv6_echo_reply, icmpv6_send, tlv_failed)
 from .output import ip6_local_out
+from .mld import mld_query_rcv
+from .ndisc import ndisc_rcv
+from .pmtu6 import learn_from_pkt_toobig
+from .sock6 import icmp6_for_us
 
 if TYPE_CHECKING:
     from ..port import Port
@@ -143,8 +147,6 @@ def _pseudo(data: bytearray, proto: int, length: int) -> int:
 
 
 def icmpv6_rcv(r: Router, pkt: PacketBuf, port: Port, off: int, now: int, mcast: bool) -> None:
-    from .ndisc import ndisc_rcv  # noqa: PLC0415 (ndisc sends through this package)
-
     snmp = r.counters.snmp
     snmp["Icmp6InMsgs"] += 1
     data = pkt.data
@@ -171,25 +173,17 @@ def icmpv6_rcv(r: Router, pkt: PacketBuf, port: Port, off: int, now: int, mcast:
     elif 133 <= t <= 137:
         ndisc_rcv(r, pkt, port, off, now)
     elif t == 130:
-        from .mld import mld_query_rcv  # noqa: PLC0415
-
         snmp["Icmp6InMLDQueries"] += 1
         mld_query_rcv(r, port.ifindex, data, off, now)
     elif t == ICMPV6_ECHO_REPLY:
         if not mcast:
-            from .sock6 import icmp6_for_us  # noqa: PLC0415
-
             icmp6_for_us(r, pkt, off, now)     # our own ping (pyrouter ping fd00::2)
     elif t in (131, 132, 143):
         pass                               # other listeners' MLD reports
     elif t < 128:
         snmp["Icmp6InErrors"] += 1
         if not mcast:
-            from .sock6 import icmp6_for_us  # noqa: PLC0415
-
             if t == 2:
-                from .pmtu6 import learn_from_pkt_toobig  # noqa: PLC0415
-
                 learn_from_pkt_toobig(r, pkt, off, now)
             icmp6_for_us(r, pkt, off, now)
     else:

@@ -35,6 +35,8 @@ from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf
 from ..route.fib import RouteType
 from ..route.flow import FlowKey
+from .addrconf import ipv6_dev_get_saddr
+from .pmtu6 import path_mtu6
 
 if TYPE_CHECKING:
     from ..port import Port
@@ -50,8 +52,6 @@ def ip6_local_out(r: Router, daddr: int, saddr: int | None, nexthdr: int, payloa
                   tclass: int = 0, nfct: tuple[Any, int] | None = None) -> bool:
     """Send a packet the router originates; False when there is no route or source;
     *nfct* is nf_ct_attach()'s (conntrack entry, ctinfo)."""
-    from .addrconf import ipv6_dev_get_saddr  # noqa: PLC0415
-
     snmp = r.counters.snmp
     nexthop = daddr
     mtu = 0
@@ -127,8 +127,6 @@ def _finish_output(r: Router, pkt: PacketBuf, port: Port, nexthop: int, mtu: int
     data = pkt.data
     mtu = max(mtu or port.mtu, IPV6_MIN_MTU)
     if len(r.fnhe):
-        from .pmtu6 import path_mtu6  # noqa: PLC0415
-
         daddr = int.from_bytes(data[24:40], "big")
         mtu = path_mtu6(r, port.ifindex, nexthop if nexthop != daddr else 0, daddr, mtu, now)
     if len(data) > mtu:

@@ -30,7 +30,7 @@ from ...wire import ndisc as nd
 from ...wire.ipv6 import ALL_NODES
 from ..time import SECOND
 from .icmp6 import send_icmp6
-from .sysctl import RaConfig
+from .sysctl import RaConfig, RaPrefix
 
 if TYPE_CHECKING:
     from ..router import Router
@@ -120,8 +120,6 @@ def ra_message(r: Router, ifindex: int, cfg: RaConfig, lifetime: int | None = No
     if cfg.prefixes is not None:
         prefixes = cfg.prefixes
     else:
-        from .sysctl import RaPrefix  # noqa: PLC0415
-
         dev = r.in6.get(ifindex)
         seen: list[RaPrefix] = []
         for a in dev.addrs if dev else ():

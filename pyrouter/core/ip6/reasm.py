@@ -30,6 +30,8 @@ from ..drops import DropReason
 from ..packet import PacketBuf
 from ..time import SECOND
 from .exthdrs import skip_exthdr
+from .icmp6 import (ICMPV6_EXC_FRAGTIME, ICMPV6_HDR_FIELD, ICMPV6_HDR_INCOMP, ICMPV6_PARAMPROB,
+                    ICMPV6_TIME_EXCEED, icmpv6_send)
 
 if TYPE_CHECKING:
     from ..router import Router
@@ -72,9 +74,6 @@ class Reassembler6:
         """ipv6_frag_rcv() for the Fragment header at *fh*: (whole packet, offset of
         the header that followed the Fragment header) once complete, else (None, 0).
         Errors are answered and counted here."""
-        from .icmp6 import ICMPV6_HDR_FIELD, ICMPV6_HDR_INCOMP, ICMPV6_PARAMPROB, \
-            icmpv6_send  # noqa: PLC0415
-
         snmp = r.counters.snmp
         data = pkt.data
         if fh + 8 > len(data):
@@ -189,8 +188,6 @@ class Reassembler6:
 
     def timer(self, r: Router, key: tuple[int, int, int], deadline: int, now: int) -> None:
         """ip6_frag_expire(): Time Exceeded code 1 when the first fragment came in."""
-        from .icmp6 import ICMPV6_EXC_FRAGTIME, ICMPV6_TIME_EXCEED, icmpv6_send  # noqa: PLC0415
-
         q = self.queues.get(key)
         if q is None or q.deadline != deadline:
             return

@@ -21,6 +21,17 @@ if TYPE_CHECKING:
     from .app import App
 
 
+def internal_error(app: App, ifindex: int, frame: bytes) -> None:
+    """Router.receive raised (a bug, never bad input): counted, logged rate-limited, with
+    the exception and the frame's first bytes.  Call it from inside the except block."""
+    router = app.router
+    router.drop(DropReason.INTERNAL_ERROR)
+    if app.error_limiter.allow(time.monotonic()):
+        p = router.ports.get(ifindex)
+        app.log.exception("internal_error", port=p.name if p else ifindex,
+                          frame=frame[:128].hex(), suppressed=app.error_limiter.take_suppressed())
+
+
 def deliver(app: App, ifindex: int, frames: Iterable[bytes]) -> int:
     t0 = time.perf_counter_ns()
     now = int(trio.current_time() * 1_000_000_000)
@@ -36,12 +47,7 @@ def deliver(app: App, ifindex: int, frames: Iterable[bytes]) -> int:
         try:
             receive(ifindex, frame, now)
         except Exception:                       # a bug, never bad input
-            router.drop(DropReason.INTERNAL_ERROR)
-            if app.error_limiter.allow(time.monotonic()):
-                p = router.ports.get(ifindex)
-                app.log.exception("internal_error", port=p.name if p else ifindex,
-                                  frame=frame[:128].hex(),
-                                  suppressed=app.error_limiter.take_suppressed())
+            internal_error(app, ifindex, frame)
     app.tx.flush()
     app.timers.rearm()
     if n:

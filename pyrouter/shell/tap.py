@@ -32,6 +32,7 @@ import pytun
 import trio
 
 from ..core import DropReason
+from .rx import internal_error
 
 if TYPE_CHECKING:
     from .app import App
@@ -128,11 +129,7 @@ async def rx_loop(app: App, ifindex: int, fd: int) -> None:
                 try:
                     receive(ifindex, frame, now)
                 except Exception:                       # a bug, never bad input
-                    router.drop(DropReason.INTERNAL_ERROR)
-                    if app.error_limiter.allow(time.monotonic()):
-                        log.exception("internal_error", port=_name(app, ifindex),
-                                      frame=frame[:128].hex(),
-                                      suppressed=app.error_limiter.take_suppressed())
+                    internal_error(app, ifindex, frame)
         except BlockingIOError:
             pass
         except OSError as e:

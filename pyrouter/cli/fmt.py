@@ -191,6 +191,9 @@ def stats(data: dict[str, Any], all_: bool = False) -> str:
         out.append(f"{'frames':<28}{loop['frames']:>14}")
         out.append(f"{'busy_seconds':<28}{loop['busy_seconds']:>14.3f}")
     out.append(f"{'fast_forwarded':<28}{data.get('fast_forwarded', 0):>14}")
+    for k in ("flow_forwarded", "flow_entries", "flow_mismatch"):
+        if k in data:
+            out.append(f"{k:<28}{data[k]:>14}")
     return "\n".join(out)
 
 

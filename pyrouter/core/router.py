@@ -18,7 +18,10 @@ slow path (eth_rcv), which does the full kernel sequence and refills the cache.
 The cache is bounded (FWD_CACHE_MAX, cleared when full) and cleared on every
 FIB or neighbour-state change, so it never answers differently from the slow
 path: a neighbour leaving REACHABLE sends its traffic through the slow path,
-which runs the NUD machine (STALE -> DELAY -> PROBE) as Linux does.
+which runs the NUD machine (STALE -> DELAY -> PROBE) as Linux does.  While netfilter
+entries sit on the forwarding hooks the destination entries are never made; the same
+cache then holds per-flow entries (12/36-byte keys, netfilter/flowtable.py) made only
+from slow-path runs that proved the flow's next packets get the same treatment.
 
 Invariants: nothing here reads a clock or does I/O; no exception caused by
 packet contents escapes ``receive``; every discarded packet is counted under
@@ -50,6 +53,7 @@ from .link.ethernet import eth_rcv
 from .link.neighbour import (
     NeighbourEntry, NeighbourTable, NeighParams, NeighTableParams, NudState, xmit_queued,
 )
+from .netfilter.flowtable import eligible4, eligible6, forward4, forward6, probe
 from .netfilter.hooks import Netfilter
 from .packet import PacketBuf
 from .port import Port
@@ -117,6 +121,13 @@ class Router:
         self.fwd_cache: dict[bytes, tuple[int, bytes, int, Port]] = {}
         self.fast_forwarded = 0
         self.fast_forwarded6 = 0
+        # netfilter/flowtable.py: per-flow entries (12/36-byte keys in fwd_cache), the
+        # probe's recorder and result, and what they forwarded.
+        self.flow_rec: list[Any] | None = None
+        self.flow_fwd: tuple[Port, bytes, int] | None = None
+        self.flow_forwarded = 0
+        self.flow_forwarded6 = 0
+        self.flow_mismatch = 0
         self.wall_offset_ns = 0                # wall clock minus ``now`` (set by the shell)
         self._martian_tokens = 10.0
         self._martian_stamp = now
@@ -172,6 +183,12 @@ class Router:
                     self.tx.append((ent[0], out))
                     self.fast_forwarded += 1
                     return
+            elif self.nf.flow4 and eligible4(frame, n):
+                fl = self.fwd_cache.get(frame[26:38])
+                if fl is not None and forward4(self, fl, port, frame, n, now):
+                    return
+                probe(self, port, frame, now, 4)
+                return
         elif n >= 54 and frame[12] == 0x86 and frame[13] == 0xDD and frame[14] >> 4 == 6:
             ent = self.fwd_cache.get(frame[38:54])
             if ent is not None:
@@ -192,6 +209,12 @@ class Router:
                     self.tx.append((ent[0], out))
                     self.fast_forwarded6 += 1
                     return
+            elif self.nf.flow6 and eligible6(frame, n):
+                fl = self.fwd_cache.get(frame[22:58])
+                if fl is not None and forward6(self, fl, port, frame, n, now):
+                    return
+                probe(self, port, frame, now, 6)
+                return
         eth_rcv(self, port, frame, now)
 
     def _receive_traced(self, port: Port, frame: bytes, now: Instant) -> None:
@@ -331,6 +354,12 @@ class Router:
         if len(self.fwd_cache) >= FWD_CACHE_MAX:
             self.fwd_cache.clear()
         self.fwd_cache[dst] = (port.ifindex, l2, mtu, port)
+
+    def flow_cache_fill(self, key: bytes, entry: list[Any]) -> None:
+        """A per-flow entry (netfilter/flowtable.py), under the same bound."""
+        if len(self.fwd_cache) >= FWD_CACHE_MAX:
+            self.fwd_cache.clear()
+        self.fwd_cache[key] = entry
 
     # -- NeighOwner ------------------------------------------------------------
     def neigh_solicit(self, entry: NeighbourEntry, unicast: bool, now: Instant) -> None:
@@ -588,15 +617,21 @@ class Router:
     # -- operator view -----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         snmp = dict(self.counters.snmp)
-        snmp["IpInReceives"] += self.fast_forwarded
-        snmp["IpForwDatagrams"] += self.fast_forwarded
-        snmp["Ip6InReceives"] += self.fast_forwarded6
-        snmp["Ip6OutForwDatagrams"] += self.fast_forwarded6
+        v4 = self.fast_forwarded + self.flow_forwarded
+        v6 = self.fast_forwarded6 + self.flow_forwarded6
+        snmp["IpInReceives"] += v4
+        snmp["IpForwDatagrams"] += v4
+        snmp["Ip6InReceives"] += v6
+        snmp["Ip6OutForwDatagrams"] += v6
         return {
             "drops": self.counters.drop_dict(),
             "snmp": snmp,
             "fast_forwarded": self.fast_forwarded,
             "fast_forwarded6": self.fast_forwarded6,
+            "flow_forwarded": self.flow_forwarded,
+            "flow_forwarded6": self.flow_forwarded6,
+            "flow_mismatch": self.flow_mismatch,
+            "flow_entries": sum(1 for v in self.fwd_cache.values() if isinstance(v, list)),
             "interfaces": {p.name: p.counters() for p in self.ports.values()},
             "neighbours": [
                 {"port": self.ports[e.ifindex].name if e.ifindex in self.ports else e.ifindex,

@@ -320,7 +320,9 @@ class ControlServer:
             snap = r.snapshot()
             return {"snmp": snap["snmp"], "drops": snap["drops"], "loop": self.app.loop.as_dict(),
                     "neigh_stats": snap["neigh_stats"], "reasm_queues": snap["reasm_queues"],
-                    "fast_forwarded": snap["fast_forwarded"]}
+                    "fast_forwarded": snap["fast_forwarded"],
+                    "flow_forwarded": snap["flow_forwarded"] + snap["flow_forwarded6"],
+                    "flow_entries": snap["flow_entries"], "flow_mismatch": snap["flow_mismatch"]}
         raise ClientError("show what? links, addrs, routes, rules, neigh, ntable, stats, dhcp "
                           "or dns")
 

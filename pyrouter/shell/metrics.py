@@ -167,6 +167,13 @@ def render(snapshot: Mapping[str, Any], loop: Mapping[str, Any]) -> str:
     out.scalar("pyrouter_fast_path_forwarded_total", "counter",
                "Packets forwarded by the fast path (also counted in IpForwDatagrams).",
                snapshot.get("fast_forwarded", 0))
+    out.scalar("pyrouter_flow_path_forwarded_total", "counter",
+               "Packets forwarded by the per-flow fast path (netfilter flowtable; IPv4 and "
+               "IPv6, also counted in IpForwDatagrams / Ip6OutForwDatagrams).",
+               snapshot.get("flow_forwarded", 0) + snapshot.get("flow_forwarded6", 0))
+    out.scalar("pyrouter_flow_entries", "gauge",
+               "Per-flow fast-path entries in the forwarding cache.",
+               snapshot.get("flow_entries", 0))
 
     states: dict[str, int] = {s.value: 0 for s in NudState}
     neighbours = snapshot.get("neighbours")

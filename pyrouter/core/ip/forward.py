@@ -15,7 +15,8 @@ NF_HOOK(NFPROTO_IPV4, NF_INET_FORWARD) in ip_forward(); ip_forward_finish() does
 the rest.  The Time Exceeded and Frag Needed sent above go out through OUTPUT, so a
 FORWARD drop never suppresses them.  A successful forward through a REACHABLE neighbour
 fills the router's forwarding cache so that later packets to the same
-destination take the fast path (core/router.py).
+destination take the fast path (core/router.py); with netfilter hooks on the way, a
+probed packet tells netfilter/flowtable.py where it went instead.
 """
 
 from __future__ import annotations
@@ -113,3 +114,8 @@ def ip_forward_finish(r: Router, pkt: PacketBuf, route: Route, port: Port, nexth
         e = r.neigh4.get(port.ifindex, nexthop)
         if e is not None and e.state in CONNECTED and e.lladdr is not None:
             r.fwd_cache_fill(bytes(data[16:20]), port, e.lladdr + port.mac, mtu)
+    elif r.flow_rec is not None and len(data) <= mtu and route.oif != pkt.iif:
+        # A probed packet (netfilter/flowtable.py): where it went, for a per-flow entry.
+        e = r.neigh4.get(port.ifindex, nexthop)
+        if e is not None and e.state in CONNECTED and e.lladdr is not None:
+            r.flow_fwd = (port, e.lladdr + port.mac, mtu)

@@ -105,3 +105,8 @@ def ip6_forward_finish(r: Router, pkt: PacketBuf, route: Route, port: Port, next
         e = r.neigh6.get(port.ifindex, nexthop)
         if e is not None and e.state in CONNECTED and e.lladdr is not None:
             r.fwd_cache_fill(bytes(data[24:40]), port, e.lladdr + port.mac, mtu)
+    elif r.flow_rec is not None and route.oif != pkt.iif:
+        # A probed packet (netfilter/flowtable.py): where it went, for a per-flow entry.
+        e = r.neigh6.get(port.ifindex, nexthop)
+        if e is not None and e.state in CONNECTED and e.lladdr is not None:
+            r.flow_fwd = (port, e.lladdr + port.mac, mtu)

@@ -517,10 +517,11 @@ def register(nf: Netfilter) -> list[HookEntry]:
     if any(e.fn is _in_entry for e in nf.v4[0]):
         return out
     for hook in (Hook.PRE_ROUTING, Hook.LOCAL_OUT):
-        out.append(nf.register(0, hook, HookEntry(_in_entry, PRIO_CONNTRACK, "nf_conntrack_in")))
+        out.append(nf.register(0, hook, HookEntry(_in_entry, PRIO_CONNTRACK, "nf_conntrack_in",
+                                                  flow_safe=True)))
     for hook in (Hook.POST_ROUTING, Hook.LOCAL_IN):
         out.append(nf.register(0, hook, HookEntry(_confirm_entry, PRIO_CONNTRACK_CONFIRM,
-                                                  "nf_conntrack_confirm")))
+                                                  "nf_conntrack_confirm", flow_safe=True)))
     return out
 
 

@@ -20,7 +20,8 @@ in registration order.  An entry is ``fn(pkt, state) -> verdict``:
 Cost when nothing is registered: call sites test ``r.nf.v4[hook]`` (an empty
 tuple) before building anything, and the forwarding cache is not filled while a
 PRE_ROUTING, FORWARD or POST_ROUTING entry exists (``Netfilter.fwd_bypass``), so
-Router.receive's fast path never skips a hook.
+Router.receive's fast path never skips a hook.  The per-flow path (flowtable.py)
+replaces it only while every entry there is ``flow_safe`` (``Netfilter.flow4/6``).
 
 Invariants: queues and repeats are bounded; an exception from an entry never
 leaves nf_hook (entries wrap user code themselves, see plugins; a core entry
@@ -96,6 +97,10 @@ class HookEntry:
     priority: int = PRIO_FILTER
     name: str = ""
     seq: int = 0                      # registration order, breaks priority ties
+    # True when the entry treats every packet of an established flow alike given the
+    # fields flowtable.py pins (nft chains report their exceptions through
+    # Router.flow_rec; conntrack and NAT are replayed), so a per-flow entry may skip it.
+    flow_safe: bool = False
 
 
 @dataclass(slots=True)
@@ -144,6 +149,9 @@ class Netfilter:
         self.v4: list[tuple[HookEntry, ...]] = [()] * 5
         self.v6: list[tuple[HookEntry, ...]] = [()] * 5
         self.queues: dict[int, NfQueue] = {}
+        self.flow4 = False                # flowtable.py may probe / replay (see _recalc)
+        self.flow6 = False
+        self._ct = [False, False]         # conntrack registered for IPv4, IPv6
         self._seq = 0
         self._qid = 0
         self.ruleset: Any = None          # nft_compile.Ruleset installed by control
@@ -181,6 +189,7 @@ class Netfilter:
             table[hook] = tuple(sorted(table[hook] + (entry,),
                                        key=lambda e: (e.priority, e.seq)))
         self._fwd_cache.clear()
+        self._recalc()
         return entry
 
     def unregister(self, entry: HookEntry) -> None:
@@ -188,10 +197,29 @@ class Netfilter:
             for h in range(5):
                 if entry in table[h]:
                     table[h] = tuple(e for e in table[h] if e is not entry)
+        self._fwd_cache.clear()
+        self._recalc()
 
     def clear(self) -> None:
         self.v4 = [()] * 5
         self.v6 = [()] * 5
+        self._fwd_cache.clear()
+        self._recalc()
+
+    def _recalc(self) -> None:
+        """flow4/flow6: some entry sits on a forwarding hook (so the destination cache is
+        off) and every one there is flow-safe (so per-flow entries are exact)."""
+        for i, t in enumerate((self.v4, self.v6)):
+            fwd = t[0] + t[2] + t[4]
+            ok = bool(fwd) and all(e.flow_safe for e in fwd)
+            self._ct[i] = any(e.name == "nf_conntrack_in" for e in t[0])
+            if i == 0:
+                self.flow4 = ok
+            else:
+                self.flow6 = ok
+
+    def ct_registered(self, pf: int) -> bool:
+        return self._ct[0 if pf == 4 else 1]
 
     def fwd_bypass(self, pf: int) -> bool:
         """True when the forwarding cache must not be used for *pf*: some entry sits
@@ -205,6 +233,7 @@ class Netfilter:
         self.ruleset, self.plugins = new.ruleset, new.plugins
         self.conntrack.max = new.conntrack.max     # the entries stay (conntrack survives reloads)
         self._fwd_cache.clear()
+        self._recalc()
         for num, q in new.queues.items():
             old = self.queues.get(num)
             if old is None:

@@ -106,6 +106,10 @@ SEL_TYPE = {("ip", "saddr"): "ipv4_addr", ("ip", "daddr"): "ipv4_addr",
             ("ct", "direction"): "ct_dir"}
 _BITMASK = {"tcp_flag", "ct_state", "ct_status"}
 CT_DIRS = {"original": 0, "reply": 1}
+# Selectors whose value may differ between packets of one flow with the same TCP flags:
+# a rule reading one is not replayed by the per-flow path (flowtable.py).
+FLOW_VARIANT = frozenset({("ip", "ttl"), ("ip", "length"), ("ip6", "hoplimit"),
+                          ("ip6", "length"), ("udp", "length"), ("meta", "length")})
 SET_TYPES = {"ipv4_addr", "ipv6_addr", "inet_service", "inet_proto", "ifname", "mark",
              "icmp_type", "icmpv6_type", "integer"}
 _MAXV = {"ipv4_addr": 2**32 - 1, "ipv6_addr": 2**128 - 1, "inet_service": 65535,
@@ -711,7 +715,7 @@ def _base_entry(ch: CChain) -> HookEntry:
     if ch.ast.type == "nat":
         from .nat import nat_entry   # noqa: PLC0415
         return HookEntry(nat_entry(run, Ctx, policy, name),
-                         ch.ast.priority or 0, name)
+                         ch.ast.priority or 0, name, flow_safe=True)
     note = {"table": f"{t.family} {t.name}", "chain": ch.name, "rule": "policy drop"}
 
     def entry(pkt: PacketBuf, st: HookState) -> int:
@@ -721,7 +725,7 @@ def _base_entry(ch: CChain) -> HookEntry:
                 st.note = note
             return policy
         return v
-    return HookEntry(entry, ch.ast.priority or 0, name)
+    return HookEntry(entry, ch.ast.priority or 0, name, flow_safe=True)
 
 
 def _compile_rule(comp: Compiler, rs: Ruleset, t: CTable, ch: CChain, ra: Rule,
@@ -817,7 +821,8 @@ def _gen_chain(ch: CChain) -> Callable[[Ctx], int]:
     ns: dict[str, Any] = {"NEXT": NEXT}
     fields: dict[tuple[str, str], str] = {}
     body: list[str] = []
-    top: list[str] = ["def run(c):", "    d = c.d", "    n = len(d)"]
+    top: list[str] = ["def run(c):", "    d = c.d", "    n = len(d)",
+                      "    fc = getattr(c.st.router, 'flow_rec', None)"]
     uid = [0]
 
     def const(v: Any) -> str:
@@ -850,19 +855,26 @@ def _gen_chain(ch: CChain) -> Callable[[Ctx], int]:
             expr = re.sub(r"\bX\b", var, expr)
             guard = "" if var == "c.pkt.mark" or sel == ("ct", "state") \
                 else f"{var} is not None and "
+            if sel in FLOW_VARIANT:
+                body.append(f"{pad}if fc is not None: fc.append(None)")
             body.append(f"{pad}if {guard}{expr}:")
             gen(rest, ind + 1)
         elif kind == "counter":
             k = const(op[1])
             body.append(f"{pad}{k}[0] += 1; {k}[1] += n")
+            body.append(f"{pad}if fc is not None: fc.append({k})")
             gen(rest, ind) if rest else None
         elif kind == "mark":
             body.append(f"{pad}c.pkt.mark = {op[1]}")
             gen(rest, ind) if rest else None
         elif kind == "do":
+            if not getattr(op[1], "flow_safe", False):
+                body.append(f"{pad}if fc is not None: fc.append(None)")
             body.append(f"{pad}{const(op[1])}(c)")
             gen(rest, ind) if rest else None
         elif kind == "call":
+            if not getattr(op[1], "flow_safe", False):
+                body.append(f"{pad}if fc is not None: fc.append(None)")
             body.append(f"{pad}v = {const(op[1])}(c)")
             body.append(f"{pad}if v is None:")
             gen(rest, ind + 1)
@@ -928,6 +940,7 @@ def _ct_mark_step(v: int) -> Callable[[Ctx], None]:
     def step(c: Ctx) -> None:
         if c.pkt.ct is not None:
             c.pkt.ct.mark = v
+    step.flow_safe = True           # type: ignore[attr-defined]  (a change stops the probe)
     return step
 
 
@@ -1098,6 +1111,7 @@ def _vmap_step(comp: Compiler, it: Stmt, t: CTable, setvals: dict[str, list[Any]
             else:
                 return None
         return fn(c)
+    step.flow_safe = sel not in FLOW_VARIANT   # type: ignore[attr-defined]
     return step
 
 

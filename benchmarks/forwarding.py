@@ -13,15 +13,26 @@ each with iperf3 and ping from host h1 to host h2:
             The router under test, configured through `netns:` and `peer:`
             (see docs/contract.md).
 
+  kernel-nft, pyrouter-nft
+            The same, with the nftables ruleset of --nft loaded (`nft -f` in the
+            router namespace; `nftables: {file: ...}` for pyrouter).  The default,
+            benchmarks/rules100_ct_nat.nft, is issue 7's case: a 100-rule FORWARD
+            chain with conntrack (the 97 port rules come before the established
+            accept) and masquerade toward h2.
+
 Per target it reports TCP throughput (Gbit/s, iperf3 receiver side), UDP
 packets/s with 64-byte payloads (packets that reached the iperf3 server, plus
-loss), and ping RTT (average of 20 pings at 50 ms), then prints a table with
-absolute figures and ratios to kernel and to relay.
+loss), ping RTT (average of 20 pings at 50 ms) and new TCP connections per second
+(4 client threads in h1 connecting to a server in h2 that accepts and closes, for
+3 s: each connection is a new conntrack entry, a NAT binding and a full handshake and
+close through the router), then prints a table with absolute figures and ratios to
+kernel and to relay, and each -nft target against its plain one.
 
 Run as root:
 
     /work/main/.venv/bin/python benchmarks/forwarding.py [--duration 10] \
-        [--targets kernel,relay,pyrouter] [--json OUT] [--ipv6] [--nft RULES.nft]
+        [--targets kernel,relay,pyrouter,kernel-nft,pyrouter-nft] [--json OUT] [--ipv6]
+        [--nft RULES.nft]
 
 Every namespace, TAP and process it creates carries a per-run suffix (the
 pid) and is removed in `finally`, including on Ctrl-C, SIGTERM and failure.
@@ -48,8 +59,14 @@ from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 RELAY = REPO / "benchmarks" / "relay.py"
-TARGETS = ("kernel", "relay", "pyrouter")
-NFT_FILE: str | None = None   # --nft: a ruleset for pyrouter (issue 7)
+TARGETS = ("kernel", "relay", "pyrouter", "kernel-nft", "pyrouter-nft")
+DEFAULT_TARGETS = ("kernel", "relay", "pyrouter", "pyrouter-nft")
+# --nft: the ruleset of the *-nft targets (issue 7: 100 rules, conntrack, masquerade)
+DEFAULT_NFT = REPO / "benchmarks" / "rules100_ct_nat.nft"
+NFT_FILE: str = str(DEFAULT_NFT)
+CONN_PORT = 5301
+CONN_SECONDS = 3
+CONN_THREADS = 4
 IPERF_PORT = 5201
 UDP_PAYLOAD = 64
 PING_COUNT = 20
@@ -277,7 +294,7 @@ def setup_relay(cleanup: Cleanup, tmp: Path) -> Topology:
     return Topology(h1, h2, net_addr(0, 2, False), tap_b, relay)
 
 
-def pyrouter_config(h1: str, h2: str, tap_a: str, tap_b: str) -> str:
+def pyrouter_config(h1: str, h2: str, tap_a: str, tap_b: str, nft: bool = False) -> str:
     """The router config as YAML text (flow style, no dependency on PyYAML)."""
     lines = ["interfaces:"]
     for i, (tap, ns) in enumerate(((tap_a, h1), (tap_b, h2)), start=1):
@@ -289,18 +306,28 @@ def pyrouter_config(h1: str, h2: str, tap_a: str, tap_b: str) -> str:
             f"      addresses: [\"{net_addr(i, 2)}\"]",
             f"      routes: [{{to: default, via: \"{net_addr(i, 1, False)}\"}}]",
         ]
-    if NFT_FILE:
+    if nft:
         lines.append(f"nftables: {{file: \"{Path(NFT_FILE).resolve()}\"}}")
     return "\n".join(lines) + "\n"
 
 
-def setup_pyrouter(cleanup: Cleanup, tmp: Path) -> Topology:
+def setup_kernel_nft(cleanup: Cleanup, tmp: Path) -> Topology:
+    topo = setup_kernel(cleanup, tmp)
+    sh(*in_ns(f"{PREFIX}kr", "nft", "-f", str(Path(NFT_FILE).resolve())))
+    return topo
+
+
+def setup_pyrouter_nft(cleanup: Cleanup, tmp: Path) -> Topology:
+    return setup_pyrouter(cleanup, tmp, nft=True)
+
+
+def setup_pyrouter(cleanup: Cleanup, tmp: Path, nft: bool = False) -> Topology:
     h1 = add_netns(cleanup, f"{PREFIX}ph1")
     h2 = add_netns(cleanup, f"{PREFIX}ph2")
     tap_a, tap_b = f"{PREFIX}pa", f"{PREFIX}pb"
     cleanup.push("pyrouter TAPs", lambda: remove_links([tap_a, tap_b], [h1, h2]))
     cfg, ready = tmp / "pyrouter.yaml", tmp / "pyrouter.ready"
-    cfg.write_text(pyrouter_config(h1, h2, tap_a, tap_b))
+    cfg.write_text(pyrouter_config(h1, h2, tap_a, tap_b, nft))
     router = start_daemon(cleanup, "pyrouter", [
         sys.executable, "-m", "pyrouter", "run", "-c", str(cfg),
         "--log-format", "json", "--ready-file", str(ready),
@@ -310,7 +337,8 @@ def setup_pyrouter(cleanup: Cleanup, tmp: Path) -> Topology:
     return Topology(h1, h2, net_addr(2, 2, False), tap_b, router)
 
 
-SETUP = {"kernel": setup_kernel, "relay": setup_relay, "pyrouter": setup_pyrouter}
+SETUP = {"kernel": setup_kernel, "relay": setup_relay, "pyrouter": setup_pyrouter,
+         "kernel-nft": setup_kernel_nft, "pyrouter-nft": setup_pyrouter_nft}
 
 
 # --------------------------------------------------------------------------- #
@@ -390,6 +418,59 @@ def measure_udp(topo: Topology, duration: int, rate: str) -> dict:
             "udp_loss_pct": rx["lost_percent"]}
 
 
+CONN_SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1024)
+while True:
+    c, _ = s.accept()
+    c.close()
+"""
+
+CONN_CLIENT = r"""
+import socket, sys, threading, time
+dst, port, secs, nthreads = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+done, failed = [0] * nthreads, [0] * nthreads
+end = time.monotonic() + secs
+def run(i):
+    while time.monotonic() < end:
+        c = socket.socket(fam)
+        c.settimeout(2)
+        try:
+            c.connect((dst, port))
+            c.recv(1)            # the server closes: our FIN follows
+            done[i] += 1
+        except OSError:
+            failed[i] += 1
+        finally:
+            c.close()
+ts = [threading.Thread(target=run, args=(i,)) for i in range(nthreads)]
+t0 = time.monotonic()
+for t in ts: t.start()
+for t in ts: t.join()
+print(sum(done), sum(failed), time.monotonic() - t0)
+"""
+
+
+def measure_conn(cleanup: Cleanup, topo: Topology, tmp: Path) -> dict:
+    """New TCP connections per second (handshake, server close, client close)."""
+    server = start_daemon(cleanup, "conn server", list(in_ns(
+        topo.h2, sys.executable, "-c", CONN_SERVER, topo.dst, str(CONN_PORT))),
+        tmp / "conn-server.log")
+    deadline = time.monotonic() + 5
+    while not sh(*in_ns(topo.h2, "ss", "-Hltn", f"sport = :{CONN_PORT}"), check=False).strip():
+        if not server.alive() or time.monotonic() > deadline:
+            raise BenchError(f"connection server did not start\n{server.tail()}")
+        time.sleep(0.05)
+    out = sh(*in_ns(topo.h1, sys.executable, "-c", CONN_CLIENT, topo.dst, str(CONN_PORT),
+                    str(CONN_SECONDS), str(CONN_THREADS)), timeout=CONN_SECONDS + 30)
+    done, failed, secs = out.split()
+    return {"conn_per_s": int(done) / float(secs), "conn_failed": int(failed)}
+
+
 def run_target(name: str, args: argparse.Namespace, result: dict) -> None:
     """Set up one target, measure it into `result`, tear it down.
 
@@ -405,7 +486,7 @@ def run_target(name: str, args: argparse.Namespace, result: dict) -> None:
         except BenchError as exc:
             result["errors"]["run"] = str(exc)
             print(f"  FAILED: {exc}", file=sys.stderr, flush=True)
-        if name == "pyrouter":
+        if name.startswith("pyrouter"):
             collect_stats(tmp, result)  # written by the router at shutdown
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -420,7 +501,8 @@ def measure_target(name: str, args: argparse.Namespace, cleanup: Cleanup,
     print(f"  up in {time.monotonic() - t0:.1f}s", flush=True)
     steps = (("ping", lambda: measure_ping(topo.h1, topo.dst)),
              ("tcp", lambda: measure_tcp(topo.h1, topo.dst, args.duration)),
-             ("udp", lambda: measure_udp(topo, args.duration, args.udp_rate)))
+             ("udp", lambda: measure_udp(topo, args.duration, args.udp_rate)),
+             ("conn", lambda: measure_conn(cleanup, topo, tmp)))
     for step, measure in steps:
         topo.check_forwarder()
         try:
@@ -467,9 +549,10 @@ COLUMNS = (
     ("UDP tx kpps", "udp_tx_pps", ".1f", 1e-3),
     ("UDP loss %", "udp_loss_pct", ".1f", 1.0),
     ("RTT avg ms", "rtt_avg_ms", ".3f", 1.0),
+    ("conn/s", "conn_per_s", ".0f", 1.0),
 )
 RATIO_ROWS = (("TCP", "tcp_gbps"), ("UDP rx", "udp_rx_pps"),
-              ("UDP fwd", "udp_fwd_pps"), ("RTT", "rtt_avg_ms"))
+              ("UDP fwd", "udp_fwd_pps"), ("RTT", "rtt_avg_ms"), ("conn/s", "conn_per_s"))
 
 
 def ratio(results: dict, target: str, base: str, key: str) -> str:
@@ -483,17 +566,20 @@ def ratio(results: dict, target: str, base: str, key: str) -> str:
 def print_table(results: dict, duration: int) -> None:
     print(f"\nResults ({duration} s per iperf3 test; UDP payload {UDP_PAYLOAD} B; "
           f"ping {PING_COUNT} x {PING_INTERVAL * 1000:.0f} ms)")
-    header = f"{'target':<10}" + "".join(f"{h:>14}" for h, *_ in COLUMNS)
+    header = f"{'target':<13}" + "".join(f"{h:>14}" for h, *_ in COLUMNS)
     print(header)
     print("-" * len(header))
     for t, res in results.items():
         cells = ["n/a" if res.get(key) is None else format(res[key] * scale, fmt)
                  for _, key, fmt, scale in COLUMNS]
-        print(f"{t:<10}" + "".join(f"{c:>14}" for c in cells))
+        print(f"{t:<13}" + "".join(f"{c:>14}" for c in cells))
 
     # Each target against the bases listed before it (kernel, then relay).
     pairs = [(t, b) for i, t in enumerate(results) for b in list(results)[:i]
-             if b in ("kernel", "relay")]
+             if b in ("kernel", "relay") and not t.startswith("kernel")]
+    # ... and each ruleset target against the same forwarder without one (issue 7's
+    # target: pyrouter-nft/pyrouter >= 0.5).
+    pairs += [(t, t[:-4]) for t in results if t.endswith("-nft") and t[:-4] in results]
     if pairs:
         print("\nRatios (throughput: fraction of the base; RTT: multiple of the base)")
         header = f"{'metric':<10}" + "".join(f"{f'{t}/{b}':>17}" for t, b in pairs)
@@ -533,13 +619,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Compare kernel forwarding, a no-op Python TAP relay and pyrouter.")
     parser.add_argument("--duration", type=int, default=10,
                         help="seconds per iperf3 test (default 10)")
-    parser.add_argument("--targets", default=",".join(TARGETS),
+    parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                         help=f"comma-separated subset of {','.join(TARGETS)}")
     parser.add_argument("--udp-rate", default="0",
                         help="iperf3 -b for the UDP test (default 0 = unlimited)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON")
-    parser.add_argument("--nft", metavar="FILE", help="pyrouter loads this nftables ruleset "
-                        "(nftables: {file: FILE}); every hook entry disables the fast path")
+    parser.add_argument("--nft", metavar="FILE", default=str(DEFAULT_NFT),
+                        help="the ruleset of the kernel-nft / pyrouter-nft targets "
+                        "(default benchmarks/rules100_ct_nat.nft)")
     parser.add_argument("--ipv6", action="store_true",
                         help="measure IPv6 forwarding (fd00:N::/64) instead of IPv4")
     args = parser.parse_args(argv)

@@ -25,10 +25,13 @@ such a key...).  An entry is made only when all of these hold:
 * nothing variant was evaluated and the packet left as exactly one frame, through
   ip_forward_finish on a CONNECTED neighbour (``Router.flow_fwd``), not back out its
   input port (redirects), within the MTU;
-* with conntrack registered: the packet belonged to a confirmed, ASSURED connection
-  that had seen a reply, this packet moved its counters by one and changed neither
-  its mark, its status nor its TCP state, which is ESTABLISHED; a TCP packet carries
-  ACK and none of SYN/FIN/RST (those change state or are ignored by conntrack);
+* with conntrack registered: the packet belonged to a confirmed connection, moved its
+  counters by one and changed neither its mark, its status nor its TCP state.  A TCP
+  connection must be ESTABLISHED, ASSURED and have seen a reply, and the packet carry
+  ACK and none of SYN/FIN/RST (those change state or are ignored by conntrack).  A
+  UDP (or UDP-Lite) connection may still be unreplied: every packet of a one-way
+  stream is NEW with the same 30 s timeout until a reply changes the status, which
+  invalidates the entry;
 * replaying the entry on the same frame gives byte for byte the frame the slow
   path sent (a self-check: a NAT rewrite, the TTL and both checksums).
 
@@ -151,21 +154,38 @@ def _account(r: Router, fl: list[Any], out: bytearray, cnts: tuple[list[int], ..
 
 def forward4(r: Router, fl: list[Any], port: Port, frame: bytes, n: int, now: int) -> bool:
     """Replay *fl* for an IPv4 frame (the caller checked version/IHL 0x45, ethertype
-    and n >= 38); False: take the slow path."""
+    and n >= 38); False: take the slow path.  (_l4_ok and _account inlined: the hot path.)"""
     total = (frame[16] << 8) | frame[17]
     c = fl[F_CONN]
     if (frame[23] != fl[F_PROTO] or port.ifindex != fl[F_IIF] or frame[22] <= 1
-            or not 20 <= total <= n - 14 or total > fl[F_MTU]
+            or not 28 <= total <= n - 14 or total > fl[F_MTU]
             or (frame[15] & 0x1E) != fl[F_TOS] or frame[20] & 0x3F or frame[21]
             or frame[0:6] != port.mac
             or (c is not None and (c.status, c.mark, c.tcp_state) != fl[F_CTSTATE])
             or _fb(frame[14:34], "big") % 0xFFFF):
         return False
-    cnts = _l4_ok(fl, frame, 34, 14 + total)
+    if frame[23] == 6:
+        doff = (frame[46] >> 4) << 2
+        if total < 40 or doff < 20 or 20 + doff > total:
+            return False
+        cnts = fl[F_FLAGS].get(frame[47])
+    else:
+        cnts = fl[F_FLAGS].get(0)
     if cnts is None:
         return False
     out = _rewrite4(fl, frame, total, n)
-    _account(r, fl, out, cnts, total, now)
+    for cnt in cnts:
+        cnt[0] += 1
+        cnt[1] += total
+    if c is not None:
+        d = fl[F_DIR]
+        c.packets[d] += 1
+        c.bytes[d] += total
+        c.deadline = now + fl[F_TMO]
+    oport = fl[F_OPORT]
+    oport.tx_packets += 1
+    oport.tx_bytes += 14 + total
+    r.tx.append((fl[F_OIF], out))
     r.flow_forwarded += 1
     return True
 
@@ -213,8 +233,8 @@ def probe(r: Router, port: Port, frame: bytes, now: int, pf: int) -> None:
             t = (6, frame[22:38], frame[38:54], frame[20], (frame[54] << 8) | frame[55],
                  (frame[56] << 8) | frame[57])
         c = nf.conntrack.hash.get(t)
-        if c is None or (c.status & _CT_READY) != _CT_READY:
-            eth_rcv(r, port, frame, now)          # not an established flow: nothing to learn
+        if c is None or not c.status & IPS_CONFIRMED:
+            eth_rcv(r, port, frame, now)          # a flow's first packet: nothing to learn
             return
         dirn = 0 if c.orig == t else 1
         before = (c.mark, c.status, c.tcp_state, c.packets[dirn])
@@ -231,7 +251,7 @@ def probe(r: Router, port: Port, frame: bytes, now: int, pf: int) -> None:
         return
     if c is not None:
         if (c.mark, c.status, c.tcp_state, c.packets[dirn] - 1) != before or \
-                (c.proto == 6 and c.tcp_state != sES):
+                (c.proto == 6 and (c.tcp_state != sES or (c.status & _CT_READY) != _CT_READY)):
             return
     l4 = 34 if pf == 4 else 54
     proto = frame[23] if pf == 4 else frame[20]

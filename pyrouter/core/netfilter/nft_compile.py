@@ -481,7 +481,7 @@ class Ruleset:
                                ("input", 100)):
                 if hook not in have:
                     e = HookEntry(nat_entry(lambda c: CONT, Ctx, NF_ACCEPT, "nf_nat"), prio,
-                                  f"nf_nat ipv{fam} {hook}")
+                                  f"nf_nat ipv{fam} {hook}", flow_safe=True)
                     self.nat_helpers.append(e)
                     nf.register(fam, HOOK_NAMES[hook], e)
         nf.ruleset = self

@@ -99,7 +99,7 @@ SNMP_COUNTERS = (
     "IpReasmReqds", "IpReasmOKs", "IpReasmFails", "IpFragOKs", "IpFragFails", "IpFragCreates",
     "IcmpInMsgs", "IcmpInErrors", "IcmpInCsumErrors", "IcmpInEchos", "IcmpInEchoReps",
     "IcmpInDestUnreachs", "IcmpInTimeExcds", "IcmpInRedirects", "IcmpRedirectsRejected",
-    "IcmpOutMsgs", "IcmpOutEchoReps",
+    "IcmpOutMsgs", "IcmpOutEchoReps", "IcmpInTimestamps", "IcmpOutTimestampReps",
     "IcmpOutDestUnreachs", "IcmpOutTimeExcds", "IcmpOutParmProbs", "IcmpOutRedirects",
     "UdpInDatagrams", "UdpNoPorts", "UdpInErrors", "UdpInCsumErrors",
     "TcpInSegs", "TcpOutRsts", "TcpInErrs", "TcpInCsumErrors",

@@ -319,6 +319,10 @@ def test_fragments_are_reassembled_before_tracking() -> None:
     assert len(out) >= 1
     c = only(net)
     assert c.orig[4:] == (7, 7) and c.bytes[0] == len(l3)
+    # ... and leaves re-fragmented no larger than the largest fragment received
+    # (ip_do_fragment with IPCB(skb)->frag_max_size), as the kernel sends it on.
+    sizes = [len(f) - 14 for _, f in out]
+    assert sizes == [len(f) for f in frags], (sizes, [len(f) for f in frags])
 
 
 def test_ipv6_echo_and_udp_stateful_and_nd_untracked() -> None:

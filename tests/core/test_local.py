@@ -38,6 +38,27 @@ def test_echo_to_each_router_address_is_answered_from_it(owner: int, addr: str) 
     assert net.drops() == {}
 
 
+def test_timestamp_request_gets_a_timestamp_reply() -> None:
+    """icmp_timestamp(): type 14 code 0, id/seq and originate copied, receive = transmit =
+    ms since midnight UTC (here the virtual clock, no wall offset); any request code;
+    too short -> an InError; to broadcast -> ignored (icmp_echo_ignore_broadcasts)."""
+    import struct
+    net = net_with_h1()
+    net.now = 3_600_123 * 1_000_000                  # 01:00:00.123 UTC on the virtual clock
+    body = struct.pack("!III", 0x01020304, 0, 0)
+    l3 = ipv4(H1.ip, R_IP[LAN], icmp(13, 5, (0x4242 << 16) | 9, body), proto=1)
+    tx = net.send(LAN, frame_from(H1, l3))
+    assert len(tx) == 1
+    msg = expect_icmp(tx[0], type=14, code=0, src=R_IP[LAN], dst=H1.ip, rest=(0x4242 << 16) | 9)
+    assert struct.unpack("!III", msg.data) == (0x01020304, 3_600_123, 3_600_123)
+    assert net.snmp("IcmpInTimestamps") == 1 and net.snmp("IcmpOutTimestampReps") == 1
+    short = ipv4(H1.ip, R_IP[LAN], icmp(13, 0, 0, b"\0\0"), proto=1)
+    assert net.send(LAN, frame_from(H1, short)) == []
+    assert net.snmp("IcmpInErrors") == 1
+    bc = ipv4(H1.ip, "10.0.1.255", icmp(13, 0, 0, body), proto=1)
+    assert net.send(LAN, frame_from(H1, bc, eth_dst=BCAST_MAC)) == []
+
+
 def test_echo_with_ttl_1_to_the_router_is_answered() -> None:
     net = net_with_h1()
     tx = net.send(LAN, frame_from(H1, ipv4(H1.ip, R_IP[WAN], echo(), proto=1, ttl=1)))

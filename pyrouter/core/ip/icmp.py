@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ...wire import icmpv4 as icmpw
 from ...wire.checksum import inet_checksum
 from ...wire.ipv4 import IP_OFFSET, IPPROTO_ICMP
+from ..drops import DropReason
 from ..netfilter.conntrack import attach as nf_ct_attach
 from ..packet import PacketBuf, PktType
 from ..route.fib import RouteType
@@ -40,11 +41,13 @@ ICMP_MAX_ERROR_LEN = 576
 IPTOS_TOS_MASK = 0x1E
 IPTOS_PREC_INTERNETCONTROL = 0xC0
 
+ICMP_TIMESTAMP, ICMP_TIMESTAMPREPLY = 13, 14
 _OUT_COUNTER = {icmpw.ICMP_DEST_UNREACH: "IcmpOutDestUnreachs",
                 icmpw.ICMP_TIME_EXCEEDED: "IcmpOutTimeExcds",
                 icmpw.ICMP_PARAMETERPROB: "IcmpOutParmProbs",
                 icmpw.ICMP_REDIRECT: "IcmpOutRedirects",
-                icmpw.ICMP_ECHOREPLY: "IcmpOutEchoReps"}
+                icmpw.ICMP_ECHOREPLY: "IcmpOutEchoReps",
+                ICMP_TIMESTAMPREPLY: "IcmpOutTimestampReps"}
 
 
 def _is_bcast_or_mcast(r: Router, dst: int) -> bool:
@@ -119,6 +122,26 @@ def icmp_echo_reply(r: Router, pkt: PacketBuf, icmp_off: int, now: int) -> bool:
     src = int.from_bytes(data[12:16], "big")
     dst = int.from_bytes(data[16:20], "big")
     return _send_icmp(r, bytes(msg), src, dst, data[1], icmpw.ICMP_ECHOREPLY, now)
+
+
+def icmp_timestamp_reply(r: Router, pkt: PacketBuf, icmp_off: int, now: int) -> bool:
+    """icmp_timestamp(): a Timestamp Reply (type 14, code 0) with the request's id and
+    sequence, its originate timestamp and ours (ms since midnight UTC) as both receive
+    and transmit; a request with less than the 4-byte originate field is an error."""
+    data = pkt.data
+    if len(data) - icmp_off < 12:
+        r.counters.snmp["IcmpInErrors"] += 1
+        r.drop(DropReason.ICMP_MALFORMED)
+        return False
+    ts = r.ms_of_day(now).to_bytes(4, "big")
+    msg = bytearray(data[icmp_off:icmp_off + 12]) + ts + ts
+    msg[0] = ICMP_TIMESTAMPREPLY
+    msg[1] = msg[2] = msg[3] = 0
+    c = inet_checksum(msg)
+    msg[2], msg[3] = c >> 8, c & 0xFF
+    src = int.from_bytes(data[12:16], "big")
+    dst = int.from_bytes(data[16:20], "big")
+    return _send_icmp(r, bytes(msg), src, dst, data[1], ICMP_TIMESTAMPREPLY, now)
 
 
 def _send_icmp(r: Router, msg: bytes, daddr: int, saddr: int | None, tos: int,

@@ -4,7 +4,8 @@ Fragments are reassembled first (IP4-12).  Then, by protocol:
 
 * ICMP (icmp_rcv): bad checksum -> silent drop (ICMP4-10); type > 18 ->
   silent drop (ICMP4-11); echo request -> echo reply from the pinged address
-  (ICMP4-13), except to broadcast (icmp_echo_ignore_broadcasts = 1); echo
+  (ICMP4-13), except to broadcast (icmp_echo_ignore_broadcasts = 1); timestamp
+  request -> timestamp reply (icmp_timestamp, same broadcast rule); echo
   replies and errors about the router's own probes go to ip/sock.py; other
   types are consumed (PMTU and redirect learning arrive with the routing issue).
 * UDP: bad checksum -> silent drop; the DNS forwarder's queries and answers go to
@@ -29,7 +30,7 @@ from ..drops import DropReason
 from ..netfilter.hooks import Hook, nf_hook
 from ..packet import PacketBuf, PktType
 from ..services.dns import dns_udp_rcv
-from .icmp import icmp_echo_reply, icmp_send
+from .icmp import ICMP_TIMESTAMP, icmp_echo_reply, icmp_send, icmp_timestamp_reply
 from .output import ip_local_out
 from .pmtu import learn_from_frag_needed, learn_from_redirect
 from .sock import icmp_for_us
@@ -107,6 +108,12 @@ def icmp_rcv(r: Router, pkt: PacketBuf, now: int, broadcast: bool) -> None:
             r.drop(DropReason.BROADCAST_IGNORED if broadcast else DropReason.ICMP_IGNORED)
             return
         icmp_echo_reply(r, pkt, off, now)
+    elif t == ICMP_TIMESTAMP:
+        snmp["IcmpInTimestamps"] += 1
+        if broadcast and r.sysctl.icmp_echo_ignore_broadcasts:
+            r.drop(DropReason.BROADCAST_IGNORED)
+            return
+        icmp_timestamp_reply(r, pkt, off, now)
     else:
         if t == icmpw.ICMP_ECHOREPLY:
             snmp["IcmpInEchoReps"] += 1

@@ -121,11 +121,15 @@ def ip_finish_output(r: Router, pkt: PacketBuf, route: Route, port: Port, nextho
         mtu = path_mtu(r, route, port, int.from_bytes(data[16:20], "big"), now, True)
     else:
         mtu = route_mtu(route, port)
+        # A datagram conntrack reassembled leaves as fragments no larger than the
+        # largest one received (ip_do_fragment: IPCB(skb)->frag_max_size).
+        if pkt.frag_max_size and pkt.frag_max_size < mtu:
+            mtu = pkt.frag_max_size
     if len(data) <= mtu:
         neigh_output(r, port, nexthop, data, pkt, now)
         return
     frag = (data[6] << 8) | data[7]
-    if frag & IP_DF:
+    if frag & IP_DF and not pkt.frag_max_size:
         r.counters.snmp["IpFragFails"] += 1
         r.drop(DropReason.FRAG_NEEDED)
         return

@@ -13,9 +13,10 @@ import pytest
 
 from pyrouter.control.build import build
 from pyrouter.control.load import ConfigError, parse
+from pyrouter.core import SECOND
 from pyrouter.core.netfilter.hooks import Hook
 
-from .helpers import (H1, H2, LAN, TOPOLOGY, WAN, Net, expect_ipv4, frame_from, ipv4,
+from .helpers import (H1, H2, LAN, MS, TOPOLOGY, WAN, Net, expect_ipv4, frame_from, ipv4,
                       parse_ipv4, udp)
 
 calls: list = []
@@ -158,3 +159,286 @@ def test_pcaprec_example_writes_one_file_per_flow(tmp_path, monkeypatch) -> None
     assert len(recs) == 2
     ip = parse_ipv4(recs[0][1][14:])
     assert (ip.src, ip.dst, ip.ttl) == (H1.ip, H2.ip, 63)
+
+
+# ---------------------------------------------------------------------------
+# The time bound: every call timed (a fake clock here), slow calls counted, a plugin
+# that overruns its budget too often disabled with its failure verdict.
+# ---------------------------------------------------------------------------
+
+class FakeClock:
+    """A perf_counter_ns stand-in: each plugin call 'takes' what the plugin says."""
+
+    def __init__(self) -> None:
+        self.t = 0
+
+    def __call__(self) -> int:
+        return self.t
+
+
+def _timed(net: Net, cost_ms: list[float]) -> FakeClock:
+    clock = FakeClock()
+    pl = net.router.nf.plugins[0]
+    pl.clock = clock
+    fn = pl.fn
+
+    def costly(p):
+        clock.t += int(cost_ms[0] * MS)
+        return fn(p)
+    pl.fn = costly
+    return clock
+
+
+def _slow_net(extra: str = "", on_error: str = "accept") -> Net:
+    seen: list = []
+    _module("nfplug_slow", look=lambda p: seen.append(p.dport))
+    net = _net(f"  - {{module: nfplug_slow, function: look, hook: forward, "
+               f"on_error: {on_error}{extra}}}\n")
+    net.seen = seen                                   # type: ignore[attr-defined]
+    return net
+
+
+def test_calls_within_budget_are_timed_and_never_slow() -> None:
+    net = _slow_net(", budget_ms: 5")
+    _timed(net, [4.9])
+    for _ in range(20):
+        assert len(_send(net)) == 1
+    st = net.router.nf.plugins[0].stats()
+    assert (st["calls"], st["slow"], st["disabled"], st["budget_ms"]) == (20, 0, False, 5.0)
+    assert st["time_ms"] == pytest.approx(98.0) and st["max_ms"] == pytest.approx(4.9)
+    assert st["verdicts"]["accept"] == 20
+    assert not [e for e in net.events if e.name.startswith("nf.plugin")]
+
+
+@pytest.mark.parametrize("on_error,out,reason", [("accept", 1, None),
+                                                 ("drop", 0, "nf_plugin_slow")])
+def test_a_plugin_over_budget_too_often_is_disabled_with_its_failure_verdict(
+        on_error: str, out: int, reason: str | None) -> None:
+    net = _slow_net(", budget_ms: 2, max_slow: 3", on_error)
+    _timed(net, [10.0])
+    for i in range(4):               # slow calls 1..3 fill the bucket, the 4th trips it
+        assert len(_send(net)) == 1  # the verdict of a call that ran is its own
+        assert net.router.nf.plugins[0].disabled == (i == 3)
+    for _ in range(5):
+        assert len(_send(net)) == out
+    pl = net.router.nf.plugins[0]
+    assert net.seen == [9] * 4 and pl.calls == 4            # no longer called
+    assert (pl.slow, pl.skipped, pl.trips) == (4, 5, 1)
+    names = [e.name for e in net.events if e.name.startswith("nf.plugin")]
+    assert names == ["nf.plugin_slow"] * 4 + ["nf.plugin_disabled"]
+    dis = [e for e in net.events if e.name == "nf.plugin_disabled"][0].fields
+    assert dis["verdict"] == on_error and dis["retry_after_s"] is None
+    if reason:
+        assert net.drops()[reason] == 5
+    assert net.router.snapshot()["netfilter"]["plugins"][0]["disabled"] is True
+
+
+def test_slow_calls_leak_away_a_plugin_slow_once_a_second_keeps_running() -> None:
+    net = _slow_net(", budget_ms: 1, max_slow: 2")
+    _timed(net, [3.0])
+    for i in range(30):
+        net.now += SECOND
+        assert len(_send(net)) == 1
+    pl = net.router.nf.plugins[0]
+    assert pl.slow == 30 and not pl.disabled and pl.calls == 30
+    evs = [e for e in net.events if e.name == "nf.plugin_slow"]
+    assert len(evs) == 30 and evs[0].fields["ms"] == 3.0          # 1/s: within the budget
+
+
+def test_retry_after_tries_one_call_again_half_open() -> None:
+    net = _slow_net(", budget_ms: 1, max_slow: 1, retry_after_s: 10", "drop")
+    cost = [5.0]
+    _timed(net, cost)
+    _send(net)
+    _send(net)
+    pl = net.router.nf.plugins[0]
+    assert pl.disabled and pl.calls == 2
+    net.now += 9 * SECOND
+    assert _send(net) == [] and pl.calls == 2                    # still open
+    net.now += SECOND
+    assert len(_send(net)) == 1 and pl.calls == 3                # tried, still slow ...
+    assert pl.disabled and pl.trips == 2                         # ... so open again
+    net.now += 10 * SECOND
+    cost[0] = 0.5
+    for _ in range(5):
+        assert len(_send(net)) == 1
+    assert not pl.disabled and pl.calls == 8
+
+
+def test_reload_gives_a_disabled_plugin_a_fresh_start() -> None:
+    net = _slow_net(", budget_ms: 1, max_slow: 1")
+    _timed(net, [5.0])
+    _send(net)
+    _send(net)
+    assert net.router.nf.plugins[0].disabled
+    net.router.adopt(build(parse(net.config), random.Random(5)))
+    assert not net.router.nf.plugins[0].disabled and net.router.nf.plugins[0].calls == 0
+
+
+def test_budget_config_is_checked() -> None:
+    for bad, key in (("budget_ms: 0", "budget_ms"), ("max_slow: 0", "max_slow"),
+                     ("retry_after_s: -1", "retry_after_s")):
+        with pytest.raises(ConfigError) as ei:
+            parse(TOPOLOGY + f"plugins:\n  - {{module: m, function: f, hook: input, {bad}}}\n")
+        assert ei.value.path.startswith(f"plugins[0].{key}")
+
+
+def test_plugin_and_queue_counters_reach_the_metrics_and_show_stats() -> None:
+    from pyrouter.cli import fmt  # noqa: PLC0415
+    from pyrouter.shell.metrics import render  # noqa: PLC0415
+
+    net = _slow_net(", budget_ms: 1, max_slow: 1")
+    _timed(net, [2.0])
+    _send(net)
+    _send(net)
+    net.router.nf.bind_queue(4, maxlen=8, consumer=lambda p: None, name="m.f")
+    snap = net.router.snapshot()
+    text = render(snap, {})
+    assert 'pyrouter_nf_plugin_calls_total{plugin="nfplug_slow.look",hook="forward"} 2' in text
+    assert 'pyrouter_nf_plugin_slow_calls_total{plugin="nfplug_slow.look",hook="forward"} 2' \
+        in text
+    assert 'pyrouter_nf_plugin_disabled{plugin="nfplug_slow.look",hook="forward"} 1' in text
+    assert 'pyrouter_nf_queue_waiting{queue="4"} 0' in text
+    assert 'pyrouter_nf_queue_timeouts_total{queue="4"} 0' in text
+    shown = fmt.stats({"snmp": {}, "drops": {}, "netfilter": snap["netfilter"]})
+    assert "#plugin nfplug_slow.look (forward)  DISABLED" in shown
+    assert "#queue 4 consumer m.f" in shown
+
+
+# ---------------------------------------------------------------------------
+# Queues from the config: consumers imported, bounded waiting, the failure verdict
+# after timeout_ms (router timers, virtual time), reload.
+# ---------------------------------------------------------------------------
+
+QRULES = ("nftables:\n  ruleset: |\n    table ip q {\n      chain fwd {\n"
+          "        type filter hook forward priority 0; policy accept;\n"
+          "        udp dport 9 queue num 1\n      }\n    }\n")
+
+
+def _qnet(queues: str, rules: str = QRULES) -> Net:
+    _module("nfq_c", judge=lambda p: "accept", hang=lambda p: None)
+    net = Net(config=TOPOLOGY + rules + "nf_queues:\n" + queues)
+    net.reachable(H1)
+    net.reachable(H2)
+    return net
+
+
+def test_nf_queues_config_binds_consumers_and_rejects_bad_entries() -> None:
+    net = _qnet("  - {num: 1, module: nfq_c, function: judge, maxlen: 4, timeout_ms: 250}\n")
+    q = net.router.nf.queues[1]
+    assert (q.maxlen, q.fail_open, q.timeout, q.name, q.configured) == (
+        4, False, 250 * MS, "nfq_c.judge", True)
+    assert q.consumer(None) == "accept"
+    base = TOPOLOGY + "nf_queues:\n"
+    with pytest.raises(ConfigError) as ei:
+        build(parse(base + "  - {num: 1, module: nfq_c, function: judge}\n"
+                    "  - {num: 1, module: nfq_c, function: hang}\n"), random.Random(0))
+    assert ei.value.path == "nf_queues[1].num"
+    with pytest.raises(ConfigError) as ei:
+        build(parse(base + "  - {num: 2, module: nfq_c, function: nope}\n"), random.Random(0))
+    assert ei.value.path == "nf_queues[0].function"
+    with pytest.raises(ConfigError) as ei:
+        build(parse(base + "  - {num: 2, module: no.such, function: f}\n"), random.Random(0))
+    assert ei.value.path == "nf_queues[0].module"
+    for bad, key in (("num: 70000", "num"), ("num: 1, timeout_ms: 0", "timeout_ms"),
+                     ("num: 1, maxlen: 0", "maxlen"), ("num: 1, fail: 1", "fail")):
+        with pytest.raises(ConfigError) as ei:
+            parse(base + f"  - {{module: m, function: f, {bad}}}\n")
+        assert ei.value.path.startswith(f"nf_queues[0].{key}"), ei.value.path
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_a_queued_packet_without_a_verdict_gets_the_failure_verdict_at_its_timeout(
+        fail_open: bool) -> None:
+    net = _qnet(f"  - {{num: 1, module: nfq_c, function: hang, timeout_ms: 300, "
+                f"fail_open: {str(fail_open).lower()}}}\n")
+    nf = net.router.nf
+    assert _send(net, 9) == []
+    assert len(_send(net, 10)) == 1                    # not queued by the rule
+    (item,) = nf.pending(1)
+    assert net.run_until(299 * MS) == []
+    out = net.run_until(300 * MS)
+    q = nf.queues[1]
+    assert q.timeouts == 1 and not nf.pending(1)
+    if fail_open:
+        assert [(t, i) for t, i, _ in out] == [(300 * MS, WAN)]
+        expect_ipv4(out[0][2], src=H1.ip, dst=H2.ip, ttl=63)
+    else:
+        assert out == [] and net.drops()["nf_queue_timeout"] == 1
+    ev = [e for e in net.events if e.name == "nf.queue_timeout"]
+    assert ev[0].fields == {"queue": 1, "consumer": "nfq_c.hang", "timeouts": 1,
+                            "verdict": "accept" if fail_open else "drop"}
+    assert not nf.reinject(net.router, item.id, 1, net.now)      # too late
+    assert net.router.snapshot()["netfilter"]["queues"][0]["timeouts"] == 1
+
+
+def test_a_verdict_in_time_wins_and_the_stale_timer_does_nothing() -> None:
+    net = _qnet("  - {num: 1, module: nfq_c, function: judge, timeout_ms: 300}\n")
+    nf = net.router.nf
+    _send(net, 9)
+    _send(net, 9)
+    a, b = nf.pending(1)
+    net.now = 100 * MS
+    assert nf.reinject(net.router, a.id, 1, net.now)             # accept
+    assert nf.reinject(net.router, b.id, 0, net.now)             # drop
+    assert len(net.drain()) == 1
+    assert net.run_until(SECOND) == [] and nf.queues[1].timeouts == 0
+    q = nf.queues[1].stats()
+    assert (q["accepted"], q["rejected"], q["waiting"], q["total"]) == (1, 1, 0, 2)
+
+
+def test_queue_timeouts_survive_timer_compaction_and_stay_bounded() -> None:
+    net = _qnet("  - {num: 1, module: nfq_c, function: hang, maxlen: 50, timeout_ms: 500}\n")
+    for _ in range(60):
+        _send(net, 9)
+    assert len(net.router.nf.pending(1)) == 50 and net.drops()["nf_queue_full"] == 10
+    net.router._compact_timers()
+    net.run_until(SECOND)
+    assert net.router.nf.queues[1].timeouts == 50 and net.drops()["nf_queue_timeout"] == 50
+
+
+def test_consumers_are_woken_with_fresh_packets_only() -> None:
+    net = _qnet("  - {num: 1, module: nfq_c, function: judge}\n")
+    nf = net.router.nf
+    woke: list = []
+    _send(net, 9)                                      # nobody runs consumers: not fresh
+    assert nf.take_fresh() == []
+    nf.wakeup = lambda: woke.append(1)
+    _send(net, 9)
+    _send(net, 9)
+    fresh = nf.take_fresh()
+    assert len(woke) == 2 and len(fresh) == 2 and nf.take_fresh() == []
+    nf.reinject(net.router, fresh[0].id, 1, net.now)
+    assert fresh[0].done and not fresh[1].done
+    _send(net, 9)
+    nf.reinject(net.router, nf.pending(1)[-1].id, 1, net.now)
+    assert nf.take_fresh() == []                       # answered before handed out
+
+
+def test_reload_updates_queues_and_a_removed_queue_still_times_out() -> None:
+    net = _qnet("  - {num: 1, module: nfq_c, function: hang, timeout_ms: 400}\n")
+    nf = net.router.nf
+    _send(net, 9)
+    (old,) = nf.pending(1)
+    net.router.adopt(build(parse(net.config.replace("timeout_ms: 400", "timeout_ms: 900")),
+                           random.Random(4)))
+    assert nf.queues[1].timeout == 900 * MS and nf.pending(1) == [old]
+    _send(net, 9)
+    net.router.adopt(build(parse(TOPOLOGY + QRULES), random.Random(5)))
+    assert 1 not in nf.queues
+    assert _send(net, 9) == [] and net.drops()["nf_queue_no_consumer"] == 1
+    second = nf._orphans and max(nf._orphans)
+    assert nf.reinject(net.router, second, 1, net.now)         # a late verdict still counts
+    assert len(net.drain()) == 1
+    net.run_until(400 * MS)
+    assert net.drops()["nf_queue_timeout"] == 1 and not nf._orphans
+
+
+def test_explain_copies_queue_parameters_not_the_waiting_packets() -> None:
+    import copy  # noqa: PLC0415
+
+    net = _qnet("  - {num: 1, module: nfq_c, function: hang, maxlen: 3}\n")
+    _send(net, 9)
+    twin = copy.deepcopy(net.router.nf)
+    assert twin.queues[1].maxlen == 3 and twin.queues[1].consumer is not None
+    assert twin.pending(1) == [] and len(net.router.nf.pending(1)) == 1

@@ -229,7 +229,7 @@ def test_show_each_what(env: Env) -> None:
         assert neigh == []
         _, stats = await c.call("show", {"what": "stats"})
         assert set(stats) == {"snmp", "drops", "loop", "neigh_stats", "reasm_queues",
-                              "fast_forwarded"}
+                              "fast_forwarded", "netfilter"}
         assert stats["snmp"]["IpInReceives"] == 0
         assert "wakeups" in stats["loop"]
         _, dhcp = await c.call("show", {"what": "dhcp"})

@@ -10,6 +10,8 @@ import sys
 import types
 
 import pytest
+import trio
+from trio.testing import MockClock
 
 from pyrouter.control.build import build
 from pyrouter.control.load import ConfigError, parse
@@ -442,3 +444,210 @@ def test_explain_copies_queue_parameters_not_the_waiting_packets() -> None:
     twin = copy.deepcopy(net.router.nf)
     assert twin.queues[1].maxlen == 3 and twin.queues[1].consumer is not None
     assert twin.pending(1) == [] and len(net.router.nf.pending(1)) == 1
+
+
+# ---------------------------------------------------------------------------
+# The shell's consumer runner (shell/nfqueue.py) on trio's MockClock: the core's
+# virtual time is trio's, so a consumer's sleep and the queue timeout race for real.
+# ---------------------------------------------------------------------------
+
+class _Tx:
+    def __init__(self, app) -> None:
+        self.app, self.out = app, []
+
+    def flush(self) -> None:
+        r = self.app.router
+        self.out += [(int(trio.current_time() * SECOND), i, bytes(f)) for i, f in r.tx]
+        self.app.events += r.events
+        r.tx, r.events = [], []
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list = []
+
+    def warning(self, event: str, **kw) -> None:
+        self.lines.append((event, kw))
+
+    info = error = warning
+
+
+def _runner_app(net: Net):
+    from pyrouter.shell.app import TimerTask  # noqa: PLC0415
+
+    app = types.SimpleNamespace(router=net.router, log=_Log(), events=[])
+    app.tx = _Tx(app)
+    app.timers = TimerTask(app)
+    return app
+
+
+def _run_shell(net: Net, body) -> types.SimpleNamespace:
+    """Run *body(app, send)* beside the runner and the timer task, on a MockClock."""
+    from pyrouter.shell.nfqueue import QueueRunner  # noqa: PLC0415
+
+    app = _runner_app(net)
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            await n.start(app.timers.run)
+            app.runner = QueueRunner(app)
+            await n.start(app.runner.run)
+
+            def send(dport: int = 9) -> None:
+                l3 = ipv4(H1.ip, H2.ip, udp(H1.ip, H2.ip, dport=dport, data=b"q" * 8), proto=17)
+                net.router.receive(LAN, frame_from(H1, l3), int(trio.current_time() * SECOND))
+                app.tx.flush()
+                app.timers.rearm()
+            await body(app, send)
+            n.cancel_scope.cancel()
+    trio.run(main, clock=MockClock(autojump_threshold=0))
+    return app
+
+
+def _consumers(**fns) -> None:
+    _module("nfq_t", **fns)
+
+
+async def _later_accept(p):
+    await trio.sleep(0.2)
+    return "accept"
+
+
+async def _later_drop(p):
+    await trio.sleep(0.1)
+    return "drop"
+
+
+async def _never(p):
+    await trio.sleep_forever()
+
+
+async def _raises(p):
+    await trio.sleep(0.05)
+    raise RuntimeError("lookup failed")
+
+
+def test_an_async_consumer_accepts_a_queued_packet_later() -> None:
+    _consumers(later=_later_accept)
+    net = _qnet("  - {num: 1, module: nfq_t, function: later, timeout_ms: 1000}\n")
+
+    async def body(app, send) -> None:
+        send(9)
+        send(10)                                     # not queued: out at once
+        await trio.sleep(0.1)
+        assert len(net.router.nf.pending(1)) == 1 and app.runner.running == 1
+        await trio.sleep(0.5)
+    app = _run_shell(net, body)
+    assert [(t, i) for t, i, _ in app.tx.out] == [(0, WAN), (200 * MS, WAN)]
+    ip = expect_ipv4(app.tx.out[1][2], src=H1.ip, dst=H2.ip, ttl=63)
+    assert ip.payload[2:4] == b"\x00\x09"
+    q = net.router.nf.queues[1]
+    assert (q.accepted, q.timeouts, q.errors, len(q.waiting)) == (1, 0, 0, 0)
+
+
+def test_a_consumer_that_drops_and_many_packets_waiting_at_once() -> None:
+    _consumers(later=_later_drop)
+    net = _qnet("  - {num: 1, module: nfq_t, function: later}\n")
+
+    async def body(app, send) -> None:
+        for _ in range(20):
+            send(9)
+        await trio.sleep(0.05)
+        assert app.runner.running == 20              # one task per waiting packet
+        await trio.sleep(0.2)
+    app = _run_shell(net, body)
+    assert app.tx.out == [] and net.drops()["nf_drop"] == 20
+    assert net.router.nf.queues[1].rejected == 20
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_a_hung_consumer_is_cancelled_and_the_timeout_decides(fail_open: bool) -> None:
+    _consumers(never=_never)
+    net = _qnet(f"  - {{num: 1, module: nfq_t, function: never, timeout_ms: 300, "
+                f"fail_open: {str(fail_open).lower()}}}\n")
+
+    async def body(app, send) -> None:
+        send(9)
+        await trio.sleep(1)
+        assert app.runner.running == 0               # its task gave up at the deadline
+    app = _run_shell(net, body)
+    q = net.router.nf.queues[1]
+    assert q.timeouts == 1 and not q.waiting
+    if fail_open:
+        assert [(t, i) for t, i, _ in app.tx.out] == [(300 * MS, WAN)]
+    else:
+        assert app.tx.out == [] and net.drops()["nf_queue_timeout"] == 1
+    assert [e.name for e in app.events] == ["nf.queue_timeout"]
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_a_consumer_that_raises_is_counted_logged_and_gets_the_failure_verdict(
+        fail_open: bool) -> None:
+    _consumers(bad=_raises, worse=lambda p: 42)
+    net = _qnet(f"  - {{num: 1, module: nfq_t, function: bad, "
+                f"fail_open: {str(fail_open).lower()}}}\n"
+                f"  - {{num: 2, module: nfq_t, function: worse}}\n",
+                QRULES.replace("udp dport 9 queue num 1",
+                               "udp dport 9 queue num 1\n        udp dport 8 queue num 2"))
+
+    async def body(app, send) -> None:
+        send(9)
+        send(8)
+        await trio.sleep(0.5)
+    app = _run_shell(net, body)
+    nf = net.router.nf
+    assert (nf.queues[1].errors, nf.queues[2].errors) == (1, 1)
+    assert [ev for ev, _ in app.log.lines] == ["nf.queue_consumer_error"] * 2
+    assert sorted(kw["error"] for _, kw in app.log.lines) == [
+        "RuntimeError('lookup failed')", "TypeError('returned 42, not a verdict')"]
+    assert len(app.tx.out) == (1 if fail_open else 0)
+    assert net.drops()["nf_plugin_error"] == (1 if not fail_open else 0) + 1
+
+
+def test_a_sync_consumer_and_a_consumer_that_rewrites_the_packet() -> None:
+    def mark(p):
+        p.set_bytes(p.thoff + 8, b"Z")
+        p.fix_checksums()
+        return "accept"
+    _consumers(mark=mark)
+    net = _qnet("  - {num: 1, module: nfq_t, function: mark}\n")
+
+    async def body(app, send) -> None:
+        send(9)
+        await trio.sleep(0.01)
+    app = _run_shell(net, body)
+    ip = expect_ipv4(app.tx.out[0][2], src=H1.ip, dst=H2.ip, ttl=63)
+    assert ip.payload == udp(H1.ip, H2.ip, dport=9, data=b"Z" + b"q" * 7)
+
+
+def test_flowgate_example_approves_a_new_flow_after_a_lookup_and_caches(tmp_path,
+                                                                      monkeypatch) -> None:
+    from pyrouter.plugins import flowgate  # noqa: PLC0415
+
+    policy = tmp_path / "gate.txt"
+    policy.write_text(f"# test policy\ndelay_ms 150\ndeny {H2.ip} 10\n")
+    monkeypatch.setenv("PYROUTER_FLOWGATE_FILE", str(policy))
+    flowgate._cache.clear()
+    flowgate._policy["checked"] = -1e18
+    for k in flowgate.stats:
+        flowgate.stats[k] = 0
+    net = _qnet("  - {num: 1, module: pyrouter.plugins.flowgate, function: consumer}\n",
+                QRULES.replace("udp dport 9 queue", "udp dport { 9, 10 } queue"))
+
+    async def body(app, send) -> None:
+        # The policy file, read as _load's worker thread would (no thread under the
+        # MockClock: autojump would move virtual time while it runs).
+        mtime, deny, delay = flowgate._read(str(policy))
+        assert deny == {(H2.ip, 10)} and delay == 0.15
+        flowgate._policy.update(checked=trio.current_time(), mtime=mtime, deny=deny,
+                                delay=delay)
+        app.t0 = int(trio.current_time() * SECOND)
+        send(9)
+        send(10)
+        await trio.sleep(0.3)
+        send(9)                                      # same destination and port: cached
+        await trio.sleep(0.01)
+    app = _run_shell(net, body)
+    assert [(t - app.t0, i) for t, i, _ in app.tx.out] == [(150 * MS, WAN), (300 * MS, WAN)]
+    assert net.drops()["nf_drop"] == 1
+    assert flowgate.stats == {"lookups": 2, "cached": 1, "allowed": 1, "denied": 1}

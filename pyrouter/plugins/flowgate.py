@@ -47,13 +47,14 @@ DEFAULT_FILE = "/etc/pyrouter/flowgate.txt"
 stats = {"lookups": 0, "cached": 0, "allowed": 0, "denied": 0}
 _cache: OrderedDict[tuple[str, int, int], tuple[float, str]] = OrderedDict()
 _policy: dict[str, Any] = {"checked": -1e18, "mtime": None, "deny": set(), "delay": 0.0}
+_loading: list[trio.Event] = []       # set while the file is being read
 
 
 def _read(path: str) -> tuple[float | None, set[tuple[str, int | None]], float]:
     try:
         st = os.stat(path)
         text = Path(path).read_text()
-    except OSError:
+    except (OSError, ValueError):         # missing, unreadable, not UTF-8: allow all
         return None, set(), 0.0
     deny: set[tuple[str, int | None]] = set()
     delay = 0.0
@@ -71,11 +72,21 @@ def _read(path: str) -> tuple[float | None, set[tuple[str, int | None]], float]:
 
 
 async def _load() -> dict[str, Any]:
+    """The current policy; a caller arriving while it is being read waits for it (a flow
+    is never judged by a policy older than the one being loaded, e.g. none at start)."""
+    while _loading:
+        await _loading[0].wait()
     now = trio.current_time()
     if now - _policy["checked"] >= RELOAD_S:
         _policy["checked"] = now
-        path = os.environ.get("PYROUTER_FLOWGATE_FILE", DEFAULT_FILE)
-        mtime, deny, delay = await trio.to_thread.run_sync(_read, path)
+        done = trio.Event()
+        _loading.append(done)
+        try:
+            path = os.environ.get("PYROUTER_FLOWGATE_FILE", DEFAULT_FILE)
+            mtime, deny, delay = await trio.to_thread.run_sync(_read, path)
+        finally:
+            _loading.clear()
+            done.set()
         if mtime != _policy["mtime"]:
             _cache.clear()
         _policy.update(mtime=mtime, deny=deny, delay=delay)

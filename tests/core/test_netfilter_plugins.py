@@ -651,3 +651,33 @@ def test_flowgate_example_approves_a_new_flow_after_a_lookup_and_caches(tmp_path
     assert [(t - app.t0, i) for t, i, _ in app.tx.out] == [(150 * MS, WAN), (300 * MS, WAN)]
     assert net.drops()["nf_drop"] == 1
     assert flowgate.stats == {"lookups": 2, "cached": 1, "allowed": 1, "denied": 1}
+
+
+def test_flowgate_flows_arriving_while_the_policy_loads_wait_for_it(tmp_path,
+                                                                   monkeypatch) -> None:
+    """At start the policy is not read yet: the first flows must wait for it rather than
+    be judged by an empty one (which would let a denied destination through)."""
+    from pyrouter.plugins import flowgate  # noqa: PLC0415
+
+    policy = tmp_path / "gate.txt"
+    policy.write_text(f"deny {H2.ip}\n")
+    monkeypatch.setenv("PYROUTER_FLOWGATE_FILE", str(policy))
+    flowgate._cache.clear()
+    flowgate._policy.update(checked=-1e18, mtime=None, deny=set(), delay=0.0)
+    reads: list = []
+
+    async def slow_thread(fn, *args):                # the worker thread, in virtual time
+        reads.append(args)
+        await trio.sleep(0.1)
+        return fn(*args)
+    monkeypatch.setattr(flowgate.trio.to_thread, "run_sync", slow_thread)
+    net = _qnet("  - {num: 1, module: pyrouter.plugins.flowgate, function: consumer}\n",
+                QRULES.replace("udp dport 9 queue", "udp dport { 9, 10, 11 } queue"))
+
+    async def body(app, send) -> None:
+        for port in (9, 10, 11):
+            send(port)
+        await trio.sleep(0.5)
+    app = _run_shell(net, body)
+    assert app.tx.out == [] and net.drops()["nf_drop"] == 3
+    assert len(reads) == 1 and not flowgate._loading

@@ -194,6 +194,20 @@ def stats(data: dict[str, Any], all_: bool = False) -> str:
     for k in ("flow_forwarded", "flow_entries", "flow_mismatch"):
         if k in data:
             out.append(f"{k:<28}{data[k]:>14}")
+    nf = data.get("netfilter") or {}
+    for p in nf.get("plugins", []):
+        out.append(f"#plugin {p['plugin']} ({p.get('hook', '')})"
+                   + ("  DISABLED (over its time budget)" if p.get("disabled") else ""))
+        for k in ("calls", "errors", "slow", "skipped", "trips"):
+            out.append(f"{k:<28}{p.get(k, 0):>14}")
+        out.append(f"{'time_ms':<28}{p.get('time_ms', 0):>14.3f}")
+        for k, v in (p.get("verdicts") or {}).items():
+            if v or all_:
+                out.append(f"{'verdict_' + k:<28}{v:>14}")
+    for q in nf.get("queues", []):
+        out.append(f"#queue {q['num']} consumer {q.get('consumer')}")
+        for k in ("waiting", "total", "accepted", "rejected", "timeouts", "dropped", "errors"):
+            out.append(f"{k:<28}{q.get(k, 0):>14}")
     return "\n".join(out)
 
 

@@ -22,7 +22,7 @@ from .schema6 import Ipv6Knobs, RaConfigModel, V6Addr
 from .schema_ports import PortKind, QemuPort
 from .dhcp import DhcpGlobal, Dhcp4ServerConfig
 from .dns import DnsConfig
-from .schema_nf import ConntrackConfig, NftablesConfig, PluginConfig
+from .schema_nf import ConntrackConfig, NfQueueConfig, NftablesConfig, PluginConfig
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 
@@ -347,6 +347,7 @@ class Config(_Model):
     dns: DnsConfig | None = None        # DNS forwarder on the router's addresses (control/dns.py)
     nftables: NftablesConfig | None = None      # netfilter ruleset (control/nf_build.py)
     plugins: list[PluginConfig] = Field(default_factory=list)   # Python hook plugins
+    nf_queues: list[NfQueueConfig] = Field(default_factory=list)   # QUEUE consumers
     conntrack: ConntrackConfig = Field(default_factory=ConntrackConfig)   # nf_conntrack
 
     @field_validator("interfaces")

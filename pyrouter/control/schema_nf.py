@@ -1,10 +1,14 @@
-"""Config schema for netfilter (issue 7): ``nftables:`` and ``plugins:``.
+"""Config schema for netfilter (issue 7): ``nftables:``, ``plugins:``, ``nf_queues:``.
 
     nftables: {file: rules.nft}          # relative to the config file, or
     nftables: {ruleset: "table inet f { ... }"}
     plugins:
-      - {module: pyrouter.plugins.flowlog, function: hook, hook: forward, priority: 0,
-         family: inet, on_error: accept}
+      - {module: pyrouter.plugins.siplog, function: hook, hook: forward, priority: 0,
+         family: inet, on_error: accept,
+         budget_ms: 5, max_slow: 5, retry_after_s: null}   # the time bound (plugins.py)
+    nf_queues:                           # consumers of ``queue num N`` (shell/nfqueue.py)
+      - {num: 1, module: pyrouter.plugins.flowgate, function: consumer,
+         maxlen: 1024, fail_open: false, timeout_ms: 1000}
 
     conntrack: {enabled: false, max: 65536}
 
@@ -52,10 +56,35 @@ class PluginConfig(_Model):
     priority: int = Field(default=0, ge=-(2**31) + 1, le=2**31 - 2)
     family: Literal["ip", "ip6", "inet"] = "inet"
     on_error: Literal["accept", "drop"] = "accept"
+    budget_ms: float = Field(default=5.0, gt=0, le=10_000)
+    max_slow: int = Field(default=5, ge=1, le=1_000_000)
+    retry_after_s: float | None = Field(default=None, gt=0, le=86_400)
 
     @field_validator("module", "function")
     @classmethod
     def _ident(cls, v: str) -> str:
-        if not _DOTTED.match(v):
-            raise ValueError(f"{v!r}: a dotted Python name")
-        return v
+        return _dotted(v)
+
+
+class NfQueueConfig(_Model):
+    """One queue number's consumer: ``module.function(view)``, sync or async (trio),
+    returns the verdict; at most ``maxlen`` packets wait, each at most ``timeout_ms``,
+    then (and when the queue is full, or the consumer raises) ``fail_open`` decides."""
+
+    num: int = Field(ge=0, le=65535)
+    module: str
+    function: str
+    maxlen: int = Field(default=1024, ge=1, le=65536)
+    fail_open: bool = False
+    timeout_ms: int = Field(default=1000, ge=1, le=600_000)
+
+    @field_validator("module", "function")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        return _dotted(v)
+
+
+def _dotted(v: str) -> str:
+    if not _DOTTED.match(v):
+        raise ValueError(f"{v!r}: a dotted Python name")
+    return v

@@ -87,6 +87,8 @@ class DropReason(Enum):
     NF_QUEUE_NO_CONSUMER = "nf_queue_no_consumer"
     NF_REPEAT_LOOP = "nf_repeat_loop"
     NF_PLUGIN_ERROR = "nf_plugin_error"        # a hook plugin raised; on_error: drop
+    NF_PLUGIN_SLOW = "nf_plugin_slow"          # a plugin disabled for overrunning its budget
+    NF_QUEUE_TIMEOUT = "nf_queue_timeout"      # no consumer verdict in time, fail-closed
     CT_TABLE_FULL = "ct_table_full"            # conntrack table full, nothing to early-drop
     CT_INSERT_FAILED = "ct_insert_failed"      # confirm clashed with an entry of the same tuple
     NAT_UNTRANSLATABLE = "nat_untranslatable"  # NAT could not rewrite (short header, no address)

@@ -268,10 +268,12 @@ class Router:
                 dns_timer(self, deadline, now)
             elif kind == "ct":
                 self.nf.conntrack.timer(self, key[1], deadline, now)
+            elif kind == "nfq":
+                self.nf.queue_timer(self, key[1], key[2], now)
         # Stale heap entries (re-armed timers) are skipped lazily; bound the heap.
         if len(self.timers) > 8 * (len(self.neigh4.entries) + len(self.neigh6.entries)
                                    + len(self.reasm) + len(self.reasm6)
-                                   + len(self.nf.conntrack) + 16):
+                                   + len(self.nf.conntrack) + self.nf.queued() + 16):
             self._compact_timers()
 
     def _compact_timers(self) -> None:
@@ -293,6 +295,7 @@ class Router:
             alive.add((self.arp_proxy_deadline, PROXY_KEY))
         alive |= dhcp4_alive_timers(self) | dns_alive_timers(self)
         alive |= self.nf.conntrack.alive_timers()
+        alive |= self.nf.alive_timers()
         self.timers.compact(alive)
 
     def poll_at(self) -> Instant | None:
@@ -650,4 +653,5 @@ class Router:
                             "gc_thresh3": self.neigh4.table.gc_thresh3,
                             "proxy_queue": len(self.arp_proxy_queue)},
             "reasm_queues": len(self.reasm), "reasm_mem": self.reasm.mem,
+            "netfilter": self.nf.stats(),
         }

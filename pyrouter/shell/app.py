@@ -3,8 +3,9 @@
 Order of events (nothing is touched before the config is fully checked):
 1. load + check the config (ConfigError -> exit 2), check named netns exist;
 2. build the Router (pure), open every TAP, set MTU / namespace / peer;
-3. one nursery: an rx task per port, the timer task, the signal task, the
-   control socket and, if configured, the metrics endpoint;
+3. one nursery: an rx task per port, the timer task, the QUEUE consumer runner
+   (shell/nfqueue.py), the signal task, the control socket and, if configured,
+   the metrics endpoint;
 4. log ``ready`` (and write the ready file) once every task runs;
 5. SIGTERM/SIGINT -> cancel, close the TAPs (the kernel removes them), write
    the stats file, exit 0.  SIGUSR1 -> log counters, write the stats file.
@@ -43,6 +44,7 @@ from .control import ControlServer
 from .metrics import LoopStats, render
 from .metrics import serve as serve_metrics
 from .netlink import link_states, netns_exists, set_mtu
+from .nfqueue import QueueRunner
 from .port import PortTask, host_check, identity, make_port
 from .port_packet import host_warnings
 from .tap import BrokenPortError, Transmitter
@@ -223,6 +225,7 @@ class App:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             await nursery.start(self.timers.run)
+            await nursery.start(QueueRunner(self).run)     # nf_queues consumers
             self.leases = leasemod.start(self, nursery, now)
             for pt in self.ports.values():
                 self.start_port(pt)

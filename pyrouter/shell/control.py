@@ -262,9 +262,7 @@ class ControlServer:
         rs = nf.ruleset
         return {"ruleset": rs.list() if rs is not None else "",
                 "counters": rs.counters() if rs is not None else [],
-                "plugins": [p.stats() for p in nf.plugins],
-                "queues": [{"num": q.num, "waiting": len(q.waiting), "dropped": q.dropped,
-                            "total": q.total} for q in nf.queues.values()]}
+                **nf.stats()}
 
     async def h_conntrack(self, args: dict[str, Any], item: Send) -> Any:
         """`conntrack -L [filters]` / `-S`: entries as lines and dicts, or the counters."""
@@ -320,7 +318,7 @@ class ControlServer:
             snap = r.snapshot()
             return {"snmp": snap["snmp"], "drops": snap["drops"], "loop": self.app.loop.as_dict(),
                     "neigh_stats": snap["neigh_stats"], "reasm_queues": snap["reasm_queues"],
-                    "fast_forwarded": snap["fast_forwarded"],
+                    "fast_forwarded": snap["fast_forwarded"], "netfilter": snap["netfilter"],
                     "flow_forwarded": snap["flow_forwarded"] + snap["flow_forwarded6"],
                     "flow_entries": snap["flow_entries"], "flow_mismatch": snap["flow_mismatch"]}
         raise ClientError("show what? links, addrs, routes, rules, neigh, ntable, stats, dhcp "

@@ -198,6 +198,8 @@ def render(snapshot: Mapping[str, Any], loop: Mapping[str, Any]) -> str:
                "Memory charged to IPv4 reassembly queues, in bytes.",
                snapshot.get("reasm_mem", 0))
 
+    _netfilter(out, _mapping(snapshot.get("netfilter")))
+
     out.scalar("pyrouter_loop_wakeups_total", "counter",
                "Times the rx loop woke to read frames.", loop.get("wakeups", 0))
     out.scalar("pyrouter_loop_frames_total", "counter",
@@ -207,6 +209,55 @@ def render(snapshot: Mapping[str, Any], loop: Mapping[str, Any]) -> str:
     _histogram(out, "pyrouter_loop_batch_frames", "Frames read per rx loop wakeup.",
                _mapping(loop.get("batch_hist")), _num(loop.get("frames")) or 0)
     return out.text()
+
+
+_PLUGIN_COUNTERS = (("calls", "calls", "Calls of a netfilter hook plugin."),
+                    ("errors", "errors", "Plugin calls that raised or returned no verdict."),
+                    ("slow", "slow_calls", "Plugin calls longer than the plugin's budget_ms."),
+                    ("skipped", "skipped", "Packets given the failure verdict while the "
+                                           "plugin was disabled for being slow."),
+                    ("trips", "disabled", "Times the plugin was disabled for being slow."))
+_QUEUE_COUNTERS = (("total", "queued", "Packets queued (netfilter QUEUE)."),
+                   ("accepted", "accepted", "Queued packets a consumer accepted."),
+                   ("rejected", "rejected", "Queued packets a consumer dropped."),
+                   ("timeouts", "timeouts", "Queued packets given the failure verdict "
+                                            "after timeout_ms."),
+                   ("dropped", "overflows", "Packets not queued: the queue was full."),
+                   ("errors", "consumer_errors", "Consumer calls that raised or returned "
+                                                 "no verdict."))
+
+
+def _netfilter(out: _Out, nf: Mapping[str, Any]) -> None:
+    """Plugin counters labelled plugin and hook (the same function at a second place of
+    the same hook is not exported twice), queue counters labelled queue."""
+    plugins: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for p in nf.get("plugins") or ():
+        if isinstance(p, Mapping):
+            plugins.setdefault((str(p.get("plugin")), str(p.get("hook", ""))), p)
+    for key, stem, help_text in _PLUGIN_COUNTERS:
+        name = f"pyrouter_nf_plugin_{stem}_total"
+        out.family(name, "counter", help_text,
+                   [(name, {"plugin": k[0], "hook": k[1]}, v) for k, p in plugins.items()
+                    if (v := _num(p.get(key))) is not None])
+    name = "pyrouter_nf_plugin_seconds_total"
+    out.family(name, "counter", "Time spent in a netfilter hook plugin.",
+               [(name, {"plugin": k[0], "hook": k[1]}, v / 1000) for k, p in plugins.items()
+                if (v := _num(p.get("time_ms"))) is not None])
+    name = "pyrouter_nf_plugin_disabled"
+    out.family(name, "gauge", "1 while a plugin is disabled for being slow.",
+               [(name, {"plugin": k[0], "hook": k[1]}, 1 if p.get("disabled") else 0)
+                for k, p in plugins.items()])
+    queues = list({str(q.get("num")): q for q in nf.get("queues") or ()
+                   if isinstance(q, Mapping)}.values())
+    for key, stem, help_text in _QUEUE_COUNTERS:
+        name = f"pyrouter_nf_queue_{stem}_total"
+        out.family(name, "counter", help_text,
+                   [(name, {"queue": str(q.get("num"))}, v) for q in queues
+                    if (v := _num(q.get(key))) is not None])
+    name = "pyrouter_nf_queue_waiting"
+    out.family(name, "gauge", "Packets waiting in a netfilter queue for a verdict.",
+               [(name, {"queue": str(q.get("num"))}, v) for q in queues
+                if (v := _num(q.get("waiting"))) is not None])
 
 
 def _bound(key: Any) -> float | None:

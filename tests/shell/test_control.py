@@ -230,7 +230,7 @@ def test_show_each_what(env: Env) -> None:
         _, stats = await c.call("show", {"what": "stats"})
         assert set(stats) == {"snmp", "drops", "loop", "neigh_stats", "reasm_queues",
                               "fast_forwarded", "flow_forwarded", "flow_entries",
-                              "flow_mismatch"}
+                              "flow_mismatch", "netfilter"}
         assert stats["snmp"]["IpInReceives"] == 0
         assert "wakeups" in stats["loop"]
         _, dhcp = await c.call("show", {"what": "dhcp"})

@@ -14,7 +14,13 @@ in registration order.  An entry is ``fn(pkt, state) -> verdict``:
   (bounded: ``NfQueue.maxlen``); a consumer later calls ``Netfilter.reinject``
   with a verdict and the remaining entries then the okfn run.  Queue full, or no
   queue bound: with the bypass flag (or the queue's fail_open) the packet is
-  accepted, else dropped (NF_QUEUE_FULL / NF_QUEUE_NO_CONSUMER);
+  accepted, else dropped (NF_QUEUE_FULL / NF_QUEUE_NO_CONSUMER).  Waiting is
+  bounded in time too (a pyrouter addition; the kernel waits for its listener):
+  ``NfQueue.timeout`` ns after it was queued a router timer ``("nfq", num, id)``
+  gives the packet the queue's failure verdict (fail_open: accept, else drop
+  NF_QUEUE_TIMEOUT).  A queue with a ``consumer`` (set from the config) hands each
+  new packet to the shell through ``Netfilter.wakeup`` / ``take_fresh`` (see
+  shell/nfqueue.py); the core never calls the consumer;
 * REPEAT: the same entry is called again (at most REPEAT_MAX times, then dropped).
 
 Cost when nothing is registered: call sites test ``r.nf.v4[hook]`` (an empty
@@ -23,7 +29,8 @@ PRE_ROUTING, FORWARD or POST_ROUTING entry exists (``Netfilter.fwd_bypass``), so
 Router.receive's fast path never skips a hook.  The per-flow path (flowtable.py)
 replaces it only while every entry there is ``flow_safe`` (``Netfilter.flow4/6``).
 
-Invariants: queues and repeats are bounded; an exception from an entry never
+Invariants: queues and repeats are bounded (length and time; ``fresh`` only holds
+packets that are also waiting, pruned at FRESH_MAX); an exception from an entry never
 leaves nf_hook (entries wrap user code themselves, see plugins; a core entry
 raising is counted INTERNAL_ERROR and dropped).
 """
@@ -36,6 +43,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..actions import Event
 from ..drops import DropReason
 
 if TYPE_CHECKING:
@@ -48,6 +56,10 @@ NF_VERDICT_MASK = 0xFF
 NF_VERDICT_FLAG_QUEUE_BYPASS = 0x8000
 NF_VERDICT_QBITS = 16
 REPEAT_MAX = 16
+QUEUE_TIMEOUT_DEFAULT = 1_000_000_000   # ns a queued packet may wait for its verdict
+FRESH_MAX = 65536
+EVENTS_BURST = 10
+_NS = 1_000_000_000
 
 
 class Verdict(IntEnum):
@@ -117,6 +129,27 @@ class HookState:
     note: dict[str, Any] | None = None
 
 
+class EventBudget:
+    """A token bucket for log Events (EVENTS_BURST, then one per second of ``now``)."""
+
+    __slots__ = ("_stamp", "_tokens", "suppressed")
+
+    def __init__(self) -> None:
+        self._tokens = float(EVENTS_BURST)
+        self._stamp: int | None = None
+        self.suppressed = 0
+
+    def allow(self, now: int) -> bool:
+        if self._stamp is not None:
+            self._tokens = min(float(EVENTS_BURST), self._tokens + (now - self._stamp) / _NS)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        self.suppressed += 1
+        return False
+
+
 @dataclass(slots=True)
 class Queued:
     id: int
@@ -125,18 +158,38 @@ class Queued:
     index: int                        # the entry that queued it
     entries: tuple[HookEntry, ...]
     okfn: OkFn
+    num: int = 0                      # the queue number
+    deadline: int = 0                 # the timeout (0: none)
+    done: bool = False                # verdict given (or timed out): no longer waiting
 
 
 @dataclass(slots=True)
 class NfQueue:
-    """One queue number (nfnetlink_queue's instance): bounded, fail-open or closed."""
+    """One queue number (nfnetlink_queue's instance): bounded in length and time,
+    fail-open or closed; ``consumer`` is the configured callable (run by the shell)."""
 
     num: int
     maxlen: int = 1024
     fail_open: bool = False
+    timeout: int = QUEUE_TIMEOUT_DEFAULT   # ns; 0: wait until reinjected
+    consumer: Any = None
+    name: str = ""                    # the consumer's "module.function"
+    configured: bool = False          # from the config's nf_queues (reload may remove it)
     waiting: OrderedDict[int, Queued] = field(default_factory=OrderedDict)
     dropped: int = 0                  # queue_dropped: overflow
     total: int = 0
+    accepted: int = 0                 # verdicts given by a consumer (reinject)
+    rejected: int = 0                 # ... a drop
+    timeouts: int = 0                 # the timeout gave the failure verdict
+    errors: int = 0                   # the consumer raised or returned no verdict (shell)
+    budget: EventBudget = field(default_factory=EventBudget)
+
+    def stats(self) -> dict[str, Any]:
+        return {"num": self.num, "consumer": self.name or None, "waiting": len(self.waiting),
+                "maxlen": self.maxlen, "fail_open": self.fail_open,
+                "timeout_ms": self.timeout // 1_000_000, "total": self.total,
+                "dropped": self.dropped, "accepted": self.accepted, "rejected": self.rejected,
+                "timeouts": self.timeouts, "errors": self.errors}
 
 
 class Netfilter:
@@ -156,6 +209,11 @@ class Netfilter:
         self._qid = 0
         self.ruleset: Any = None          # nft_compile.Ruleset installed by control
         self.plugins: list[Any] = []      # plugin wrappers (counters, errors)
+        # Queue consumers (shell/nfqueue.py): packets of queues with a consumer, not yet
+        # handed out; ``wakeup`` is the shell's callback (None: nobody runs consumers).
+        self.fresh: list[Queued] = []
+        self.wakeup: Callable[[], None] | None = None
+        self._orphans: dict[int, tuple[Queued, NfQueue]] = {}   # of queues a reload removed
         from .conntrack import ConnTrack
         self.conntrack = ConnTrack()      # kept across reloads (adopt)
 
@@ -175,6 +233,9 @@ class Netfilter:
                     if id(e) not in own:
                         new.register(fam, Hook(h), e)
         new.plugins = list(self.plugins)
+        for num, q in self.queues.items():          # same parameters, nothing waiting
+            new.queues[num] = NfQueue(num, q.maxlen, q.fail_open, q.timeout, q.consumer,
+                                      q.name, q.configured)
         new.conntrack = copy.deepcopy(self.conntrack, memo)
         memo[id(self)] = new
         return new
@@ -239,15 +300,26 @@ class Netfilter:
             if old is None:
                 self.queues[num] = q
             else:
-                old.maxlen, old.fail_open = q.maxlen, q.fail_open
+                old.maxlen, old.fail_open, old.timeout = q.maxlen, q.fail_open, q.timeout
+                old.consumer, old.name, old.configured = q.consumer, q.name, q.configured
+        for num in [n for n, q in self.queues.items() if q.configured and n not in new.queues]:
+            # A queue the new config no longer has: what still waits keeps its deadline
+            # (a verdict may still come; the timer applies the failure verdict).
+            q = self.queues.pop(num)
+            for qid, item in q.waiting.items():
+                self._orphans[qid] = (item, q)
+            q.waiting.clear()
 
     # -- queue consumer API -------------------------------------------------------
-    def bind_queue(self, num: int, maxlen: int = 1024, fail_open: bool = False) -> NfQueue:
+    def bind_queue(self, num: int, maxlen: int = 1024, fail_open: bool = False,
+                   timeout: int = QUEUE_TIMEOUT_DEFAULT, consumer: Any = None,
+                   name: str = "") -> NfQueue:
         q = self.queues.get(num)
         if q is None:
-            q = self.queues[num] = NfQueue(num, maxlen, fail_open)
+            q = self.queues[num] = NfQueue(num, maxlen, fail_open, timeout, consumer, name)
         else:
-            q.maxlen, q.fail_open = maxlen, fail_open
+            q.maxlen, q.fail_open, q.timeout = maxlen, fail_open, timeout
+            q.consumer, q.name = consumer, name
         return q
 
     def unbind_queue(self, r: Router, num: int, now: int) -> None:
@@ -255,6 +327,7 @@ class Netfilter:
         q = self.queues.pop(num, None)
         if q is not None:
             for item in list(q.waiting.values()):
+                item.done = True
                 r.drop(DropReason.NF_QUEUE_NO_CONSUMER)
             q.waiting.clear()
 
@@ -262,19 +335,75 @@ class Netfilter:
         q = self.queues.get(num)
         return list(q.waiting.values()) if q is not None else []
 
+    def take_fresh(self) -> list[Queued]:
+        """The packets queued for a consumer since the last call, still waiting."""
+        fresh, self.fresh = self.fresh, []
+        return [i for i in fresh if not i.done]
+
+    def queued(self) -> int:
+        return sum(len(q.waiting) for q in self.queues.values()) + len(self._orphans)
+
+    def _take(self, qid: int, num: int | None = None) -> tuple[Queued, NfQueue] | None:
+        qs = (self.queues.get(num),) if num is not None else tuple(self.queues.values())
+        for q in qs:
+            if q is not None:
+                item = q.waiting.pop(qid, None)
+                if item is not None:
+                    item.done = True
+                    return item, q
+        got = self._orphans.pop(qid, None)
+        if got is not None:
+            got[0].done = True
+        return got
+
     def reinject(self, r: Router, qid: int, verdict: int, now: int) -> bool:
-        """nf_reinject(): the consumer's verdict for packet *qid*; False if unknown."""
-        for q in self.queues.values():
-            item = q.waiting.pop(qid, None)
-            if item is not None:
-                break
-        else:
+        """nf_reinject(): the consumer's verdict for packet *qid*; False if unknown
+        (already given, timed out or flushed)."""
+        got = self._take(qid)
+        if got is None:
             return False
+        item, q = got
+        if verdict & NF_VERDICT_MASK == NF_DROP:
+            q.rejected += 1
+        else:
+            q.accepted += 1
         try:
             self._reinject(r, item, verdict, now)
         except Exception:                        # noqa: BLE001 (e.g. its port went away)
             r.drop(DropReason.INTERNAL_ERROR)
         return True
+
+    def queue_timer(self, r: Router, num: int, qid: int, now: int) -> None:
+        """Router timer ``("nfq", num, qid)``: no verdict in time, the failure verdict."""
+        got = self._take(qid, num)
+        if got is None:
+            return                               # answered in time (a stale timer)
+        item, q = got
+        q.timeouts += 1
+        if q.budget.allow(now):
+            r.events.append(Event("nf.queue_timeout", {
+                "queue": q.num, "consumer": q.name or None, "timeouts": q.timeouts,
+                "verdict": "accept" if q.fail_open else "drop"}))
+        if q.fail_open:
+            try:
+                self._reinject(r, item, NF_ACCEPT, now)
+            except Exception:                    # noqa: BLE001
+                r.drop(DropReason.INTERNAL_ERROR)
+        else:
+            r.drop(DropReason.NF_QUEUE_TIMEOUT, item.state.indev)
+
+    def alive_timers(self) -> set[tuple[int, Any]]:
+        """The live ``("nfq", ...)`` heap entries, for Router._compact_timers."""
+        out = {(i.deadline, ("nfq", q.num, i.id)) for q in self.queues.values()
+               for i in q.waiting.values() if i.deadline}
+        out |= {(i.deadline, ("nfq", q.num, i.id)) for i, q in self._orphans.values()
+                if i.deadline}
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the plugins and queues (Router.snapshot, show stats, metrics)."""
+        return {"plugins": [p.stats() for p in self.plugins],
+                "queues": [q.stats() for q in self.queues.values()]}
 
     def _reinject(self, r: Router, item: Queued, verdict: int, now: int) -> None:
         st = item.state
@@ -362,7 +491,18 @@ def _enqueue(r: Router, pkt: PacketBuf, st: HookState, entries: tuple[HookEntry,
         return False
     nf._qid += 1
     q.total += 1
-    q.waiting[nf._qid] = Queued(nf._qid, pkt, st, i, entries, okfn)
+    qid = nf._qid
+    item = Queued(qid, pkt, st, i, entries, okfn, num)
+    q.waiting[qid] = item
+    if q.timeout:
+        item.deadline = st.now + q.timeout
+        r.timers.schedule(item.deadline, ("nfq", num, qid))
+    if q.consumer is not None and nf.wakeup is not None:
+        fresh = nf.fresh
+        fresh.append(item)
+        if len(fresh) > FRESH_MAX:
+            nf.fresh = [x for x in fresh if not x.done]
+        nf.wakeup()
     if r.trace is not None:
-        r.note("nf_queue", hook=st.hook.name, queue=num, id=nf._qid)
+        r.note("nf_queue", hook=st.hook.name, queue=num, id=qid)
     return False

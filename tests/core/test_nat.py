@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from pyrouter.core import SECOND
 from pyrouter.core.drops import DropReason
 from pyrouter.core.netfilter.nft_compile import compile_ruleset
 from pyrouter.core.netfilter.nft_parse import NftError
@@ -438,3 +439,62 @@ table ip nat {
     _, back = send_udp(net, H2, WAN_IP, sport=33434, dport=40000)
     ip = expect_ipv4(back[0], src=H2.ip, dst=H1.ip, ifindex=LAN)
     l4_ok(ip)
+
+
+# -- hairpin NAT (a LAN host reaching a LAN server through the router's WAN address) ----
+HAIRPIN = ruleset(pre=f'ip daddr {WAN_IP} tcp dport 8080 dnat to {H1.ip}:80',
+                  post=f'ip saddr 10.0.1.0/24 ip daddr {H1.ip} masquerade')
+
+
+def test_hairpin_both_ways_out_the_port_it_came_in_on_without_a_redirect() -> None:
+    """H1B -> 10.0.2.1:8080 is DNATed to H1:80 and masqueraded: it leaves by lan0, where
+    it came in.  ip_forward marks it for a redirect (source and next hop on-link), but
+    the redirect carries the entry (nf_ct_attach) and nf_nat_icmp_reply_translation
+    drops redirects about a NATed connection: only the translated packets leave."""
+    net = _net(HAIRPIN)
+    net.reachable(H1B)
+    l3 = ipv4(H1B.ip, WAN_IP, tcp(H1B.ip, WAN_IP, sport=50000, dport=8080), proto=6)
+    out = net.send(LAN, frame_from(H1B, l3))
+    assert len(out) == 1, out                           # no ICMP redirect to H1B
+    ip = expect_ipv4(out[0], src="10.0.1.1", dst=H1.ip, ifindex=LAN)
+    assert ports(ip) == (50000, 80)
+    l4_ok(ip)
+    assert net.snmp("IcmpOutRedirects") == 1            # made (counted), then dropped
+    assert net.router.counters.drops[DropReason.NAT_UNTRANSLATABLE] == 1
+    # H1's answer goes to the router (the masqueraded source), back out lan0 to H1B
+    # from the address H1B asked for
+    l3 = ipv4(H1.ip, "10.0.1.1", tcp(H1.ip, "10.0.1.1", sport=80, dport=50000,
+                                     flags=TCP_SYN | TCP_ACK, ack=1001), proto=6)
+    out = net.send(LAN, frame_from(H1, l3), at=net.now + SECOND)
+    assert len(out) == 1, out
+    ip = expect_ipv4(out[0], src=WAN_IP, dst=H1B.ip, ifindex=LAN)
+    assert ports(ip) == (8080, 50000)
+    l4_ok(ip)
+    assert net.router.counters.drops[DropReason.NAT_UNTRANSLATABLE] == 2
+    # and the rest of the connection, after the redirect back-off has passed
+    l3 = ipv4(H1B.ip, WAN_IP, tcp(H1B.ip, WAN_IP, sport=50000, dport=8080, flags=TCP_ACK,
+                                  seq=1001, ack=1), proto=6)
+    out = net.send(LAN, frame_from(H1B, l3), at=net.now + 2 * SECOND)
+    assert len(out) == 1 and expect_ipv4(out[0], src="10.0.1.1", dst=H1.ip)
+
+
+def test_redirect_about_an_un_nated_connection_goes_once_its_nat_is_done() -> None:
+    """With a nat table loaded every connection is bound (the null binding); a redirect
+    about its first packet (SRC binding not done yet at FORWARD) is dropped, a later
+    one goes: the kernel's IPS_NAT_DONE_MASK test."""
+    net = _net(ruleset(post=f'ip daddr {H1.ip} masquerade'))
+    from .helpers import GW
+    net.reachable(GW)
+
+    def send(at: int) -> list:
+        l3 = ipv4(H2.ip, "10.9.0.1", udp(H2.ip, "10.9.0.1", sport=4000, dport=53),
+                  proto=17)
+        return net.send(WAN, frame_from(H2, l3), at=at)
+
+    out = send(net.now)
+    assert len(out) == 1 and expect_ipv4(out[0], dst="10.9.0.1", ifindex=WAN)
+    out = send(net.now + SECOND)
+    assert len(out) == 2, out
+    red = expect_ipv4(out[0], src=WAN_IP, dst=H2.ip, ifindex=WAN)
+    assert red.payload[0] == 5 and red.payload[4:8] == bytes([10, 0, 2, 254])
+    assert net.router.counters.drops[DropReason.NAT_UNTRANSLATABLE] == 1

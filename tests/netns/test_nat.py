@@ -181,3 +181,58 @@ def test_ipv6_masquerade_tcp(topology, tmp_path: Path) -> None:
     import ipaddress  # noqa: PLC0415
     m = re.search(r"peer=\[?([0-9a-f:]+)\]?", cp.stdout)
     assert m and ipaddress.ip_address(m.group(1)) == ipaddress.ip_address(R_B6), show(cp)
+
+
+def _lan_server_host(topo, server_ip: str = "10.0.1.3") -> str:
+    """h1 and h1b share the router's LAN link (a bridge in h1, as test_foundation's
+    redirect test); returns h1b's namespace."""
+    from .conftest import nsexec, wait_for
+    h1, dev = topo.ns("h1"), topo.port_of("h1").name
+    h1b = topo.add_host_netns("h1b")
+    tag = topo.token[:6]
+    br, va, vb = f"b{tag}", f"r{tag}a", f"r{tag}b"
+    for ns, cmd in [
+        (h1, ["ip", "link", "add", br, "type", "bridge"]),
+        (h1, ["ip", "addr", "flush", "dev", dev]),
+        (h1, ["ip", "link", "set", dev, "master", br]),
+        (h1, ["ip", "link", "add", va, "type", "veth", "peer", "name", vb, "netns", h1b]),
+        (h1, ["ip", "link", "set", va, "master", br, "up"]),
+        (h1, ["ip", "link", "set", br, "up"]),
+        (h1, ["ip", "addr", "add", f"{H1}/24", "dev", br]),
+        (h1, ["ip", "route", "replace", "default", "via", R_LAN]),
+        (h1b, ["ip", "link", "set", vb, "up"]),
+        (h1b, ["ip", "addr", "add", f"{server_ip}/24", "dev", vb]),
+        (h1b, ["ip", "route", "add", "default", "via", R_LAN]),
+    ]:
+        nsexec(ns, *cmd, check=True)
+    wait_for(lambda: topo.exec("h1", "ping", "-c", "1", "-W", "1", server_ip).returncode == 0,
+             10, what="h1 to reach h1b over the bridge")
+    return "h1b"
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing")
+def test_hairpin_nat_lan_host_reaches_lan_server_through_the_wan_address(
+        topology, tmp_path: Path) -> None:
+    """The classic hairpin: h1 connects to the router's WAN address, DNAT sends it to
+    h1b in h1's own subnet, masquerade makes the answers come back through the router.
+    The packets leave by the port they came in on; the redirect ip_forward would send
+    is dropped by NAT (nf_nat_icmp_reply_translation), so h1 never learns a redirected
+    route to the WAN address (which would break the connection). Either target."""
+    server = "10.0.1.3"
+    topo = _start(topology, tmp_path, nat_ruleset(
+        pre=f"ip daddr {R_WAN} tcp dport 8080 dnat to {server}:8080",
+        post=f"ip saddr 10.0.1.0/24 ip daddr {server} masquerade"))
+    _lan_server_host(topo, server)
+    with topo.capture("h1", "icmp") as cap:
+        seen = [_peer_seen(topo, "h1", "h1b", R_WAN) for _ in range(2)]
+    assert seen == [f"peer={R_LAN}"] * 2, seen
+    got = [p.summary() for p in cap.stop()]
+    assert got == [], "the router sent h1 ICMP (a redirect from the WAN address)"
+    rg = topo.exec("h1", "ip", "route", "get", R_WAN).stdout
+    assert "redirected" not in rg, rg
+    if shutil.which("conntrack") is None:
+        return
+    got = sorted(normalise(ln) for ln in conntrack_lines(topo, "-L", "-p", "tcp"))
+    want = [f"tcp      6 T TIME_WAIT src={H1} dst={R_WAN} sport=P dport=8080 src={server} "
+            f"dst={R_LAN} sport=8080 dport=P [ASSURED] mark=0 use=1"] * 2
+    assert got == want, "\n".join(got)

@@ -27,7 +27,10 @@ checksum of zero over IPv4 stays zero, a computed zero is sent as 0xFFFF), ICMP 
 echo id.  An ICMP error RELATED to a NATed connection gets its embedded header rewritten
 back to what its sender saw (with its IPv4, TCP/UDP checksums; a TCP header cut at 8
 bytes keeps its checksum, as tcp_manip_pkt) and the ICMP checksum recomputed, then the
-outer addresses rewritten.
+outer addresses rewritten.  A redirect about a connection that is NATed or not yet
+bound both ways is dropped instead (the hairpin case: a DNATed packet leaving by the
+port it came in on is marked for a redirect by ip_forward, as the kernel's
+IPSKB_DOREDIRECT, which ignores NAT; the redirect carries the entry and dies here).
 
 Masquerade uses the egress port's address (inet_select_addr toward the next hop) and
 remembers (ifindex, address) on the entry; ``masq_cleanup`` (after a reload) kills the
@@ -39,7 +42,7 @@ non-link-local address with the longest prefix in common with the peer (a simpli
 ipv6_dev_get_saddr); ICMPv6 errors are translated like ICMP ones, their checksum
 recomputed over the new pseudo-header.
 
-Not done: find_appropriate_src (reusing an existing mapping for persistent), hairpin,
+Not done: find_appropriate_src (reusing an existing mapping for persistent),
 OUTPUT DNAT reroute, IPv6 snat/dnat with ports (the ``[addr]:port`` syntax).
 Invariants: nothing here raises on a short packet (a transport header too short to
 rewrite drops the packet with DropReason.NAT_UNTRANSLATABLE); the table is not grown.
@@ -65,6 +68,8 @@ if TYPE_CHECKING:
 NF_NAT_MANIP_SRC, NF_NAT_MANIP_DST = 0, 1
 IPS_SRC_NAT_DONE, IPS_DST_NAT_DONE = 128, 256
 IPS_NAT_MASK = IPS_SRC_NAT | IPS_DST_NAT
+IPS_NAT_DONE_MASK = IPS_SRC_NAT_DONE | IPS_DST_NAT_DONE
+ICMP_REDIRECT, NDISC_REDIRECT = 5, 137
 # struct nf_nat_range2 flags
 NF_NAT_RANGE_MAP_IPS = 1
 NF_NAT_RANGE_PROTO_SPECIFIED = 2
@@ -379,7 +384,15 @@ def nat_packet(c: Conn, ctinfo: int, hook: int, d: bytearray) -> bool:
 
 
 def icmp_reply_translation(c: Conn, ctinfo: int, hook: int, d: bytearray) -> bool:
-    """nf_nat_icmp_reply_translation(): an ICMP error about a NATed connection."""
+    """nf_nat_icmp_reply_translation(): an ICMP error about a NATed connection.  A
+    redirect about a connection whose NAT is not finished (both DONE bits) or not null
+    is dropped: the hosts would start talking past the translation ("Redirects on
+    non-null nats must be dropped"); a hairpin's first packet is always such a case."""
+    th = (d[0] & 0x0F) << 2 if c.orig[0] == 4 else pktinfo(d, 6)[1]
+    if 0 <= th < len(d) and d[th] == (ICMP_REDIRECT if c.orig[0] == 4 else NDISC_REDIRECT) \
+            and ((c.status & IPS_NAT_DONE_MASK) != IPS_NAT_DONE_MASK
+                 or c.status & IPS_NAT_MASK):
+        return False
     mtype = maniptype(hook)
     bit = IPS_SRC_NAT if mtype == NF_NAT_MANIP_SRC else IPS_DST_NAT
     direction = DIR_REPLY if ctinfo >= IP_CT_IS_REPLY else DIR_ORIGINAL

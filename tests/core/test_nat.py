@@ -498,3 +498,34 @@ def test_redirect_about_an_un_nated_connection_goes_once_its_nat_is_done() -> No
     red = expect_ipv4(out[0], src=WAN_IP, dst=H2.ip, ifindex=WAN)
     assert red.payload[0] == 5 and red.payload[4:8] == bytes([10, 0, 2, 254])
     assert net.router.counters.drops[DropReason.NAT_UNTRANSLATABLE] == 1
+
+
+def test_port_down_kills_the_entries_masqueraded_through_it_only() -> None:
+    """masq_device_event(NETDEV_DOWN): Router.set_link(down, admin=True) (the router's
+    own device set down) forgets the entries that masquerade chose the port's address
+    for; a DNAT entry through the same port and a masqueraded one through another port
+    stay.  A carrier loss (the far end down) keeps them all, as the kernel."""
+    from .helpers import SMALL
+    net = _net(ruleset(post='oifname { "wan0", "small0" } masquerade',
+                       pre=f'iifname "wan0" udp dport 5000 dnat to {H1.ip}'))
+    net.reachable(H4)
+    send_udp(net, H1, H2.ip)
+    send_udp(net, H1, H4.ip)
+    _, out = send_udp(net, H2, WAN_IP, sport=6000, dport=5000)
+    expect_ipv4(out[0], src=H2.ip, dst=H1.ip)
+    ct = net.router.nf.conntrack
+    assert sorted(c.masq for c in ct.entries() if c.masq) == [
+        (WAN, bytes([10, 0, 2, 1])), (SMALL, bytes([10, 0, 4, 1]))]
+    net.router.set_link(WAN, False, net.now)
+    assert len(ct) == 3
+    net.router.set_link(WAN, True, net.now)
+    net.router.set_link(WAN, False, net.now, admin=True)
+    assert len(ct) == 2
+    assert [c.masq for c in ct.entries() if c.masq] == [(SMALL, bytes([10, 0, 4, 1]))]
+    assert [c.orig[2] for c in ct.entries() if not c.masq] == [bytes([10, 0, 2, 1])]
+    # up again: the next packet of the flow is a new connection, masqueraded afresh
+    net.router.set_link(WAN, True, net.now)
+    net.reachable(H2)
+    _, out = send_udp(net, H1, H2.ip)
+    expect_ipv4(out[0], src=WAN_IP, dst=H2.ip)
+    assert net.router.nf.conntrack.stats["insert"] == 4

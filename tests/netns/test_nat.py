@@ -236,3 +236,80 @@ def test_hairpin_nat_lan_host_reaches_lan_server_through_the_wan_address(
     want = [f"tcp      6 T TIME_WAIT src={H1} dst={R_WAN} sport=P dport=8080 src={server} "
             f"dst={R_LAN} sport=8080 dport=P [ASSURED] mark=0 use=1"] * 2
     assert got == want, "\n".join(got)
+
+
+def test_far_end_link_down_keeps_masqueraded_entries(topology, tmp_path: Path) -> None:
+    """h2 sets its link down (for the kernel router a carrier loss on its veth, not
+    NETDEV_DOWN): masq_device_event does not fire, the masqueraded entry survives.
+    Either target."""
+    topo = _start(topology, tmp_path, MASQ)
+    ping = topo.exec("h1", "ping", "-n", "-c", "1", "-W", "2", H2, timeout=10)
+    assert ping.returncode == 0, show(ping)
+    if shutil.which("conntrack") is None:
+        pytest.skip("conntrack missing")
+    before = [normalise(ln) for ln in conntrack_lines(topo, "-L", "-p", "icmp")]
+    assert len(before) == 1 and f"dst={R_WAN}" in before[0], before
+    dev = topo.port_of("h2").name
+    topo.exec("h2", "ip", "link", "set", dev, "down", check=True)
+    time.sleep(2.0)                      # pyrouter notices within its 1 s link poll
+    assert [normalise(ln) for ln in conntrack_lines(topo, "-L", "-p", "icmp")] == before
+
+
+MASQ_OUT = """\
+flush ruleset
+table ip nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "%s" masquerade
+	}
+}
+"""
+
+
+def test_router_device_down_forgets_its_masqueraded_entries(tmp_path: Path) -> None:
+    """The router's own WAN device set down (an AF_PACKET port's veth in R; the kernel
+    router's veth): NETDEV_DOWN, masq_device_event kills the entries masqueraded through
+    it. Either target."""
+    if shutil.which("conntrack") is None:
+        pytest.skip("conntrack missing")
+    from .conftest import TARGET, ip, nsexec
+    from .lab import Lab, kernel_port, tap_to
+    lab = Lab(tmp_path)
+    try:
+        h1, h2 = lab.netns("h1"), lab.netns("h2")
+        a, b = lab.name("a"), lab.name("b")
+        lab.veth(b, lab.r, h2)                  # the WAN: a veth in R
+        lab.host(h2, b, "10.0.2.2/24", "10.0.2.1")
+        rules = tmp_path / "nat.nft"
+        rules.write_text(MASQ_OUT % b)
+        if TARGET == "kernel":
+            ip("-n", lab.r, "addr", "add", "10.0.2.1/24", "dev", b)
+            kernel_port(lab, h1, a, "10.0.1.1/24", "10.0.1.2/24")
+            nsexec(lab.r, "sysctl", "-qw", "net.ipv4.ip_forward=1", check=True)
+            nsexec(lab.r, "nft", "-f", str(rules), check=True)
+        else:
+            nsexec(lab.r, "sysctl", "-qw", "net.ipv4.ip_forward=0", check=True)
+            lab.start({"interfaces": {
+                b: {"kind": "packet", "device": b, "addresses": ["10.0.2.1/24"]},
+                a: tap_to(h1, "10.0.1.1/24", "10.0.1.2/24")},
+                "nftables": {"file": str(rules)}})
+
+        def entries() -> list[str]:
+            if TARGET == "kernel":
+                cp = nsexec(lab.r, "conntrack", "-L", "-p", "icmp")
+            else:
+                cp = subprocess.run([sys.executable, "-m", "pyrouter", "--socket",
+                                     str(lab.socket), "conntrack", "-L", "-p", "icmp"],
+                                    capture_output=True, text=True, timeout=30)
+            assert cp.returncode == 0, show(cp)
+            return [ln for ln in cp.stdout.splitlines() if ln.strip()]
+
+        cp = nsexec(h1, "ping", "-n", "-c", "1", "-W", "2", "10.0.2.2", timeout=10)
+        assert cp.returncode == 0, show(cp)
+        got = entries()
+        assert len(got) == 1 and "dst=10.0.2.1" in got[0], got
+        ip("-n", lab.r, "link", "set", b, "down")
+        time.sleep(2.0)                         # pyrouter's 1 s link poll
+        assert entries() == []
+    finally:
+        lab.teardown()

@@ -34,7 +34,8 @@ IPSKB_DOREDIRECT, which ignores NAT; the redirect carries the entry and dies her
 
 Masquerade uses the egress port's address (inet_select_addr toward the next hop) and
 remembers (ifindex, address) on the entry; ``masq_cleanup`` (after a reload) kills the
-entries whose port or address went away (masq_inet_event / masq_device_event).
+entries whose port or address went away (masq_inet_event / masq_device_event), and
+``masq_device_down`` (Router.set_link, a port going down) those masqueraded through it.
 
 IPv6 (nf_nat_ipv6_manip_pkt): no header checksum; TCP, UDP and ICMPv6 checksums follow
 the addresses (RFC 1624 per 16-bit word); masquerade and redirect take the port's
@@ -539,6 +540,19 @@ def _addr6(port: Any, toward: bytes) -> bytes | None:
         if common > blen:
             best, blen = a, common
     return best.to_bytes(16, "big") if best is not None else None
+
+
+def masq_device_down(r: Router, ifindex: int) -> int:
+    """masq_device_event(NETDEV_DOWN): the port went down (Router.set_link): kill every
+    entry masqueraded through it (device_cmp on the masq ifindex; other entries through
+    the port stay); the count killed."""
+    ct = r.nf.conntrack
+    n = 0
+    for c in ct.entries():
+        if c.masq is not None and c.masq[0] == ifindex:
+            ct.kill(c)
+            n += 1
+    return n
 
 
 def masq_cleanup(r: Router) -> int:

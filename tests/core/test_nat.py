@@ -529,3 +529,81 @@ def test_port_down_kills_the_entries_masqueraded_through_it_only() -> None:
     _, out = send_udp(net, H1, H2.ip)
     expect_ipv4(out[0], src=WAN_IP, dst=H2.ip)
     assert net.router.nf.conntrack.stats["insert"] == 4
+
+
+# -- get_unique_tuple step 1: find_appropriate_src; persistent ranges -------------------
+def test_a_source_keeps_its_mapping_towards_other_destinations() -> None:
+    """find_appropriate_src: H1B:40000 was given port X (H1 holds 40000 toward H2); its
+    next connection from the same port reuses X (endpoint-independent mapping) although
+    40000 would be free toward that destination.  Toward H3 (masquerade picks wan0's
+    other address) X is not in the range: the original port."""
+    from .helpers import H3
+    net = _net(MASQ)
+    net.reachable(H1B)
+    net.reachable(H3)
+    send_udp(net, H1, H2.ip)
+    _, b = send_udp(net, H1B, H2.ip)
+    x = ports(expect_ipv4(b[0], src=WAN_IP))[0]
+    assert x != 40000
+    _, again = send_udp(net, H1B, H2.ip, dport=33435)
+    ip = expect_ipv4(again[0], src=WAN_IP, dst=H2.ip)
+    assert ports(ip) == (x, 33435)
+    l4_ok(ip)
+    _, other = send_udp(net, H1B, H3.ip)
+    assert ports(expect_ipv4(other[0], src="10.0.20.1", dst=H3.ip)) == (40000, 33434)
+    # H1's own next connection: its original tuple is free, kept
+    _, h1 = send_udp(net, H1, H2.ip, dport=33436)
+    assert ports(expect_ipv4(h1[0], src=WAN_IP)) == (40000, 33436)
+
+
+def test_a_dead_mapping_is_not_reused_and_the_index_stays_bounded() -> None:
+    net = _net(MASQ)
+    net.reachable(H1B)
+    send_udp(net, H1, H2.ip)
+    _, b = send_udp(net, H1B, H2.ip)
+    x = ports(expect_ipv4(b[0], src=WAN_IP))[0]
+    net.run_until(net.now + 31 * SECOND)              # both unreplied UDP entries expire
+    ct = net.router.nf.conntrack
+    assert len(ct) == 0
+    _, again = send_udp(net, H1B, H2.ip, dport=33435)
+    assert ports(expect_ipv4(again[0], src=WAN_IP))[0] == 40000 != x
+    for i in range(400):                              # many sources, each gone in turn
+        send_udp(net, H1, H2.ip, sport=1024 + i)
+        if i % 100 == 99:
+            net.run_until(net.now + 31 * SECOND)
+    assert len(ct) == 0 and len(ct.nat_bysource) <= 2 * 100 + 65
+    send_udp(net, H1, H2.ip, sport=9999)              # the next binding rebuilds it
+    assert len(ct) == 1 and len(ct.nat_bysource) == 1
+
+
+@pytest.mark.parametrize("flags,same", [("persistent", True), ("", False)])
+def test_persistent_gives_a_client_one_address_of_the_range(flags: str, same: bool) -> None:
+    """snat to a range: the address is a hash of the source and, without persistent, of
+    the destination too (find_best_ips_proto); persistent: one address per client."""
+    from .helpers import GW
+    net = _net(ruleset(post=f'oifname "wan0" snat to 10.0.2.100-10.0.2.163 {flags}'))
+    net.reachable(GW)
+    seen = set()
+    for i in range(8):
+        dst = f"10.9.0.{i + 1}"
+        l3 = ipv4(H1.ip, dst, udp(H1.ip, dst, sport=40000 + i, dport=53), proto=17)
+        ip = expect_ipv4(net.send(LAN, frame_from(H1, l3))[0], dst=dst, ifindex=WAN)
+        seen.add(ip.src)
+        l4_ok(ip)
+    assert all(s.startswith("10.0.2.") and 100 <= int(s.rsplit(".", 1)[1]) <= 163
+               for s in seen), seen
+    assert (len(seen) == 1) is same, seen
+
+
+def test_dnat_persistent_sends_a_client_to_one_backend() -> None:
+    net = _net(ruleset(pre=f'iifname "wan0" dnat to 10.0.1.10-10.0.1.11 persistent'))
+    net.reachable(H1B)
+    from .helpers import H3
+    net.reachable(H3)
+    got = set()
+    for i, dst in enumerate([WAN_IP, "10.0.20.1"] * 3):
+        for host in (H2, H3):
+            l3 = ipv4(host.ip, dst, udp(host.ip, dst, sport=5000 + i, dport=53), proto=17)
+            ip = expect_ipv4(net.send(WAN, frame_from(host, l3))[0], ifindex=LAN)
+            got.add((host.ip, ip.dst))
+    assert len(got) == 2 and {h for h, _ in got} == {H2.ip, H3.ip}, got

@@ -313,3 +313,34 @@ def test_router_device_down_forgets_its_masqueraded_entries(tmp_path: Path) -> N
         assert entries() == []
     finally:
         lab.teardown()
+
+
+UDP_FROM = ("import socket,sys;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+            "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+            "s.bind(('',int(sys.argv[1])));"
+            "[s.sendto(b'x',(sys.argv[2],int(p))) for p in sys.argv[3:]]")
+
+
+def test_a_source_port_keeps_its_masquerade_mapping(topology, tmp_path: Path) -> None:
+    """find_appropriate_src: h1 and h1b both send from UDP port 40000 to h2; h1b's flow
+    gets another port X (h1 holds 40000), and h1b's next flow from 40000 to another port
+    of h2 reuses X although 40000 would be free there. Either target."""
+    if shutil.which("conntrack") is None:
+        pytest.skip("conntrack missing")
+    topo = _start(topology, tmp_path, MASQ)
+    _lan_server_host(topo, "10.0.1.3")
+    for host, dports in (("h1", ["5000"]), ("h1b", ["5000"]), ("h1b", ["5001"])):
+        cp = topo.exec(host, sys.executable, "-c", UDP_FROM, "40000", H2, *dports,
+                       timeout=10)
+        assert cp.returncode == 0, show(cp)
+        time.sleep(0.2)
+    rows = {}
+    for ln in conntrack_lines(topo, "-L", "-p", "udp"):
+        m = re.search(r"src=(\S+) dst=\S+ sport=(\d+) dport=(\d+) .*src=\S+ dst=(\S+) "
+                      r"sport=\d+ dport=(\d+)", ln)
+        assert m, ln
+        rows[(m.group(1), int(m.group(3)))] = (m.group(4), int(m.group(5)))
+    x = rows[("10.0.1.3", 5000)]
+    assert rows[(H1, 5000)] == (R_WAN, 40000), rows
+    assert x[0] == R_WAN and x[1] != 40000, rows
+    assert rows[("10.0.1.3", 5001)] == x, rows

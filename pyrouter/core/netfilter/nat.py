@@ -13,8 +13,12 @@ and OUTPUT the destination (NF_NAT_MANIP_DST), at POSTROUTING and INPUT the sour
 
 Port allocation (get_unique_tuple, nf_nat_l4proto_unique_tuple): a SNAT keeps the
 original tuple when it lies in the range and its reply is unused (nf_nat_used_tuple:
-the inverse is in the table for another entry); else the address is chosen in the range
-(a fold of the addresses, the destination left out with ``persistent``), the port (the
+the inverse is in the table for another entry); when it is out of the range, the
+mapping a live entry from the same source address and port already has is reused if
+unused (find_appropriate_src over ``ConnTrack.nat_bysource``, the kernel's
+nf_nat_bysource: every SRC-bound entry, stale ones pruned, rebuilt when it outgrows the
+table); else the address is chosen in the range (a fold of source and destination, the
+destination left out with ``persistent``: one address per client), the port (the
 ICMP echo id) kept when in range and free, else searched from an offset (0, or a
 random one from the router's rng with ``random``/``fully-random``; ``fully-random``
 also skips keeping the original) over at most NF_NAT_MAX_ATTEMPTS=128 candidates, then
@@ -43,7 +47,7 @@ non-link-local address with the longest prefix in common with the peer (a simpli
 ipv6_dev_get_saddr); ICMPv6 errors are translated like ICMP ones, their checksum
 recomputed over the new pseudo-header.
 
-Not done: find_appropriate_src (reusing an existing mapping for persistent),
+Not done:
 OUTPUT DNAT reroute, IPv6 snat/dnat with ports (the ``[addr]:port`` syntax).
 Invariants: nothing here raises on a short packet (a transport header too short to
 rewrite drops the packet with DropReason.NAT_UNTRANSLATABLE); the table is not grown.
@@ -166,8 +170,8 @@ def _best_ip(t: Tuple, rng: NatRange, mtype: int) -> Tuple:
     hi = int.from_bytes(rng.max_addr or rng.min_addr, "big")
     if lo == hi:
         return _with(t, mtype, rng.min_addr)
-    parts = (t[1],) if rng.flags & NF_NAT_RANGE_PERSISTENT else \
-        ((t[1], t[2]) if mtype == NF_NAT_MANIP_SRC else (t[1],))
+    # jhash of the source, seeded with the destination unless persistent (both manips)
+    parts = (t[1],) if rng.flags & NF_NAT_RANGE_PERSISTENT else (t[1], t[2])
     j = _fold(*parts)
     a = lo + (j * (hi - lo + 1) >> 32)
     return _with(t, mtype, a.to_bytes(len(rng.min_addr), "big"))
@@ -215,12 +219,59 @@ def _unique_proto(ct: ConnTrack, t: Tuple, rng: NatRange, mtype: int, c: Conn,
         off = rand() & 0xFFFF
 
 
+def _src_key(t: Tuple) -> tuple[int, int, bytes, int]:
+    return (t[0], t[3], t[1], t[4])
+
+
+def bysource_add(ct: ConnTrack, c: Conn) -> None:
+    """nf_nat_setup_info's hlist_add_head(nf_nat_bysource): *c* got its SRC binding.
+    Entries no longer in the table are pruned from the key's list here, and the whole
+    index is rebuilt from the table once it has more than twice as many keys as the
+    table has entries (so it stays bounded by the table)."""
+    idx = ct.nat_bysource
+    key = _src_key(c.orig)
+    lst = [o for o in idx.get(key, ()) if ct.hash.get(o.orig) is o]
+    lst.append(c)
+    idx[key] = lst
+    if len(idx) > 2 * len(ct) + 64:
+        fresh: dict[tuple, list[Conn]] = {}
+        for o in ct.entries():
+            if o.status & IPS_SRC_NAT_DONE:
+                fresh.setdefault(_src_key(o.orig), []).append(o)
+        fresh.setdefault(key, []).append(c)
+        ct.nat_bysource = fresh
+
+
+def find_appropriate_src(ct: ConnTrack, orig: Tuple, rng: NatRange,
+                         c: Conn) -> Tuple | None:
+    """find_appropriate_src(): a live entry from the same source address and port (same
+    protocol) already mapped into *rng*: the same mapping for this connection, towards
+    its own destination (newest entry first, as the kernel's hlist)."""
+    for o in reversed(ct.nat_bysource.get(_src_key(orig), ())):
+        if o is c or ct.hash.get(o.orig) is not o:
+            continue
+        inv = invert(o.reply)
+        if inv is None:
+            continue
+        res = (orig[0], inv[1], orig[2], orig[3], inv[4], orig[5])
+        if _in_range(res, rng, NF_NAT_MANIP_SRC):
+            return res
+    return None
+
+
 def unique_tuple(ct: ConnTrack, orig: Tuple, rng: NatRange, mtype: int, c: Conn,
                  rand: Callable[[], int]) -> Tuple:
-    """get_unique_tuple()."""
+    """get_unique_tuple(): 1) a SNAT keeps the original tuple when in range and unused,
+    else reuses the source's current mapping (find_appropriate_src) when unused;
+    2) the address from the range; 3) the port."""
     if mtype == NF_NAT_MANIP_SRC and not rng.flags & NF_NAT_RANGE_PROTO_RANDOM_ALL:
-        if _in_range(orig, rng, mtype) and not used_tuple(ct, orig, c):
-            return orig
+        if _in_range(orig, rng, mtype):
+            if not used_tuple(ct, orig, c):
+                return orig
+        else:
+            found = find_appropriate_src(ct, orig, rng, c)
+            if found is not None and not used_tuple(ct, found, c):
+                return found
     t = _best_ip(orig, rng, mtype)
     if not rng.flags & NF_NAT_RANGE_PROTO_RANDOM_ALL:
         if rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED:
@@ -246,7 +297,11 @@ def setup_info(r: Router, c: Conn, rng: NatRange, mtype: int) -> int:
                 if rep is not None:
                     c.reply = rep
                     c.status |= IPS_SRC_NAT if mtype == NF_NAT_MANIP_SRC else IPS_DST_NAT
-    c.status |= IPS_SRC_NAT_DONE if mtype == NF_NAT_MANIP_SRC else IPS_DST_NAT_DONE
+    if mtype == NF_NAT_MANIP_SRC:
+        c.status |= IPS_SRC_NAT_DONE
+        bysource_add(r.nf.conntrack, c)
+    else:
+        c.status |= IPS_DST_NAT_DONE
     return NF_ACCEPT
 
 

@@ -344,3 +344,45 @@ def test_a_source_port_keeps_its_masquerade_mapping(topology, tmp_path: Path) ->
     assert rows[(H1, 5000)] == (R_WAN, 40000), rows
     assert x[0] == R_WAN and x[1] != 40000, rows
     assert rows[("10.0.1.3", 5001)] == x, rows
+
+
+DNAT6_PORT = """\
+flush ruleset
+table ip6 nat {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip6 daddr fd00:2::1 tcp dport 8080 dnat to [fd00:1::2]:8081
+	}
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing")
+def test_ipv6_dnat_to_address_and_port(topology, tmp_path: Path) -> None:
+    """``dnat to [ADDR]:PORT``: h2 connects to the router's [fd00:2::1]:8080 and reaches
+    h1's [fd00:1::2]:8081, seeing itself as the peer; the kernel target loads the same
+    file (``nft -f``), so nft accepts the syntax too. Either target."""
+    from .test_ipv6 import H1_6, H2_6, R_B6, v6_ports
+    path = tmp_path / "nat6.nft"
+    path.write_text(DNAT6_PORT)
+    topo = topology(ports=v6_ports(), config={"nftables": {"file": str(path)}})
+    srv = subprocess.Popen(["ip", "netns", "exec", topo.ns("h1"), "socat", "-T3",
+                            "TCP6-LISTEN:8081,reuseaddr", "SYSTEM:echo peer=$SOCAT_PEERADDR"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        cp = topo.exec("h2", "socat", "-T3", "-", f"TCP6:[{R_B6}]:8080,connect-timeout=2",
+                       input="", timeout=10)
+    finally:
+        srv.kill()
+        srv.wait()
+    import ipaddress  # noqa: PLC0415
+    m = re.search(r"peer=\[?([0-9a-f:]+)\]?", cp.stdout)
+    assert m and ipaddress.ip_address(m.group(1)) == ipaddress.ip_address(H2_6), show(cp)
+    if shutil.which("conntrack") is None:
+        return
+    rows = conntrack_lines(topo, "-L", "-f", "ipv6", "-p", "tcp")
+    assert len(rows) == 1 and " sport=8081 " in rows[0], rows   # (normalise hides it)
+    got = [normalise(ln) for ln in rows]
+    assert got == [f"tcp      6 T TIME_WAIT src={H2_6} dst={R_B6} sport=P dport=8080 "
+                   f"src={H1_6} dst={H2_6} sport=P dport=P [ASSURED] mark=0 use=1"], got

@@ -47,8 +47,9 @@ non-link-local address with the longest prefix in common with the peer (a simpli
 ipv6_dev_get_saddr); ICMPv6 errors are translated like ICMP ones, their checksum
 recomputed over the new pseudo-header.
 
-Not done:
-OUTPUT DNAT reroute, IPv6 snat/dnat with ports (the ``[addr]:port`` syntax).
+IPv6 snat/dnat take ports like IPv4 (``[addr]:port``, parsed by nft_parse.py); a port
+mapping needs an earlier transport match, as nft.
+Not done: OUTPUT DNAT reroute.
 Invariants: nothing here raises on a short packet (a transport header too short to
 rewrite drops the packet with DropReason.NAT_UNTRANSLATABLE); the table is not grown.
 """

@@ -730,3 +730,63 @@ def test_ipv6_dnat_and_snat_with_ports() -> None:
         _csum6_ok(ipu)
         got.append(struct.unpack("!H", ipu.payload[:2])[0])
     assert sorted(got) == [2000, 2001]
+
+
+# -- DNAT at OUTPUT: the router's own packets are routed again (ip_route_me_harder) ---
+def _out_nat(fam: str, rule: str) -> str:
+    return (f"table {fam} nat {{\n  chain out {{\n    type nat hook output priority -100; "
+            f"policy accept;\n    {rule}\n  }}\n}}\n")
+
+
+def test_output_dnat_reroutes_the_routers_own_packet() -> None:
+    """The router pings 10.0.2.99 (routed out wan0, source 10.0.2.1); the output nat
+    chain moves it to H4, so it is routed again and leaves by small0 (the source stays,
+    as ip_route_me_harder keeps it).  H4's reply is un-NATed at INPUT: the ping sees
+    10.0.2.99 answer."""
+    from pyrouter.core.ip.sock import send_echo
+
+    from .helpers import SMALL, ip2int
+    net = _net(_out_nat("ip", f"ip daddr 10.0.2.99 dnat to {H4.ip}"))
+    net.reachable(H4)
+    assert send_echo(net.router, ip2int("10.0.2.99"), 0x4242, 1, net.now)
+    out = net.drain()
+    assert len(out) == 1, out
+    ip = expect_ipv4(out[0], src=WAN_IP, dst=H4.ip, ifindex=SMALL)
+    l4_ok(ip)
+    rep = ipv4(H4.ip, WAN_IP, echo(ident=0x4242, seq=1, reply=True,
+                                   data=bytes(ip.payload[8:])), proto=1)
+    net.send(SMALL, frame_from(H4, rep))
+    c = net.router.nf.conntrack.entries()[0]
+    assert c.orig[2] == bytes([10, 0, 2, 99]) and c.reply[1] == bytes([10, 0, 4, 40])
+    assert c.packets == [1, 1]
+
+
+def test_output_dnat_to_an_unroutable_address_is_dropped() -> None:
+    from pyrouter.core.ip.sock import send_echo
+
+    from .helpers import ip2int
+    net = _net(_out_nat("ip", "ip daddr 10.0.2.99 dnat to 198.51.100.7"))
+    assert send_echo(net.router, ip2int("10.0.2.99"), 0x4243, 1, net.now)
+    assert net.drain() == []
+    assert net.snmp("IpOutNoRoutes") == 1
+    assert net.router.counters.drops[DropReason.NO_ROUTE] == 1
+
+
+def test_output_dnat_reroutes_ipv6() -> None:
+    from pyrouter.core.ip6.sock6 import send_echo6
+
+    from .helpers6 import CONFIG6, Net6, expect_ip6
+    h4 = "2001:db8:4::40"
+    net = Net6(config=CONFIG6 + "nftables:\n  ruleset: |\n" + "".join(
+        "    " + ln + "\n" for ln in _out_nat("ip6", f"ip6 daddr 2001:db8:2::99 dnat to {h4}")
+        .splitlines()))
+    net.ready()
+    from .helpers6 import H4 as B4
+    net.learn6(B4)
+    assert send_echo6(net.router, int.from_bytes(bytes.fromhex(
+        "20010db8000200000000000000000099"), "big"), 0x77, 1, net.now)
+    out = net.drain()
+    assert len(out) == 1, out
+    ip = expect_ip6(out[0], src="2001:db8:2::1", dst=h4)
+    assert out[0][0] == 3
+    _csum6_ok(ip)

@@ -386,3 +386,33 @@ def test_ipv6_dnat_to_address_and_port(topology, tmp_path: Path) -> None:
     got = [normalise(ln) for ln in rows]
     assert got == [f"tcp      6 T TIME_WAIT src={H2_6} dst={R_B6} sport=P dport=8080 "
                    f"src={H1_6} dst={H2_6} sport=P dport=P [ASSURED] mark=0 use=1"], got
+
+
+OUTPUT_DNAT = f"""\
+flush ruleset
+table ip nat {{
+	chain output {{
+		type nat hook output priority -100; policy accept;
+		ip daddr 10.0.2.99 dnat to {H1}
+	}}
+}}
+"""
+
+
+def test_output_dnat_reroutes_the_routers_own_ping(topology, tmp_path: Path) -> None:
+    """The router pings 10.0.2.99 (a WAN-side address, so the source is 10.0.2.1); the
+    output nat chain sends it to h1 instead, so it is routed again (ip_route_me_harder)
+    and leaves by the LAN port with its source kept; h1's reply comes back un-NATed
+    (the ping sees 10.0.2.99 answer). Either target (the kernel's own ping there)."""
+    from scapy.layers.inet import ICMP, IP  # noqa: PLC0415
+    topo = _start(topology, tmp_path, OUTPUT_DNAT)
+    with topo.capture("h1", "icmp") as cap:
+        if topo.target == "kernel":
+            from .conftest import nsexec  # noqa: PLC0415
+            cp = nsexec(topo.router_ns, "ping", "-n", "-c", "1", "-W", "2", "10.0.2.99",
+                        timeout=10)
+        else:
+            cp = topo.cli("ping", "-c", "1", "-W", "2", "10.0.2.99", check=False)
+    assert cp.returncode == 0 and "from 10.0.2.99" in cp.stdout, show(cp)
+    reqs = [(p[IP].src, p[IP].dst) for p in cap.stop() if ICMP in p and p[ICMP].type == 8]
+    assert reqs == [(R_WAN, H1)], reqs

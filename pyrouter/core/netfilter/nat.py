@@ -49,7 +49,9 @@ recomputed over the new pseudo-header.
 
 IPv6 snat/dnat take ports like IPv4 (``[addr]:port``, parsed by nft_parse.py); a port
 mapping needs an earlier transport match, as nft.
-Not done: OUTPUT DNAT reroute.
+At OUTPUT a translated destination routes the packet again (``local_reroute``, as
+nf_nat_ipv4_local_fn: ip_route_me_harder / ip6_route_me_harder in ip/output.py and
+ip6/output.py; the source stays).
 Invariants: nothing here raises on a short packet (a transport header too short to
 rewrite drops the packet with DropReason.NAT_UNTRANSLATABLE); the table is not grown.
 """
@@ -514,7 +516,7 @@ def nat_entry(run: Callable[[Any], int], make_ctx: Callable[[Any, Any], Any], po
             if not icmp_reply_translation(c, ci, st.hook, d):
                 st.reason = DropReason.NAT_UNTRANSLATABLE
                 return NF_DROP
-            return NF_ACCEPT
+            return local_reroute(pkt, st) if st.hook == Hook.LOCAL_OUT else NF_ACCEPT
         if ci in (IP_CT_NEW, IP_CT_RELATED, IP_CT_RELATED_REPLY) and not initialized(c, mtype):
             v = run(make_ctx(pkt, st))
             if v < 0:
@@ -526,8 +528,38 @@ def nat_entry(run: Callable[[Any], int], make_ctx: Callable[[Any, Any], Any], po
         if not nat_packet(c, ci, st.hook, pkt.data):
             st.reason = DropReason.NAT_UNTRANSLATABLE
             return NF_DROP
+        if st.hook == Hook.LOCAL_OUT:
+            return local_reroute(pkt, st)
         return NF_ACCEPT
     return entry
+
+
+def local_reroute(pkt: PacketBuf, st: HookState) -> int:
+    """nf_nat_ipv4_local_fn / nf_nat_ipv6_local_fn after the translation: when this
+    direction's destination is not where the other direction comes from (a DNAT at
+    OUTPUT), the packet is routed again (ip_route_me_harder)."""
+    c = pkt.ct
+    if ci_dir(pkt.ctinfo) == DIR_ORIGINAL:
+        here, other = c.orig, c.reply
+    else:
+        here, other = c.reply, c.orig
+    if here[2] == other[1]:
+        return NF_ACCEPT
+    if st.pf == 4:
+        from ..ip.output import ip_route_me_harder  # noqa: PLC0415 (ip imports netfilter)
+        ok = ip_route_me_harder(st.router, pkt)
+    else:
+        from ..ip6.output import ip6_route_me_harder  # noqa: PLC0415
+        ok = ip6_route_me_harder(st.router, pkt)
+    if not ok:
+        st.reason = DropReason.NO_ROUTE
+        return NF_DROP
+    return NF_ACCEPT
+
+
+def ci_dir(ctinfo: int) -> int:
+    """CTINFO2DIR()."""
+    return DIR_REPLY if ctinfo >= IP_CT_IS_REPLY else DIR_ORIGINAL
 
 
 def nat_step(kind: str, rng: NatRange) -> Callable[[Any], int]:

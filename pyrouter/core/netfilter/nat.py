@@ -11,19 +11,7 @@ of the connection is then rewritten by ``nat_packet`` in both directions: at PRE
 and OUTPUT the destination (NF_NAT_MANIP_DST), at POSTROUTING and INPUT the source
 (NF_NAT_MANIP_SRC), towards the inverse of the other direction's tuple.
 
-Port allocation (get_unique_tuple, nf_nat_l4proto_unique_tuple): a SNAT keeps the
-original tuple when it lies in the range and its reply is unused (nf_nat_used_tuple:
-the inverse is in the table for another entry); when it is out of the range, the
-mapping a live entry from the same source address and port already has is reused if
-unused (find_appropriate_src over ``ConnTrack.nat_bysource``, the kernel's
-nf_nat_bysource: every SRC-bound entry, stale ones pruned, rebuilt when it outgrows the
-table); else the address is chosen in the range (a fold of source and destination, the
-destination left out with ``persistent``: one address per client), the port (the
-ICMP echo id) kept when in range and free, else searched from an offset (0, or a
-random one from the router's rng with ``random``/``fully-random``; ``fully-random``
-also skips keeping the original) over at most NF_NAT_MAX_ATTEMPTS=128 candidates, then
-halving, as the kernel.  Without a port range, a source port keeps its class (1-511,
-600-1023, 1024-65535) and a DNAT never changes the destination port.
+Port allocation (get_unique_tuple and find_appropriate_src) is nat_alloc.py.
 
 Checksums are updated incrementally (RFC 1624, wire/checksum.py csum_replace*): the IPv4
 header for addresses, TCP and UDP for the pseudo-header addresses and the ports (a UDP
@@ -58,47 +46,29 @@ rewrite drops the packet with DropReason.NAT_UNTRANSLATABLE); the table is not g
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...wire.checksum import csum_replace2, csum_replace4, inet_checksum
 from ..drops import DropReason
 from .conntrack import (DIR_ORIGINAL, DIR_REPLY, IP_CT_IS_REPLY, IP_CT_NEW,
                         IP_CT_RELATED, IP_CT_RELATED_REPLY, IPS_CONFIRMED, IPS_DST_NAT,
-                        IPS_SRC_NAT, Conn, ConnTrack, Tuple, invert)
+                        IPS_SRC_NAT, Conn, Tuple, invert)
 from .hooks import NF_ACCEPT, NF_DROP, Hook, HookState
+from .nat_alloc import (  # noqa: F401  (the range flags and NatRange: nft_compile's API)
+    IPS_DST_NAT_DONE, IPS_SRC_NAT_DONE, NF_NAT_MANIP_DST, NF_NAT_MANIP_SRC,
+    NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PERSISTENT, NF_NAT_RANGE_PROTO_RANDOM,
+    NF_NAT_RANGE_PROTO_RANDOM_FULLY, NF_NAT_RANGE_PROTO_SPECIFIED, PORTED as _PORTED, NatRange,
+    bysource_add, unique_tuple)
 from .view import pktinfo
 
 if TYPE_CHECKING:
     from ..packet import PacketBuf
     from ..router import Router
 
-NF_NAT_MANIP_SRC, NF_NAT_MANIP_DST = 0, 1
-IPS_SRC_NAT_DONE, IPS_DST_NAT_DONE = 128, 256
 IPS_NAT_MASK = IPS_SRC_NAT | IPS_DST_NAT
 IPS_NAT_DONE_MASK = IPS_SRC_NAT_DONE | IPS_DST_NAT_DONE
 ICMP_REDIRECT, NDISC_REDIRECT = 5, 137
-# struct nf_nat_range2 flags
-NF_NAT_RANGE_MAP_IPS = 1
-NF_NAT_RANGE_PROTO_SPECIFIED = 2
-NF_NAT_RANGE_PROTO_RANDOM = 4
-NF_NAT_RANGE_PERSISTENT = 8
-NF_NAT_RANGE_PROTO_RANDOM_FULLY = 16
-NF_NAT_RANGE_PROTO_RANDOM_ALL = NF_NAT_RANGE_PROTO_RANDOM | NF_NAT_RANGE_PROTO_RANDOM_FULLY
-NF_NAT_MAX_ATTEMPTS = 128
-_PORTED = (6, 17, 136, 132, 33)
 _ECHO_LIKE = frozenset({0, 8, 13, 14, 15, 16, 17, 18})
-
-
-@dataclass(frozen=True, slots=True)
-class NatRange:
-    """struct nf_nat_range2 (IPv4 addresses as 4 bytes)."""
-
-    min_addr: bytes | None = None
-    max_addr: bytes | None = None
-    min_port: int = 0
-    max_port: int = 0
-    flags: int = 0
 
 
 def maniptype(hook: int) -> int:
@@ -111,181 +81,6 @@ def initialized(c: Conn, mtype: int) -> bool:
 
 
 # -- nf_nat_setup_info ------------------------------------------------------------------
-def used_tuple(ct: ConnTrack, t: Tuple, c: Conn) -> bool:
-    """nf_nat_used_tuple(): the reply to *t* already belongs to another entry."""
-    rep = invert(t)
-    if rep is None:
-        return False
-    other = ct.hash.get(rep)
-    return other is not None and other is not c
-
-
-def _with(t: Tuple, mtype: int, addr: bytes | None = None, port: int | None = None) -> Tuple:
-    pf, src, dst, p, sp, dp = t
-    icmp = p == 1 or p == 58
-    if mtype == NF_NAT_MANIP_SRC:
-        src = addr if addr is not None else src
-        if port is not None:
-            sp = port
-    else:
-        dst = addr if addr is not None else dst
-        if port is not None:
-            if icmp:
-                sp = port                  # the echo id is the "port" both ways
-            else:
-                dp = port
-    return (pf, src, dst, p, sp, dp)
-
-
-def _key(t: Tuple, mtype: int) -> int:
-    return t[4] if mtype == NF_NAT_MANIP_SRC or t[3] in (1, 58) else t[5]
-
-
-def _in_range(t: Tuple, rng: NatRange, mtype: int) -> bool:
-    if rng.flags & NF_NAT_RANGE_MAP_IPS and rng.min_addr is not None:
-        a = t[1] if mtype == NF_NAT_MANIP_SRC else t[2]
-        if not rng.min_addr <= a <= (rng.max_addr or rng.min_addr):
-            return False
-    return _proto_in_range(t, rng, mtype)
-
-
-def _proto_in_range(t: Tuple, rng: NatRange, mtype: int) -> bool:
-    if not rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED or (t[3] not in _PORTED
-                                                        and t[3] not in (1, 58)):
-        return True
-    return rng.min_port <= _key(t, mtype) <= rng.max_port
-
-
-def _fold(*parts: bytes) -> int:
-    """A deterministic stand-in for the kernel's jhash (Python's bytes hash is salted)."""
-    h = 0x9E3779B9
-    for p in parts:
-        for b in p:
-            h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    return h
-
-
-def _best_ip(t: Tuple, rng: NatRange, mtype: int) -> Tuple:
-    """find_best_ips_proto(): the address for this connection within the range."""
-    if not rng.flags & NF_NAT_RANGE_MAP_IPS or rng.min_addr is None:
-        return t
-    lo = int.from_bytes(rng.min_addr, "big")
-    hi = int.from_bytes(rng.max_addr or rng.min_addr, "big")
-    if lo == hi:
-        return _with(t, mtype, rng.min_addr)
-    # jhash of the source, seeded with the destination unless persistent (both manips)
-    parts = (t[1],) if rng.flags & NF_NAT_RANGE_PERSISTENT else (t[1], t[2])
-    j = _fold(*parts)
-    a = lo + (j * (hi - lo + 1) >> 32)
-    return _with(t, mtype, a.to_bytes(len(rng.min_addr), "big"))
-
-
-def _unique_proto(ct: ConnTrack, t: Tuple, rng: NatRange, mtype: int, c: Conn,
-                  rand: Callable[[], int]) -> Tuple:
-    """nf_nat_l4proto_unique_tuple()."""
-    p = t[3]
-    if p == 1 or p == 58:
-        if rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED:
-            lo, size = rng.min_port, rng.max_port - rng.min_port + 1
-        else:
-            lo, size = 0, 65536
-    elif p in _PORTED:
-        if rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED:
-            lo, size = rng.min_port, rng.max_port - rng.min_port + 1
-        else:
-            if mtype == NF_NAT_MANIP_DST:
-                return t                        # a DNAT without ports keeps the port
-            k = t[4]
-            if k < 512:
-                lo, size = 1, 511
-            elif k < 1024:
-                lo, size = 600, 424
-            else:
-                lo, size = 1024, 64512
-    else:
-        return t
-    if rng.flags & NF_NAT_RANGE_PROTO_RANDOM_ALL:
-        off = rand() & 0xFFFF
-    else:
-        off = 0
-    attempts = min(size, NF_NAT_MAX_ATTEMPTS)
-    cand = t
-    while True:
-        for _ in range(attempts):
-            cand = _with(t, mtype, port=lo + off % size)
-            off += 1
-            if not used_tuple(ct, cand, c):
-                return cand
-        if attempts >= size or attempts < 16:
-            return cand                          # confirm will fail: insert_failed
-        attempts //= 2
-        off = rand() & 0xFFFF
-
-
-def _src_key(t: Tuple) -> tuple[int, int, bytes, int]:
-    return (t[0], t[3], t[1], t[4])
-
-
-def bysource_add(ct: ConnTrack, c: Conn) -> None:
-    """nf_nat_setup_info's hlist_add_head(nf_nat_bysource): *c* got its SRC binding.
-    Entries no longer in the table are pruned from the key's list here, and the whole
-    index is rebuilt from the table once it has more than twice as many keys as the
-    table has entries (so it stays bounded by the table)."""
-    idx = ct.nat_bysource
-    key = _src_key(c.orig)
-    lst = [o for o in idx.get(key, ()) if ct.hash.get(o.orig) is o]
-    lst.append(c)
-    idx[key] = lst
-    if len(idx) > 2 * len(ct) + 64:
-        fresh: dict[tuple, list[Conn]] = {}
-        for o in ct.entries():
-            if o.status & IPS_SRC_NAT_DONE:
-                fresh.setdefault(_src_key(o.orig), []).append(o)
-        fresh.setdefault(key, []).append(c)
-        ct.nat_bysource = fresh
-
-
-def find_appropriate_src(ct: ConnTrack, orig: Tuple, rng: NatRange,
-                         c: Conn) -> Tuple | None:
-    """find_appropriate_src(): a live entry from the same source address and port (same
-    protocol) already mapped into *rng*: the same mapping for this connection, towards
-    its own destination (newest entry first, as the kernel's hlist)."""
-    for o in reversed(ct.nat_bysource.get(_src_key(orig), ())):
-        if o is c or ct.hash.get(o.orig) is not o:
-            continue
-        inv = invert(o.reply)
-        if inv is None:
-            continue
-        res = (orig[0], inv[1], orig[2], orig[3], inv[4], orig[5])
-        if _in_range(res, rng, NF_NAT_MANIP_SRC):
-            return res
-    return None
-
-
-def unique_tuple(ct: ConnTrack, orig: Tuple, rng: NatRange, mtype: int, c: Conn,
-                 rand: Callable[[], int]) -> Tuple:
-    """get_unique_tuple(): 1) a SNAT keeps the original tuple when in range and unused,
-    else reuses the source's current mapping (find_appropriate_src) when unused;
-    2) the address from the range; 3) the port."""
-    if mtype == NF_NAT_MANIP_SRC and not rng.flags & NF_NAT_RANGE_PROTO_RANDOM_ALL:
-        if _in_range(orig, rng, mtype):
-            if not used_tuple(ct, orig, c):
-                return orig
-        else:
-            found = find_appropriate_src(ct, orig, rng, c)
-            if found is not None and not used_tuple(ct, found, c):
-                return found
-    t = _best_ip(orig, rng, mtype)
-    if not rng.flags & NF_NAT_RANGE_PROTO_RANDOM_ALL:
-        if rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED:
-            if _proto_in_range(t, rng, mtype) and (rng.min_port == rng.max_port
-                                                  or not used_tuple(ct, t, c)):
-                return t
-        elif not used_tuple(ct, t, c):
-            return t
-    return _unique_proto(ct, t, rng, mtype, c, rand)
-
-
 def setup_info(r: Router, c: Conn, rng: NatRange, mtype: int) -> int:
     """nf_nat_setup_info(): bind *c* (still unconfirmed) for *mtype*; a verdict."""
     if initialized(c, mtype) or c.status & IPS_CONFIRMED:

@@ -183,9 +183,11 @@ def test_ipv6_masquerade_tcp(topology, tmp_path: Path) -> None:
     assert m and ipaddress.ip_address(m.group(1)) == ipaddress.ip_address(R_B6), show(cp)
 
 
-def _lan_server_host(topo, server_ip: str = "10.0.1.3") -> str:
+def _lan_server_host(topo, server_ip: str = "10.0.1.3",
+                     v6: tuple[str, str, str] | None = None) -> str:
     """h1 and h1b share the router's LAN link (a bridge in h1, as test_foundation's
-    redirect test); returns h1b's namespace."""
+    redirect test); *v6* = (h1's, h1b's, the router's) IPv6 addresses to add too (no
+    DAD); returns h1b's name."""
     from .conftest import nsexec, wait_for
     h1, dev = topo.ns("h1"), topo.port_of("h1").name
     h1b = topo.add_host_netns("h1b")
@@ -205,8 +207,19 @@ def _lan_server_host(topo, server_ip: str = "10.0.1.3") -> str:
         (h1b, ["ip", "route", "add", "default", "via", R_LAN]),
     ]:
         nsexec(ns, *cmd, check=True)
+    if v6 is not None:
+        for ns, cmd in [
+            (h1, ["ip", "addr", "add", f"{v6[0]}/64", "dev", br, "nodad"]),
+            (h1, ["ip", "-6", "route", "replace", "default", "via", v6[2]]),
+            (h1b, ["ip", "addr", "add", f"{v6[1]}/64", "dev", vb, "nodad"]),
+            (h1b, ["ip", "-6", "route", "add", "default", "via", v6[2]]),
+        ]:
+            nsexec(ns, *cmd, check=True)
     wait_for(lambda: topo.exec("h1", "ping", "-c", "1", "-W", "1", server_ip).returncode == 0,
              10, what="h1 to reach h1b over the bridge")
+    if v6 is not None:
+        wait_for(lambda: topo.exec("h1", "ping", "-c", "1", "-W", "1", v6[1]).returncode == 0,
+                 10, what="h1 to reach h1b over the bridge (IPv6)")
     return "h1b"
 
 
@@ -416,3 +429,55 @@ def test_output_dnat_reroutes_the_routers_own_ping(topology, tmp_path: Path) -> 
     assert cp.returncode == 0 and "from 10.0.2.99" in cp.stdout, show(cp)
     reqs = [(p[IP].src, p[IP].dst) for p in cap.stop() if ICMP in p and p[ICMP].type == 8]
     assert reqs == [(R_WAN, H1)], reqs
+
+
+HAIRPIN6 = """\
+flush ruleset
+table ip6 nat {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip6 daddr fd00:2::1 tcp dport 8080 dnat to [fd00:1::3]:8080
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip6 saddr fd00:1::/64 ip6 daddr fd00:1::3 masquerade
+	}
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing")
+def test_ipv6_hairpin_nat(topology, tmp_path: Path) -> None:
+    """IPv6 hairpin: h1 connects to [fd00:2::1]:8080, DNAT sends it to h1b
+    ([fd00:1::3]) on h1's own link, masquerade brings the answers back through the
+    router (the server sees the router's LAN address). Unlike IPv4, the IPv6 redirects
+    go out on both targets (ndisc_send_redirect's packet carries no conntrack entry), but
+    they are about the server's own address, never the WAN address h1 asked for: h1's
+    route to it stays via the router. Either target."""
+    from .test_ipv6 import H1_6, R_A6, v6_ports
+    path = tmp_path / "hairpin6.nft"
+    path.write_text(HAIRPIN6)
+    topo = topology(ports=v6_ports(), config={"nftables": {"file": str(path)}})
+    _lan_server_host(topo, "10.0.1.3", v6=(H1_6, "fd00:1::3", R_A6))
+    import ipaddress  # noqa: PLC0415
+
+    from scapy.layers.inet6 import ICMPv6ND_Redirect  # noqa: PLC0415
+    cap = topo.capture("h1", "icmp6 and ip6[40] == 137")
+    for _ in range(2):
+        srv = subprocess.Popen(["ip", "netns", "exec", topo.ns("h1b"), "socat", "-T3",
+                                "TCP6-LISTEN:8080,reuseaddr",
+                                "SYSTEM:echo peer=$SOCAT_PEERADDR"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.3)
+            cp = topo.exec("h1", "socat", "-T3", "-", "TCP6:[fd00:2::1]:8080,connect-timeout=2",
+                           input="", timeout=10)
+        finally:
+            srv.kill()
+            srv.wait()
+        m = re.search(r"peer=\[?([0-9a-f:]+)\]?", cp.stdout)
+        assert m and ipaddress.ip_address(m.group(1)) == ipaddress.ip_address(R_A6), show(cp)
+    about = {p[ICMPv6ND_Redirect].dst for p in cap.stop() if ICMPv6ND_Redirect in p}
+    assert about and "fd00:2::1" not in about and about <= {"fd00:1::3", H1_6}, about
+    rg = topo.exec("h1", "ip", "-6", "route", "get", "fd00:2::1").stdout
+    assert f"via {R_A6}" in rg, rg

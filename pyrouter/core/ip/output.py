@@ -92,7 +92,9 @@ def ip_route_me_harder(r: Router, pkt: PacketBuf) -> bool:
     data = pkt.data
     daddr = int.from_bytes(data[16:20], "big")
     saddr = int.from_bytes(data[12:16], "big")
-    route = r.fib.lookup(FlowKey(4, daddr, saddr, tos=data[1], mark=pkt.mark,
+    if saddr not in r.local4:
+        saddr = 0                   # a foreign source (a reset made for another address)
+    route = r.fib.lookup(FlowKey(4, daddr, saddr, tos=data[1] & 0x1E, mark=pkt.mark,
                                  proto=data[9]), r.route_usable)
     if route is None or route.type not in (RouteType.UNICAST, RouteType.LOCAL):
         r.counters.snmp["IpOutNoRoutes"] += 1

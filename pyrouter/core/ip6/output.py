@@ -111,6 +111,8 @@ def ip6_route_me_harder(r: Router, pkt: PacketBuf) -> bool:
     data = pkt.data
     daddr = int.from_bytes(data[24:40], "big")
     saddr = int.from_bytes(data[8:24], "big")
+    if saddr not in r.local6:
+        saddr = 0
     route = None
     if not (is_linklocal6(daddr) or is_multicast6(daddr)):
         route = r.fib.lookup(FlowKey(6, daddr, saddr, mark=pkt.mark, proto=data[6]),

@@ -466,8 +466,11 @@ class Router:
         self.fnhe.flush()
         return ok
 
-    def set_link(self, ifindex: int, up: bool, now: Instant) -> None:
-        """Carrier change: on down, flush the port's neighbours (arp_ifdown)."""
+    def set_link(self, ifindex: int, up: bool, now: Instant, admin: bool = False) -> None:
+        """Carrier change: on down, flush the port's neighbours (arp_ifdown).  *admin*:
+        the router's own device was set down (NETDEV_DOWN, an AF_PACKET port's device),
+        not the far end of its wire: masquerade also forgets the port's entries (the
+        kernel keeps them on a mere carrier loss)."""
         port = self.ports[ifindex]
         if port.up == up:
             return
@@ -475,6 +478,9 @@ class Router:
         if not up:
             self.neigh4.flush_dev(ifindex)       # neigh_carrier_down(): PERMANENT stays
             self.neigh6.flush_dev(ifindex)
+            if admin:
+                from .netfilter.nat import masq_device_down  # noqa: PLC0415
+                masq_device_down(self, ifindex)  # masq_device_event(NETDEV_DOWN)
         else:
             # addrconf_notify(NETDEV_CHANGE), device already configured: resend the MLD
             # reports ("we might have roamed"); addresses keep their DAD outcome.

@@ -272,7 +272,8 @@ class App:
                     continue
                 missing.discard(pt.plan.name)
                 if idx in self.router.ports and self.router.ports[idx].up != up:
-                    self.router.set_link(idx, up, now)
+                    self.router.set_link(idx, up, now,
+                                         admin=getattr(pt, "OWN_DEVICE", False))
             self.tx.flush()
 
     def metrics_text(self) -> str:

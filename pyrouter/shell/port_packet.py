@@ -184,6 +184,9 @@ class PacketPort:
     """``kind: packet, device: eth1``."""
 
     kind = "packet"
+    # The link monitor follows this device's own admin state (its down is the kernel's
+    # NETDEV_DOWN on the router's device, not a carrier loss: Router.set_link admin).
+    OWN_DEVICE = True
 
     def __init__(self, plan: PortPlan) -> None:
         assert plan.config.device is not None

@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from pyrouter.core import SECOND
 from pyrouter.core.drops import DropReason
 from pyrouter.core.netfilter.nft_compile import compile_ruleset
 from pyrouter.core.netfilter.nft_parse import NftError
@@ -103,7 +104,7 @@ def test_port_clash_gets_another_port_and_replies_find_each_host() -> None:
 
 
 def test_snat_port_range_allocation() -> None:
-    net = _net(ruleset(post=f'oifname "wan0" snat to {WAN_IP}:2000-2001'))
+    net = _net(ruleset(post=f'oifname "wan0" meta l4proto udp snat to {WAN_IP}:2000-2001'))
     net.reachable(H1B)
     got = []
     for host in (H1, H1B):
@@ -438,3 +439,354 @@ table ip nat {
     _, back = send_udp(net, H2, WAN_IP, sport=33434, dport=40000)
     ip = expect_ipv4(back[0], src=H2.ip, dst=H1.ip, ifindex=LAN)
     l4_ok(ip)
+
+
+# -- hairpin NAT (a LAN host reaching a LAN server through the router's WAN address) ----
+HAIRPIN = ruleset(pre=f'ip daddr {WAN_IP} tcp dport 8080 dnat to {H1.ip}:80',
+                  post=f'ip saddr 10.0.1.0/24 ip daddr {H1.ip} masquerade')
+
+
+def test_hairpin_both_ways_out_the_port_it_came_in_on_without_a_redirect() -> None:
+    """H1B -> 10.0.2.1:8080 is DNATed to H1:80 and masqueraded: it leaves by lan0, where
+    it came in.  ip_forward marks it for a redirect (source and next hop on-link), but
+    the redirect carries the entry (nf_ct_attach) and nf_nat_icmp_reply_translation
+    drops redirects about a NATed connection: only the translated packets leave."""
+    net = _net(HAIRPIN)
+    net.reachable(H1B)
+    l3 = ipv4(H1B.ip, WAN_IP, tcp(H1B.ip, WAN_IP, sport=50000, dport=8080), proto=6)
+    out = net.send(LAN, frame_from(H1B, l3))
+    assert len(out) == 1, out                           # no ICMP redirect to H1B
+    ip = expect_ipv4(out[0], src="10.0.1.1", dst=H1.ip, ifindex=LAN)
+    assert ports(ip) == (50000, 80)
+    l4_ok(ip)
+    assert net.snmp("IcmpOutRedirects") == 1            # made (counted), then dropped
+    assert net.router.counters.drops[DropReason.NAT_UNTRANSLATABLE] == 1
+    # H1's answer goes to the router (the masqueraded source), back out lan0 to H1B
+    # from the address H1B asked for
+    l3 = ipv4(H1.ip, "10.0.1.1", tcp(H1.ip, "10.0.1.1", sport=80, dport=50000,
+                                     flags=TCP_SYN | TCP_ACK, ack=1001), proto=6)
+    out = net.send(LAN, frame_from(H1, l3), at=net.now + SECOND)
+    assert len(out) == 1, out
+    ip = expect_ipv4(out[0], src=WAN_IP, dst=H1B.ip, ifindex=LAN)
+    assert ports(ip) == (8080, 50000)
+    l4_ok(ip)
+    assert net.router.counters.drops[DropReason.NAT_UNTRANSLATABLE] == 2
+    # and the rest of the connection, after the redirect back-off has passed
+    l3 = ipv4(H1B.ip, WAN_IP, tcp(H1B.ip, WAN_IP, sport=50000, dport=8080, flags=TCP_ACK,
+                                  seq=1001, ack=1), proto=6)
+    out = net.send(LAN, frame_from(H1B, l3), at=net.now + 2 * SECOND)
+    assert len(out) == 1 and expect_ipv4(out[0], src="10.0.1.1", dst=H1.ip)
+
+
+def test_redirect_about_an_un_nated_connection_goes_once_its_nat_is_done() -> None:
+    """With a nat table loaded every connection is bound (the null binding); a redirect
+    about its first packet (SRC binding not done yet at FORWARD) is dropped, a later
+    one goes: the kernel's IPS_NAT_DONE_MASK test."""
+    net = _net(ruleset(post=f'ip daddr {H1.ip} masquerade'))
+    from .helpers import GW
+    net.reachable(GW)
+
+    def send(at: int) -> list:
+        l3 = ipv4(H2.ip, "10.9.0.1", udp(H2.ip, "10.9.0.1", sport=4000, dport=53),
+                  proto=17)
+        return net.send(WAN, frame_from(H2, l3), at=at)
+
+    out = send(net.now)
+    assert len(out) == 1 and expect_ipv4(out[0], dst="10.9.0.1", ifindex=WAN)
+    out = send(net.now + SECOND)
+    assert len(out) == 2, out
+    red = expect_ipv4(out[0], src=WAN_IP, dst=H2.ip, ifindex=WAN)
+    assert red.payload[0] == 5 and red.payload[4:8] == bytes([10, 0, 2, 254])
+    assert net.router.counters.drops[DropReason.NAT_UNTRANSLATABLE] == 1
+
+
+def test_port_down_kills_the_entries_masqueraded_through_it_only() -> None:
+    """masq_device_event(NETDEV_DOWN): Router.set_link(down, admin=True) (the router's
+    own device set down) forgets the entries that masquerade chose the port's address
+    for; a DNAT entry through the same port and a masqueraded one through another port
+    stay.  A carrier loss (the far end down) keeps them all, as the kernel."""
+    from .helpers import SMALL
+    net = _net(ruleset(post='oifname { "wan0", "small0" } masquerade',
+                       pre=f'iifname "wan0" udp dport 5000 dnat to {H1.ip}'))
+    net.reachable(H4)
+    send_udp(net, H1, H2.ip)
+    send_udp(net, H1, H4.ip)
+    _, out = send_udp(net, H2, WAN_IP, sport=6000, dport=5000)
+    expect_ipv4(out[0], src=H2.ip, dst=H1.ip)
+    ct = net.router.nf.conntrack
+    assert sorted(c.masq for c in ct.entries() if c.masq) == [
+        (WAN, bytes([10, 0, 2, 1])), (SMALL, bytes([10, 0, 4, 1]))]
+    net.router.set_link(WAN, False, net.now)
+    assert len(ct) == 3
+    net.router.set_link(WAN, True, net.now)
+    net.router.set_link(WAN, False, net.now, admin=True)
+    assert len(ct) == 2
+    assert [c.masq for c in ct.entries() if c.masq] == [(SMALL, bytes([10, 0, 4, 1]))]
+    assert [c.orig[2] for c in ct.entries() if not c.masq] == [bytes([10, 0, 2, 1])]
+    # up again: the next packet of the flow is a new connection, masqueraded afresh
+    net.router.set_link(WAN, True, net.now)
+    net.reachable(H2)
+    _, out = send_udp(net, H1, H2.ip)
+    expect_ipv4(out[0], src=WAN_IP, dst=H2.ip)
+    assert net.router.nf.conntrack.stats["insert"] == 4
+
+
+# -- get_unique_tuple step 1: find_appropriate_src; persistent ranges -------------------
+def test_a_source_keeps_its_mapping_towards_other_destinations() -> None:
+    """find_appropriate_src: H1B:40000 was given port X (H1 holds 40000 toward H2); its
+    next connection from the same port reuses X (endpoint-independent mapping) although
+    40000 would be free toward that destination.  Toward H3 (masquerade picks wan0's
+    other address) X is not in the range: the original port."""
+    from .helpers import H3
+    net = _net(MASQ)
+    net.reachable(H1B)
+    net.reachable(H3)
+    send_udp(net, H1, H2.ip)
+    _, b = send_udp(net, H1B, H2.ip)
+    x = ports(expect_ipv4(b[0], src=WAN_IP))[0]
+    assert x != 40000
+    _, again = send_udp(net, H1B, H2.ip, dport=33435)
+    ip = expect_ipv4(again[0], src=WAN_IP, dst=H2.ip)
+    assert ports(ip) == (x, 33435)
+    l4_ok(ip)
+    _, other = send_udp(net, H1B, H3.ip)
+    assert ports(expect_ipv4(other[0], src="10.0.20.1", dst=H3.ip)) == (40000, 33434)
+    # H1's own next connection: its original tuple is free, kept
+    _, h1 = send_udp(net, H1, H2.ip, dport=33436)
+    assert ports(expect_ipv4(h1[0], src=WAN_IP)) == (40000, 33436)
+
+
+def test_a_dead_mapping_is_not_reused_and_the_index_stays_bounded() -> None:
+    net = _net(MASQ)
+    net.reachable(H1B)
+    send_udp(net, H1, H2.ip)
+    _, b = send_udp(net, H1B, H2.ip)
+    x = ports(expect_ipv4(b[0], src=WAN_IP))[0]
+    net.run_until(net.now + 31 * SECOND)              # both unreplied UDP entries expire
+    ct = net.router.nf.conntrack
+    assert len(ct) == 0
+    _, again = send_udp(net, H1B, H2.ip, dport=33435)
+    assert ports(expect_ipv4(again[0], src=WAN_IP))[0] == 40000 != x
+    for i in range(400):                              # many sources, each gone in turn
+        send_udp(net, H1, H2.ip, sport=1024 + i)
+        if i % 100 == 99:
+            net.run_until(net.now + 31 * SECOND)
+    assert len(ct) == 0 and len(ct.nat_bysource) <= 2 * 100 + 65
+    send_udp(net, H1, H2.ip, sport=9999)              # the next binding rebuilds it
+    assert len(ct) == 1 and len(ct.nat_bysource) == 1
+
+
+@pytest.mark.parametrize("flags,same", [("persistent", True), ("", False)])
+def test_persistent_gives_a_client_one_address_of_the_range(flags: str, same: bool) -> None:
+    """snat to a range: the address is a hash of the source and, without persistent, of
+    the destination too (find_best_ips_proto); persistent: one address per client."""
+    from .helpers import GW
+    net = _net(ruleset(post=f'oifname "wan0" snat to 10.0.2.100-10.0.2.163 {flags}'))
+    net.reachable(GW)
+    seen = set()
+    for i in range(8):
+        dst = f"10.9.0.{i + 1}"
+        l3 = ipv4(H1.ip, dst, udp(H1.ip, dst, sport=40000 + i, dport=53), proto=17)
+        ip = expect_ipv4(net.send(LAN, frame_from(H1, l3))[0], dst=dst, ifindex=WAN)
+        seen.add(ip.src)
+        l4_ok(ip)
+    assert all(s.startswith("10.0.2.") and 100 <= int(s.rsplit(".", 1)[1]) <= 163
+               for s in seen), seen
+    assert (len(seen) == 1) is same, seen
+
+
+def test_dnat_persistent_sends_a_client_to_one_backend() -> None:
+    net = _net(ruleset(pre=f'iifname "wan0" dnat to 10.0.1.10-10.0.1.11 persistent'))
+    net.reachable(H1B)
+    from .helpers import H3
+    net.reachable(H3)
+    got = set()
+    for i, dst in enumerate([WAN_IP, "10.0.20.1"] * 3):
+        for host in (H2, H3):
+            l3 = ipv4(host.ip, dst, udp(host.ip, dst, sport=5000 + i, dport=53), proto=17)
+            ip = expect_ipv4(net.send(WAN, frame_from(host, l3))[0], ifindex=LAN)
+            got.add((host.ip, ip.dst))
+    assert len(got) == 2 and {h for h, _ in got} == {H2.ip, H3.ip}, got
+
+
+# -- IPv6 [addr]:port, nft's listing --------------------------------------------------
+def _pre(fam: str, rules: str) -> str:
+    return (f"table {fam} nat {{\n  chain pre {{\n    type nat hook prerouting priority "
+            f"dstnat; policy accept;\n{rules}\n  }}\n}}\n")
+
+
+def test_listing_matches_nft() -> None:
+    """What ``nft list ruleset`` printed for the same input (nftables 1.x, checked in a
+    namespace): the family word only in inet tables (also when a match implied it),
+    canonical addresses, brackets only with a port, flags in nft's order."""
+    given = [
+        ("ip6", "tcp dport 8080 dnat ip6 to [2001:db8::10]:80",
+         "tcp dport 8080 dnat to [2001:db8::10]:80"),
+        ("ip6", "tcp dport 8081 dnat to [2001:db8::10]:80-90",
+         "tcp dport 8081 dnat to [2001:db8::10]:80-90"),
+        ("ip6", "tcp dport 8082 dnat to [2001:db8::10]-[2001:db8::20]:80",
+         "tcp dport 8082 dnat to [2001:db8::10]-[2001:db8::20]:80"),
+        ("ip6", "tcp dport 8083 dnat to 2001:db8::10-2001:db8::20",
+         "tcp dport 8083 dnat to 2001:db8::10-2001:db8::20"),
+        ("ip6", "tcp dport 8084 dnat to [2001:db8::10]", "tcp dport 8084 dnat to 2001:db8::10"),
+        ("ip6", "tcp dport 8086 dnat to [2001:db8::10]:80 persistent,random",
+         "tcp dport 8086 dnat to [2001:db8::10]:80 random,persistent"),
+        ("ip6", "meta l4proto { tcp, udp } dnat to [2001:0db8:0::0010]:53",
+         "meta l4proto { tcp, udp } dnat to [2001:db8::10]:53"),
+        ("ip6", "tcp dport 4 redirect to :80 fully-random,persistent,random",
+         "tcp dport 4 redirect to :80 random,fully-random,persistent"),
+        ("ip6", "tcp dport 1 dnat to [::2]:80-80", "tcp dport 1 dnat to [::2]:80-80"),
+        ("ip6", "tcp dport 1 dnat to [::5]-::6", "tcp dport 1 dnat to ::5-::6"),
+        ("inet", "meta nfproto ipv6 tcp dport 8080 dnat ip6 to [2001:db8::10]:80",
+         "meta nfproto ipv6 tcp dport 8080 dnat ip6 to [2001:db8::10]:80"),
+        ("inet", "ip saddr 1.2.3.4 dnat to 10.0.0.1", "ip saddr 1.2.3.4 dnat ip to 10.0.0.1"),
+        ("inet", "ip6 saddr ::1 tcp dport 1 dnat to [::2]:80",
+         "ip6 saddr ::1 tcp dport 1 dnat ip6 to [::2]:80"),
+        ("ip", "tcp dport 8080 dnat to 10.0.0.1-10.0.0.3:80-90",
+         "tcp dport 8080 dnat to 10.0.0.1-10.0.0.3:80-90"),
+        ("ip", "tcp dport 8081 dnat ip to 10.0.0.1", "tcp dport 8081 dnat to 10.0.0.1"),
+    ]
+    for fam, rule, want in given:
+        text = compile_ruleset(_pre(fam, "    " + rule)).list()
+        assert f"\t\t{want}\n" in text, (rule, text)
+
+
+@pytest.mark.parametrize("fam,rule,msg,at", [
+    ("ip6", "dnat to [2001:db8::1]:1000-2000",
+     "transport protocol mapping is only valid after transport protocol match", "1000-"),
+    ("ip6", "th dport 53 dnat to [2001:db8::1]:1000",
+     "transport protocol mapping is only valid after transport protocol match", "1000"),
+    ("ip6", "redirect to :80", "transport protocol mapping is only valid", "80"),
+    ("ip6", "tcp dport 1 redirect to :1000-", "expected ports 1-65535", "1000-"),
+    ("ip6", "tcp dport 1 dnat to [2001:db8::1", "expected ']'", None),
+    ("ip6", "tcp dport 1 dnat to [10.0.0.1]:80", "expected an IPv6 address in the brackets",
+     "10.0"),
+    ("ip6", "tcp dport 1 dnat to [::1]:90-80", "expected ports 1-65535", "90-"),
+    ("ip6", "tcp dport 1 dnat to [::1]:70000", "expected ports 1-65535", "70000"),
+    ("ip6", "tcp dport 1 dnat to [::5]-[::1]", "the address range is reversed", "[::5]"),
+    ("ip6", "tcp dport 1 dnat to [::5]-:80", "expected '[' and the range's last", ":80"),
+    ("ip6", "tcp dport 1 dnat ip to 10.0.0.1", "conflicting protocols specified", "dnat"),
+    ("ip", "tcp dport 1 dnat to [::1]:80", "brackets are for IPv6", "[::1]"),
+    ("inet", "tcp dport 1 dnat to 10.0.0.1",
+     "ip or ip6 must be specified with address for inet tables", "dnat"),
+    ("inet", "tcp dport 1 dnat ip6 to 10.0.0.1:80", "an IPv4 address in an ip6 nat statement",
+     "10.0"),
+])
+def test_ipv6_port_syntax_errors(fam: str, rule: str, msg: str, at: str | None) -> None:
+    """Rejected with file:line:col of the offending token (the same inputs nft -c
+    rejects; its messages where it has one for the case)."""
+    with pytest.raises(NftError) as e:
+        compile_ruleset(_pre(fam, "    " + rule), "nat6.nft")
+    col = 5 + (rule.rindex(at) if at is not None else len(rule))
+    assert msg in str(e.value) and f"nat6.nft:4:{col}:" in str(e.value), str(e.value)
+
+
+NAT6_PORTS = """\
+nftables:
+  ruleset: |
+    table ip6 nat {
+      chain pre {
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname "wan0" tcp dport 8080 dnat to [2001:db8:1::10]:80
+      }
+      chain post {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan0" meta l4proto udp snat to [2001:db8:2::1]:2000-2001
+      }
+    }
+"""
+
+
+def _tcp6(src: str, dst: str, sport: int, dport: int, flags: int = TCP_SYN) -> bytes:
+    from .helpers6 import pseudo6
+    seg = bytearray(tcp("10.0.0.1", "10.0.0.2", sport=sport, dport=dport, flags=flags))
+    seg[16:18] = b"\0\0"
+    seg[16:18] = struct.pack("!H", checksum(bytes(seg), pseudo6(src, dst, 6, len(seg))))
+    return bytes(seg)
+
+
+def test_ipv6_dnat_and_snat_with_ports() -> None:
+    from .helpers6 import (CONFIG6, H1 as A, H1B as A2, H2 as B, Net6, expect_ip6, frame6,
+                           ip6, udp6)
+    net = Net6(config=CONFIG6 + NAT6_PORTS)
+    net.ready()
+    for h in (A, A2, B):
+        net.learn6(h)
+    r_wan = "2001:db8:2::1"
+    out = net.send(WAN, frame6(B, ip6(B.ip, r_wan, 6, _tcp6(B.ip, r_wan, 50000, 8080))))
+    ip = expect_ip6(out[0], src=B.ip, dst=A.ip)
+    _csum6_ok(ip)
+    assert struct.unpack("!HH", ip.payload[:4]) == (50000, 80)
+    back = net.send(LAN, frame6(A, ip6(A.ip, B.ip, 6, _tcp6(A.ip, B.ip, 80, 50000,
+                                                             TCP_SYN | TCP_ACK))))
+    ip = expect_ip6(back[0], src=r_wan, dst=B.ip)
+    _csum6_ok(ip)
+    assert struct.unpack("!HH", ip.payload[:4]) == (8080, 50000)
+    got = []
+    for h in (A, A2):
+        o = net.send(LAN, frame6(h, ip6(h.ip, B.ip, 17, udp6(h.ip, B.ip, sport=4000,
+                                                             dport=53))))
+        ipu = expect_ip6(o[0], src=r_wan, dst=B.ip)
+        _csum6_ok(ipu)
+        got.append(struct.unpack("!H", ipu.payload[:2])[0])
+    assert sorted(got) == [2000, 2001]
+
+
+# -- DNAT at OUTPUT: the router's own packets are routed again (ip_route_me_harder) ---
+def _out_nat(fam: str, rule: str) -> str:
+    return (f"table {fam} nat {{\n  chain out {{\n    type nat hook output priority -100; "
+            f"policy accept;\n    {rule}\n  }}\n}}\n")
+
+
+def test_output_dnat_reroutes_the_routers_own_packet() -> None:
+    """The router pings 10.0.2.99 (routed out wan0, source 10.0.2.1); the output nat
+    chain moves it to H4, so it is routed again and leaves by small0 (the source stays,
+    as ip_route_me_harder keeps it).  H4's reply is un-NATed at INPUT: the ping sees
+    10.0.2.99 answer."""
+    from pyrouter.core.ip.sock import send_echo
+
+    from .helpers import SMALL, ip2int
+    net = _net(_out_nat("ip", f"ip daddr 10.0.2.99 dnat to {H4.ip}"))
+    net.reachable(H4)
+    assert send_echo(net.router, ip2int("10.0.2.99"), 0x4242, 1, net.now)
+    out = net.drain()
+    assert len(out) == 1, out
+    ip = expect_ipv4(out[0], src=WAN_IP, dst=H4.ip, ifindex=SMALL)
+    l4_ok(ip)
+    rep = ipv4(H4.ip, WAN_IP, echo(ident=0x4242, seq=1, reply=True,
+                                   data=bytes(ip.payload[8:])), proto=1)
+    net.send(SMALL, frame_from(H4, rep))
+    c = net.router.nf.conntrack.entries()[0]
+    assert c.orig[2] == bytes([10, 0, 2, 99]) and c.reply[1] == bytes([10, 0, 4, 40])
+    assert c.packets == [1, 1]
+
+
+def test_output_dnat_to_an_unroutable_address_is_dropped() -> None:
+    from pyrouter.core.ip.sock import send_echo
+
+    from .helpers import ip2int
+    net = _net(_out_nat("ip", "ip daddr 10.0.2.99 dnat to 198.51.100.7"))
+    assert send_echo(net.router, ip2int("10.0.2.99"), 0x4243, 1, net.now)
+    assert net.drain() == []
+    assert net.snmp("IpOutNoRoutes") == 1
+    assert net.router.counters.drops[DropReason.NO_ROUTE] == 1
+
+
+def test_output_dnat_reroutes_ipv6() -> None:
+    from pyrouter.core.ip6.sock6 import send_echo6
+
+    from .helpers6 import CONFIG6, Net6, expect_ip6
+    h4 = "2001:db8:4::40"
+    net = Net6(config=CONFIG6 + "nftables:\n  ruleset: |\n" + "".join(
+        "    " + ln + "\n" for ln in _out_nat("ip6", f"ip6 daddr 2001:db8:2::99 dnat to {h4}")
+        .splitlines()))
+    net.ready()
+    from .helpers6 import H4 as B4
+    net.learn6(B4)
+    assert send_echo6(net.router, int.from_bytes(bytes.fromhex(
+        "20010db8000200000000000000000099"), "big"), 0x77, 1, net.now)
+    out = net.drain()
+    assert len(out) == 1, out
+    ip = expect_ip6(out[0], src="2001:db8:2::1", dst=h4)
+    assert out[0][0] == 3
+    _csum6_ok(ip)

@@ -84,9 +84,40 @@ def ip_local_out(r: Router, daddr: int, saddr: int | None, proto: int, payload: 
     return True
 
 
+def ip_route_me_harder(r: Router, pkt: PacketBuf) -> bool:
+    """ip_route_me_harder(): route the packet again after OUTPUT changed its destination
+    (a DNAT at the nat output hook): the lookup for the new destination, keeping the
+    source; the new route, port and next hop replace the old ones on *pkt*.  False when
+    there is none (the caller drops: the kernel's EHOSTUNREACH, IpOutNoRoutes)."""
+    data = pkt.data
+    daddr = int.from_bytes(data[16:20], "big")
+    saddr = int.from_bytes(data[12:16], "big")
+    if saddr not in r.local4:
+        saddr = 0                   # a foreign source (a reset made for another address)
+    route = r.fib.lookup(FlowKey(4, daddr, saddr, tos=data[1] & 0x1E, mark=pkt.mark,
+                                 proto=data[9]), r.route_usable)
+    if route is None or route.type not in (RouteType.UNICAST, RouteType.LOCAL):
+        r.counters.snmp["IpOutNoRoutes"] += 1
+        return False
+    pkt.route = route
+    pkt.oif = route.oif
+    pkt.nexthop = daddr if route.type is RouteType.LOCAL or route.gateway is None \
+        else route.gateway
+    if r.trace is not None:
+        r.note("ip_route_me_harder", dst=ip4_str(daddr), dev=r.ports[route.oif].name,
+               route=f"{ip4_str(route.dst)}/{route.plen}")
+    return True
+
+
 def _local_out_finish(r: Router, pkt: PacketBuf, route: Route, port: Port, nexthop: int,
                       local: bool, now: int) -> None:
-    """dst_output() after NF_INET_LOCAL_OUT: loopback delivery or ip_output."""
+    """dst_output() after NF_INET_LOCAL_OUT: loopback delivery or ip_output (by the
+    route ip_route_me_harder chose when OUTPUT's NAT moved the destination)."""
+    if pkt.route is not route:
+        route = pkt.route
+        port = r.ports[route.oif]
+        nexthop = pkt.nexthop
+        local = route.type is RouteType.LOCAL
     if local:
         # To one of our own addresses: looped back into local delivery, as the
         # kernel's loopback device does.  The packet stays marked local_out, so

@@ -104,10 +104,38 @@ def ip6_local_out(r: Router, daddr: int, saddr: int | None, nexthdr: int, payloa
     return _local_out_finish(r, pkt, port, nexthop, mtu, now)
 
 
+def ip6_route_me_harder(r: Router, pkt: PacketBuf) -> bool:
+    """ip6_route_me_harder(): route the packet again after OUTPUT's NAT changed its
+    destination; the route and next hop go on *pkt* (``_local_out_finish`` takes them).
+    False when there is no route (the caller drops; Ip6OutNoRoutes)."""
+    data = pkt.data
+    daddr = int.from_bytes(data[24:40], "big")
+    saddr = int.from_bytes(data[8:24], "big")
+    if saddr not in r.local6:
+        saddr = 0
+    route = None
+    if not (is_linklocal6(daddr) or is_multicast6(daddr)):
+        route = r.fib.lookup(FlowKey(6, daddr, saddr, mark=pkt.mark, proto=data[6]),
+                             r.route_usable)
+    if route is None or route.type not in (RouteType.UNICAST, RouteType.LOCAL) \
+            or route.oif not in r.ports:
+        r.counters.snmp["Ip6OutNoRoutes"] += 1
+        return False
+    pkt.route = route
+    pkt.oif = route.oif
+    pkt.nexthop = route.gateway if route.type is RouteType.UNICAST and \
+        route.gateway is not None else daddr
+    return True
+
+
 def _local_out_finish(r: Router, pkt: PacketBuf, port: Port, nexthop: int, mtu: int,
                       now: int) -> bool:
-    """dst_output() after LOCAL_OUT: loopback, or POST_ROUTING then ip6_finish_output."""
+    """dst_output() after LOCAL_OUT: loopback, or POST_ROUTING then ip6_finish_output
+    (by the route ip6_route_me_harder chose when OUTPUT's NAT moved the destination)."""
     data = pkt.data
+    if pkt.route is not None:
+        port = r.ports[pkt.route.oif]
+        nexthop, mtu = pkt.nexthop, pkt.route.mtu
     daddr = int.from_bytes(data[24:40], "big")
     if daddr in r.local6:
         # Looped back, as the kernel's loopback device does; never an ICMP error about it.

@@ -178,6 +178,7 @@ class ConnTrack:
         self.unassured: OrderedDict[Conn, None] = OrderedDict()   # early-drop candidates
         self.count = 0
         self.stats = dict.fromkeys(STAT_KEYS, 0)
+        self.nat_bysource: dict[tuple, list[Conn]] = {}   # nf_nat_bysource (nat.py)
 
     def __len__(self) -> int:
         return self.count

@@ -11,15 +11,7 @@ of the connection is then rewritten by ``nat_packet`` in both directions: at PRE
 and OUTPUT the destination (NF_NAT_MANIP_DST), at POSTROUTING and INPUT the source
 (NF_NAT_MANIP_SRC), towards the inverse of the other direction's tuple.
 
-Port allocation (get_unique_tuple, nf_nat_l4proto_unique_tuple): a SNAT keeps the
-original tuple when it lies in the range and its reply is unused (nf_nat_used_tuple:
-the inverse is in the table for another entry); else the address is chosen in the range
-(a fold of the addresses, the destination left out with ``persistent``), the port (the
-ICMP echo id) kept when in range and free, else searched from an offset (0, or a
-random one from the router's rng with ``random``/``fully-random``; ``fully-random``
-also skips keeping the original) over at most NF_NAT_MAX_ATTEMPTS=128 candidates, then
-halving, as the kernel.  Without a port range, a source port keeps its class (1-511,
-600-1023, 1024-65535) and a DNAT never changes the destination port.
+Port allocation (get_unique_tuple and find_appropriate_src) is nat_alloc.py.
 
 Checksums are updated incrementally (RFC 1624, wire/checksum.py csum_replace*): the IPv4
 header for addresses, TCP and UDP for the pseudo-header addresses and the ports (a UDP
@@ -27,11 +19,15 @@ checksum of zero over IPv4 stays zero, a computed zero is sent as 0xFFFF), ICMP 
 echo id.  An ICMP error RELATED to a NATed connection gets its embedded header rewritten
 back to what its sender saw (with its IPv4, TCP/UDP checksums; a TCP header cut at 8
 bytes keeps its checksum, as tcp_manip_pkt) and the ICMP checksum recomputed, then the
-outer addresses rewritten.
+outer addresses rewritten.  A redirect about a connection that is NATed or not yet
+bound both ways is dropped instead (the hairpin case: a DNATed packet leaving by the
+port it came in on is marked for a redirect by ip_forward, as the kernel's
+IPSKB_DOREDIRECT, which ignores NAT; the redirect carries the entry and dies here).
 
 Masquerade uses the egress port's address (inet_select_addr toward the next hop) and
 remembers (ifindex, address) on the entry; ``masq_cleanup`` (after a reload) kills the
-entries whose port or address went away (masq_inet_event / masq_device_event).
+entries whose port or address went away (masq_inet_event / masq_device_event), and
+``masq_device_down`` (Router.set_link, a port going down) those masqueraded through it.
 
 IPv6 (nf_nat_ipv6_manip_pkt): no header checksum; TCP, UDP and ICMPv6 checksums follow
 the addresses (RFC 1624 per 16-bit word); masquerade and redirect take the port's
@@ -39,53 +35,40 @@ non-link-local address with the longest prefix in common with the peer (a simpli
 ipv6_dev_get_saddr); ICMPv6 errors are translated like ICMP ones, their checksum
 recomputed over the new pseudo-header.
 
-Not done: find_appropriate_src (reusing an existing mapping for persistent), hairpin,
-OUTPUT DNAT reroute, IPv6 snat/dnat with ports (the ``[addr]:port`` syntax).
+IPv6 snat/dnat take ports like IPv4 (``[addr]:port``, parsed by nft_parse.py); a port
+mapping needs an earlier transport match, as nft.
+At OUTPUT a translated destination routes the packet again (``local_reroute``, as
+nf_nat_ipv4_local_fn: ip_route_me_harder / ip6_route_me_harder in ip/output.py and
+ip6/output.py; the source stays).
 Invariants: nothing here raises on a short packet (a transport header too short to
 rewrite drops the packet with DropReason.NAT_UNTRANSLATABLE); the table is not grown.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...wire.checksum import csum_replace2, csum_replace4, inet_checksum
 from ..drops import DropReason
 from .conntrack import (DIR_ORIGINAL, DIR_REPLY, IP_CT_IS_REPLY, IP_CT_NEW,
                         IP_CT_RELATED, IP_CT_RELATED_REPLY, IPS_CONFIRMED, IPS_DST_NAT,
-                        IPS_SRC_NAT, Conn, ConnTrack, Tuple, invert)
+                        IPS_SRC_NAT, Conn, Tuple, invert)
 from .hooks import NF_ACCEPT, NF_DROP, Hook, HookState
+from .nat_alloc import (  # noqa: F401  (the range flags and NatRange: nft_compile's API)
+    IPS_DST_NAT_DONE, IPS_SRC_NAT_DONE, NF_NAT_MANIP_DST, NF_NAT_MANIP_SRC,
+    NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PERSISTENT, NF_NAT_RANGE_PROTO_RANDOM,
+    NF_NAT_RANGE_PROTO_RANDOM_FULLY, NF_NAT_RANGE_PROTO_SPECIFIED, PORTED as _PORTED, NatRange,
+    bysource_add, unique_tuple)
 from .view import pktinfo
 
 if TYPE_CHECKING:
     from ..packet import PacketBuf
     from ..router import Router
 
-NF_NAT_MANIP_SRC, NF_NAT_MANIP_DST = 0, 1
-IPS_SRC_NAT_DONE, IPS_DST_NAT_DONE = 128, 256
 IPS_NAT_MASK = IPS_SRC_NAT | IPS_DST_NAT
-# struct nf_nat_range2 flags
-NF_NAT_RANGE_MAP_IPS = 1
-NF_NAT_RANGE_PROTO_SPECIFIED = 2
-NF_NAT_RANGE_PROTO_RANDOM = 4
-NF_NAT_RANGE_PERSISTENT = 8
-NF_NAT_RANGE_PROTO_RANDOM_FULLY = 16
-NF_NAT_RANGE_PROTO_RANDOM_ALL = NF_NAT_RANGE_PROTO_RANDOM | NF_NAT_RANGE_PROTO_RANDOM_FULLY
-NF_NAT_MAX_ATTEMPTS = 128
-_PORTED = (6, 17, 136, 132, 33)
+IPS_NAT_DONE_MASK = IPS_SRC_NAT_DONE | IPS_DST_NAT_DONE
+ICMP_REDIRECT, NDISC_REDIRECT = 5, 137
 _ECHO_LIKE = frozenset({0, 8, 13, 14, 15, 16, 17, 18})
-
-
-@dataclass(frozen=True, slots=True)
-class NatRange:
-    """struct nf_nat_range2 (IPv4 addresses as 4 bytes)."""
-
-    min_addr: bytes | None = None
-    max_addr: bytes | None = None
-    min_port: int = 0
-    max_port: int = 0
-    flags: int = 0
 
 
 def maniptype(hook: int) -> int:
@@ -98,134 +81,6 @@ def initialized(c: Conn, mtype: int) -> bool:
 
 
 # -- nf_nat_setup_info ------------------------------------------------------------------
-def used_tuple(ct: ConnTrack, t: Tuple, c: Conn) -> bool:
-    """nf_nat_used_tuple(): the reply to *t* already belongs to another entry."""
-    rep = invert(t)
-    if rep is None:
-        return False
-    other = ct.hash.get(rep)
-    return other is not None and other is not c
-
-
-def _with(t: Tuple, mtype: int, addr: bytes | None = None, port: int | None = None) -> Tuple:
-    pf, src, dst, p, sp, dp = t
-    icmp = p == 1 or p == 58
-    if mtype == NF_NAT_MANIP_SRC:
-        src = addr if addr is not None else src
-        if port is not None:
-            sp = port
-    else:
-        dst = addr if addr is not None else dst
-        if port is not None:
-            if icmp:
-                sp = port                  # the echo id is the "port" both ways
-            else:
-                dp = port
-    return (pf, src, dst, p, sp, dp)
-
-
-def _key(t: Tuple, mtype: int) -> int:
-    return t[4] if mtype == NF_NAT_MANIP_SRC or t[3] in (1, 58) else t[5]
-
-
-def _in_range(t: Tuple, rng: NatRange, mtype: int) -> bool:
-    if rng.flags & NF_NAT_RANGE_MAP_IPS and rng.min_addr is not None:
-        a = t[1] if mtype == NF_NAT_MANIP_SRC else t[2]
-        if not rng.min_addr <= a <= (rng.max_addr or rng.min_addr):
-            return False
-    return _proto_in_range(t, rng, mtype)
-
-
-def _proto_in_range(t: Tuple, rng: NatRange, mtype: int) -> bool:
-    if not rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED or (t[3] not in _PORTED
-                                                        and t[3] not in (1, 58)):
-        return True
-    return rng.min_port <= _key(t, mtype) <= rng.max_port
-
-
-def _fold(*parts: bytes) -> int:
-    """A deterministic stand-in for the kernel's jhash (Python's bytes hash is salted)."""
-    h = 0x9E3779B9
-    for p in parts:
-        for b in p:
-            h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    return h
-
-
-def _best_ip(t: Tuple, rng: NatRange, mtype: int) -> Tuple:
-    """find_best_ips_proto(): the address for this connection within the range."""
-    if not rng.flags & NF_NAT_RANGE_MAP_IPS or rng.min_addr is None:
-        return t
-    lo = int.from_bytes(rng.min_addr, "big")
-    hi = int.from_bytes(rng.max_addr or rng.min_addr, "big")
-    if lo == hi:
-        return _with(t, mtype, rng.min_addr)
-    parts = (t[1],) if rng.flags & NF_NAT_RANGE_PERSISTENT else \
-        ((t[1], t[2]) if mtype == NF_NAT_MANIP_SRC else (t[1],))
-    j = _fold(*parts)
-    a = lo + (j * (hi - lo + 1) >> 32)
-    return _with(t, mtype, a.to_bytes(len(rng.min_addr), "big"))
-
-
-def _unique_proto(ct: ConnTrack, t: Tuple, rng: NatRange, mtype: int, c: Conn,
-                  rand: Callable[[], int]) -> Tuple:
-    """nf_nat_l4proto_unique_tuple()."""
-    p = t[3]
-    if p == 1 or p == 58:
-        if rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED:
-            lo, size = rng.min_port, rng.max_port - rng.min_port + 1
-        else:
-            lo, size = 0, 65536
-    elif p in _PORTED:
-        if rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED:
-            lo, size = rng.min_port, rng.max_port - rng.min_port + 1
-        else:
-            if mtype == NF_NAT_MANIP_DST:
-                return t                        # a DNAT without ports keeps the port
-            k = t[4]
-            if k < 512:
-                lo, size = 1, 511
-            elif k < 1024:
-                lo, size = 600, 424
-            else:
-                lo, size = 1024, 64512
-    else:
-        return t
-    if rng.flags & NF_NAT_RANGE_PROTO_RANDOM_ALL:
-        off = rand() & 0xFFFF
-    else:
-        off = 0
-    attempts = min(size, NF_NAT_MAX_ATTEMPTS)
-    cand = t
-    while True:
-        for _ in range(attempts):
-            cand = _with(t, mtype, port=lo + off % size)
-            off += 1
-            if not used_tuple(ct, cand, c):
-                return cand
-        if attempts >= size or attempts < 16:
-            return cand                          # confirm will fail: insert_failed
-        attempts //= 2
-        off = rand() & 0xFFFF
-
-
-def unique_tuple(ct: ConnTrack, orig: Tuple, rng: NatRange, mtype: int, c: Conn,
-                 rand: Callable[[], int]) -> Tuple:
-    """get_unique_tuple()."""
-    if mtype == NF_NAT_MANIP_SRC and not rng.flags & NF_NAT_RANGE_PROTO_RANDOM_ALL:
-        if _in_range(orig, rng, mtype) and not used_tuple(ct, orig, c):
-            return orig
-    t = _best_ip(orig, rng, mtype)
-    if not rng.flags & NF_NAT_RANGE_PROTO_RANDOM_ALL:
-        if rng.flags & NF_NAT_RANGE_PROTO_SPECIFIED:
-            if _proto_in_range(t, rng, mtype) and (rng.min_port == rng.max_port
-                                                  or not used_tuple(ct, t, c)):
-                return t
-        elif not used_tuple(ct, t, c):
-            return t
-    return _unique_proto(ct, t, rng, mtype, c, rand)
-
-
 def setup_info(r: Router, c: Conn, rng: NatRange, mtype: int) -> int:
     """nf_nat_setup_info(): bind *c* (still unconfirmed) for *mtype*; a verdict."""
     if initialized(c, mtype) or c.status & IPS_CONFIRMED:
@@ -240,7 +95,11 @@ def setup_info(r: Router, c: Conn, rng: NatRange, mtype: int) -> int:
                 if rep is not None:
                     c.reply = rep
                     c.status |= IPS_SRC_NAT if mtype == NF_NAT_MANIP_SRC else IPS_DST_NAT
-    c.status |= IPS_SRC_NAT_DONE if mtype == NF_NAT_MANIP_SRC else IPS_DST_NAT_DONE
+    if mtype == NF_NAT_MANIP_SRC:
+        c.status |= IPS_SRC_NAT_DONE
+        bysource_add(r.nf.conntrack, c)
+    else:
+        c.status |= IPS_DST_NAT_DONE
     return NF_ACCEPT
 
 
@@ -379,7 +238,15 @@ def nat_packet(c: Conn, ctinfo: int, hook: int, d: bytearray) -> bool:
 
 
 def icmp_reply_translation(c: Conn, ctinfo: int, hook: int, d: bytearray) -> bool:
-    """nf_nat_icmp_reply_translation(): an ICMP error about a NATed connection."""
+    """nf_nat_icmp_reply_translation(): an ICMP error about a NATed connection.  A
+    redirect about a connection whose NAT is not finished (both DONE bits) or not null
+    is dropped: the hosts would start talking past the translation ("Redirects on
+    non-null nats must be dropped"); a hairpin's first packet is always such a case."""
+    th = (d[0] & 0x0F) << 2 if c.orig[0] == 4 else pktinfo(d, 6)[1]
+    if 0 <= th < len(d) and d[th] == (ICMP_REDIRECT if c.orig[0] == 4 else NDISC_REDIRECT) \
+            and ((c.status & IPS_NAT_DONE_MASK) != IPS_NAT_DONE_MASK
+                 or c.status & IPS_NAT_MASK):
+        return False
     mtype = maniptype(hook)
     bit = IPS_SRC_NAT if mtype == NF_NAT_MANIP_SRC else IPS_DST_NAT
     direction = DIR_REPLY if ctinfo >= IP_CT_IS_REPLY else DIR_ORIGINAL
@@ -444,7 +311,7 @@ def nat_entry(run: Callable[[Any], int], make_ctx: Callable[[Any, Any], Any], po
             if not icmp_reply_translation(c, ci, st.hook, d):
                 st.reason = DropReason.NAT_UNTRANSLATABLE
                 return NF_DROP
-            return NF_ACCEPT
+            return local_reroute(pkt, st) if st.hook == Hook.LOCAL_OUT else NF_ACCEPT
         if ci in (IP_CT_NEW, IP_CT_RELATED, IP_CT_RELATED_REPLY) and not initialized(c, mtype):
             v = run(make_ctx(pkt, st))
             if v < 0:
@@ -456,8 +323,38 @@ def nat_entry(run: Callable[[Any], int], make_ctx: Callable[[Any, Any], Any], po
         if not nat_packet(c, ci, st.hook, pkt.data):
             st.reason = DropReason.NAT_UNTRANSLATABLE
             return NF_DROP
+        if st.hook == Hook.LOCAL_OUT:
+            return local_reroute(pkt, st)
         return NF_ACCEPT
     return entry
+
+
+def local_reroute(pkt: PacketBuf, st: HookState) -> int:
+    """nf_nat_ipv4_local_fn / nf_nat_ipv6_local_fn after the translation: when this
+    direction's destination is not where the other direction comes from (a DNAT at
+    OUTPUT), the packet is routed again (ip_route_me_harder)."""
+    c = pkt.ct
+    if ci_dir(pkt.ctinfo) == DIR_ORIGINAL:
+        here, other = c.orig, c.reply
+    else:
+        here, other = c.reply, c.orig
+    if here[2] == other[1]:
+        return NF_ACCEPT
+    if st.pf == 4:
+        from ..ip.output import ip_route_me_harder  # noqa: PLC0415 (ip imports netfilter)
+        ok = ip_route_me_harder(st.router, pkt)
+    else:
+        from ..ip6.output import ip6_route_me_harder  # noqa: PLC0415
+        ok = ip6_route_me_harder(st.router, pkt)
+    if not ok:
+        st.reason = DropReason.NO_ROUTE
+        return NF_DROP
+    return NF_ACCEPT
+
+
+def ci_dir(ctinfo: int) -> int:
+    """CTINFO2DIR()."""
+    return DIR_REPLY if ctinfo >= IP_CT_IS_REPLY else DIR_ORIGINAL
 
 
 def nat_step(kind: str, rng: NatRange) -> Callable[[Any], int]:
@@ -526,6 +423,19 @@ def _addr6(port: Any, toward: bytes) -> bytes | None:
         if common > blen:
             best, blen = a, common
     return best.to_bytes(16, "big") if best is not None else None
+
+
+def masq_device_down(r: Router, ifindex: int) -> int:
+    """masq_device_event(NETDEV_DOWN): the port went down (Router.set_link): kill every
+    entry masqueraded through it (device_cmp on the masq ifindex; other entries through
+    the port stay); the count killed."""
+    ct = r.nf.conntrack
+    n = 0
+    for c in ct.entries():
+        if c.masq is not None and c.masq[0] == ifindex:
+            ct.kill(c)
+            n += 1
+    return n
 
 
 def masq_cleanup(r: Router) -> int:

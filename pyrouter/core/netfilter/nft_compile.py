@@ -639,13 +639,49 @@ def _check_jumps(comp: Compiler, ta: Table) -> None:
 
 _NAT_HOOKS = {"snat": ("postrouting", "input"), "masquerade": ("postrouting",),
               "dnat": ("prerouting", "output"), "redirect": ("prerouting", "output")}
-_NAT_TO = re.compile(r"(?:(\d+\.\d+\.\d+\.\d+)(?:-(\d+\.\d+\.\d+\.\d+))?)?"
-                     r"(?::?(\d+)(?:-(\d+))?)?")
+_NAT_PORTS = re.compile(r"(\d+)(?:-(\d+))?")
 _NAT_FLAGS = {"random": 4, "persistent": 8, "fully-random": 16}
+_NAT_FLAG_ORDER = ("random", "fully-random", "persistent")      # as nft lists them
+_L4_SELECTORS = {"tcp", "udp", "udplite", "sctp", "dccp"}
 
 
-def _nat_stmt(comp: Compiler, t: CTable, ch: CChain, it: Stmt) -> Callable[[Ctx], int]:
-    """snat/dnat/masquerade/redirect: checked against the chain, compiled to nat.py."""
+def _nat_family(comp: Compiler, t: CTable, a: dict[str, Any], before: list[Any]) -> str:
+    """The address family of a snat/dnat: the statement's ``ip``/``ip6``, else the
+    table's, else (inet) what an earlier match of the rule implies, as nft's
+    stmt_evaluate_nat_family."""
+    fam = a.get("family")
+    if t.family in ("ip", "ip6"):
+        if fam is not None and fam != t.family:
+            raise comp.err(a["line"], a["col"], f"conflicting protocols specified: "
+                           f"{t.family} vs. {fam}")
+        return t.family
+    if fam is not None:
+        return fam
+    for m in before:
+        if isinstance(m, Match):
+            if m.selector[0] in ("ip", "icmp"):
+                return "ip"
+            if m.selector[0] in ("ip6", "icmpv6"):
+                return "ip6"
+            if m.selector == ("meta", "nfproto") and m.op == "==" and \
+                    isinstance(m.value, list) and len(m.value) == 1:
+                v = getattr(m.value[0], "text", m.value[0])
+                if v in ("ipv4", "ipv6"):
+                    return "ip" if v == "ipv4" else "ip6"
+    raise comp.err(a["line"], a["col"], "ip or ip6 must be specified with address for "
+                   "inet tables")
+
+
+def _has_l4_match(before: list[Any]) -> bool:
+    return any(isinstance(m, Match) and (m.selector[0] in _L4_SELECTORS or m.selector in (
+        ("meta", "l4proto"), ("ip", "protocol"), ("ip6", "nexthdr"))) for m in before)
+
+
+def _nat_stmt(comp: Compiler, t: CTable, ch: CChain, it: Stmt,
+              before: list[Any]) -> tuple[Callable[[Ctx], int], str]:
+    """snat/dnat/masquerade/redirect: checked against the chain, compiled to nat.py;
+    the step and its listing (nft's: canonical addresses, ``[ADDR]:PORT`` for IPv6 with
+    ports, the family word only in inet tables, flags in nft's order)."""
     from .nat import NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_SPECIFIED, NatRange, \
         nat_step  # noqa: PLC0415
     k, a = it.kind, it.args
@@ -662,49 +698,86 @@ def _nat_stmt(comp: Compiler, t: CTable, ch: CChain, it: Stmt) -> Callable[[Ctx]
         flags |= _NAT_FLAGS[f]
     lo_a = hi_a = None
     lo_p = hi_p = 0
-    to = a["to"]
-    if to is not None:
-        tl, tc = a["tline"], a["tcol"]
-        m = _NAT_TO.fullmatch(to)
-        if not m and k in ("snat", "dnat") and t.family != "ip":
-            try:                                  # IPv6: ADDR[-ADDR], no ports here
-                lo6, _, hi6 = to.partition("-")
-                lo_a = ipaddress.IPv6Address(lo6).packed
-                hi_a = ipaddress.IPv6Address(hi6).packed if hi6 else lo_a
-            except ValueError:
-                raise comp.err(tl, tc, f"'{to}': expected an IPv6 address or range (ports "
-                               "with IPv6 NAT are not supported yet)") from None
-            if hi_a < lo_a:
-                raise comp.err(tl, tc, f"'{to}': the address range is reversed")
-            flags |= NF_NAT_RANGE_MAP_IPS
-            return nat_step(k, NatRange(lo_a, hi_a, 0, 0, flags))
-        if not m or not (m.group(1) or m.group(3)):
-            raise comp.err(tl, tc, f"'{to}': expected ADDR[-ADDR][:PORT[-PORT]] (IPv4)")
-        if k in ("snat", "dnat") and not m.group(1):
-            raise comp.err(tl, tc, f"'{to}': {k} needs an address")
-        if k in ("masquerade", "redirect") and m.group(1):
-            raise comp.err(tl, tc, f"'{to}': {k} takes only ports (to :PORT[-PORT])")
-        if k in ("masquerade",) and not to.startswith(":"):
-            raise comp.err(tl, tc, f"'{to}': expected :PORT[-PORT]")
+    addr_txt = port_txt = ""
+    fam = None
+    if a.get("addr") is not None:
+        lo, hi, bracketed = a["addr"]
+        al, ac = a["aline"], a["acol"]
+        if k in ("masquerade", "redirect"):
+            raise comp.err(al, ac, f"'{a['to']}': {k} takes only ports (to :PORT[-PORT])")
+        fam = _nat_family(comp, t, a, before)
+        addrs: list[Any] = []
         try:
-            if m.group(1):
-                if t.family == "ip6":
-                    raise ValueError("an IPv4 address in an ip6 table")
-                lo_a = ipaddress.IPv4Address(m.group(1)).packed
-                hi_a = ipaddress.IPv4Address(m.group(2)).packed if m.group(2) else lo_a
-                if hi_a < lo_a:
-                    raise ValueError("the address range is reversed")
-                flags |= NF_NAT_RANGE_MAP_IPS
+            if fam == "ip":
+                if bracketed:
+                    raise ValueError("expected an IPv4 address (brackets are for IPv6)")
+                try:
+                    addrs = [ipaddress.IPv4Address(x) for x in (lo, hi or lo)]
+                except ValueError:
+                    try:
+                        ipaddress.IPv6Address(lo)
+                    except ValueError:
+                        raise ValueError("expected ADDR[-ADDR][:PORT[-PORT]] (IPv4)") \
+                            from None
+                    raise ValueError("an IPv6 address in an ip "
+                                     + ("table" if t.family == "ip" else "nat statement")) \
+                        from None
+            else:
+                try:
+                    addrs = [ipaddress.IPv6Address(x) for x in (lo, hi or lo)]
+                except ValueError:
+                    try:
+                        ipaddress.IPv4Address(lo)
+                    except ValueError:
+                        raise ValueError("expected an IPv6 address or range, ports after "
+                                         "[ADDR]") from None
+                    raise ValueError("an IPv4 address in an ip6 "
+                                     + ("table" if t.family == "ip6" else "nat statement")) \
+                        from None
+            lo_a, hi_a = addrs[0].packed, addrs[1].packed
+            if hi_a < lo_a:
+                raise ValueError("the address range is reversed")
         except ValueError as e:
-            raise comp.err(tl, tc, f"'{to}': {e}") from None
-        if m.group(3):
-            lo_p = int(m.group(3))
-            hi_p = int(m.group(4)) if m.group(4) else lo_p
-            if not 0 < lo_p <= hi_p <= 65535:
-                raise comp.err(tl, tc, f"'{to}': expected ports 1-65535, low-high")
-            flags |= NF_NAT_RANGE_PROTO_SPECIFIED
+            raise comp.err(al, ac, f"'{a['to']}': {e}") from None
+        flags |= NF_NAT_RANGE_MAP_IPS
+        addr_txt = str(addrs[0]) + (f"-{addrs[1]}" if hi else "")
+    elif a["to"] is not None and k in ("snat", "dnat"):
+        raise comp.err(a["tline"], a["tcol"], f"'{a['to']}': {k} needs an address")
+    if a.get("ports") is not None:
+        pl, pc = a["pline"], a["pcol"]
+        m = _NAT_PORTS.fullmatch(a["ports"])
+        if not m:
+            raise comp.err(pl, pc, f"'{a['to']}': expected ports 1-65535, low-high")
+        lo_p = int(m.group(1))
+        hi_p = int(m.group(2)) if m.group(2) else lo_p
+        if not 0 < lo_p <= hi_p <= 65535:
+            raise comp.err(pl, pc, f"'{a['to']}': expected ports 1-65535, low-high")
+        if not _has_l4_match(before):
+            raise comp.err(pl, pc, "transport protocol mapping is only valid after "
+                           "transport protocol match")
+        flags |= NF_NAT_RANGE_PROTO_SPECIFIED
+        port_txt = f"{lo_p}-{hi_p}" if m.group(2) else str(lo_p)
+    elif a["to"] is not None and k in ("masquerade", "redirect"):
+        raise comp.err(a["tline"], a["tcol"], f"'{a['to']}': expected :PORT[-PORT]")
+    text = k
+    if fam is not None and t.family == "inet":
+        text += f" {fam}"
+    if addr_txt or port_txt:
+        if fam == "ip6" and port_txt:
+            lo_t, _, hi_t = addr_txt.partition("-")
+            addr_txt = f"[{lo_t}]" + (f"-[{hi_t}]" if hi_t else "")
+        text += f" to {addr_txt}" + (f":{port_txt}" if port_txt else "")
+    fl = [f for f in _NAT_FLAG_ORDER if f in a["flags"]]
+    if fl:
+        text += " " + ",".join(fl)
     step = nat_step(k, NatRange(lo_a, hi_a, lo_p, hi_p, flags))
-    return step
+    if fam is not None and t.family == "inet":
+        want = 4 if fam == "ip" else 6
+        inner = step
+
+        def step(cx: Ctx) -> int:                             # nft_nat_inet_eval
+            return inner(cx) if cx.st.pf == want else NEXT
+    return step, text
 
 
 def _base_entry(ch: CChain) -> HookEntry:
@@ -789,7 +862,8 @@ def _compile_rule(comp: Compiler, rs: Ruleset, t: CTable, ch: CChain, ra: Rule,
         elif k == "vmap":
             ops.append(("call", _vmap_step(comp, it, t, setvals, chains, drop_note, ra.line)))
         elif k in ("snat", "dnat", "masquerade", "redirect"):
-            ops.append(("call", _nat_stmt(comp, t, ch, it)))
+            fn, cr.parts[-1] = _nat_stmt(comp, t, ch, it, ra.items[:ra.items.index(it)])
+            ops.append(("call", fn))
             rs.uses_ct = True
         elif k == "maxseg":
             from .maxseg import maxseg_step   # noqa: PLC0415

@@ -17,7 +17,8 @@ Grammar (nft(8) "RULESET", "CHAINS", "SETS", "MAPS", "STATEMENTS"), as accepted 
 Selectors: ip saddr/daddr/protocol, ip6 saddr/daddr/nexthdr, tcp|udp sport/dport,
 tcp flags, icmp type/code, icmpv6 type/code, meta l4proto/mark/length/nfproto/
 iifname/oifname (iifname, oifname, mark also bare), ``ct state/status/mark/direction``,
-``ct mark set`` and ``notrack``; nat chains with snat/dnat/masquerade/redirect (nat.py),
+``ct mark set`` and ``notrack``; nat chains with snat/dnat/masquerade/redirect (nat.py;
+IPv6 with ports in brackets, ``dnat to [2001:db8::10]:80``, ranges ``[a]-[b]:p1-p2``),
 ``tcp option maxseg size set rt mtu | N`` (MSS clamping, maxseg.py).
 
 Every error is an NftError with file, line, column and what was expected.  The
@@ -47,7 +48,7 @@ class Tok:
 
 
 _PUNCT2 = ("==", "!=", "<=", ">=")
-_PUNCT1 = "{}();,=!@<>&|^/+"
+_PUNCT1 = "{}();,=!@<>&|^/+[]"
 _WORD = re.compile(r"[A-Za-z0-9_.\-:*$]+")
 
 
@@ -89,7 +90,11 @@ def tokenize(text: str, file: str) -> list[Tok]:
         m = _WORD.match(text, i)
         if m:
             w = m.group()
-            if ":" in w and not _ipv6ish(w):
+            if w.startswith("-") and len(w) > 1 and ":" in w and _ipv6ish(w[1:]):
+                # "[a]-b": a nat range from a bracketed to a bare IPv6 address
+                out.append(Tok("word", "-", line, col))
+                out.append(Tok("word", w[1:], line, col + 1))
+            elif ":" in w and not _ipv6ish(w):
                 # "22:accept" -> 22 : accept (a map element); IPv6 addresses stay whole.
                 parts = w.split(":")
                 off = i
@@ -652,24 +657,50 @@ class Parser:
                     f"tcp option maxseg size set {int(v.text)}")
 
     def nat(self) -> Stmt:
-        """snat/dnat ``[ip] to ADDR[-ADDR][:PORT[-PORT]]``, masquerade/redirect ``[to
-        :PORT[-PORT]]``, then flags persistent, random, fully-random (comma separated)."""
+        """snat/dnat ``[ip|ip6] to ADDR[-ADDR][:PORT[-PORT]]`` (IPv6 with ports in
+        brackets: ``[ADDR][-[ADDR]][:PORT[-PORT]]``), masquerade/redirect ``[to
+        :PORT[-PORT]]``, then flags persistent, random, fully-random (comma separated).
+        Args: ``addr`` (lo, hi or None, bracketed) at aline/acol, ``ports`` text at
+        pline/pcol; the compiler checks the values and writes the listing."""
         t = self.next()
         w = t.text
-        args: dict[str, Any] = {"line": t.line, "col": t.col, "to": None, "flags": []}
+        args: dict[str, Any] = {"line": t.line, "col": t.col, "to": None, "flags": [],
+                                "addr": None, "ports": None}
         if w in ("snat", "dnat") and self.peek().text in ("ip", "ip6"):
             args["family"] = self.next().text
         if self.peek().text == "to":
             self.next()
             first = self.peek()
+            args["tline"], args["tcol"] = first.line, first.col
+            args["aline"], args["acol"] = first.line, first.col
             txt = ""
-            if not (first.kind == "punct" and first.text == ":"):
-                txt = self.word("an address, or :port").text
+            if first.kind == "punct" and first.text == "[":
+                lo = self._bracketed_addr6()
+                hi = None
+                if self.peek().kind == "word" and self.peek().text == "-":
+                    self.next()
+                    nx = self.peek()
+                    if nx.kind == "word" and _ipv6ish(nx.text):
+                        hi = self.next().text             # [a]-b, as nft accepts
+                    elif not (nx.kind == "punct" and nx.text == "["):
+                        raise self.err(nx, "expected '[' and the range's last IPv6 "
+                                       "address")
+                    else:
+                        hi = self._bracketed_addr6()
+                args["addr"] = (lo, hi, True)
+                txt = f"[{lo}]" + (f"-[{hi}]" if hi else "")
+            elif not (first.kind == "punct" and first.text == ":"):
+                a = self.word("an address, or :port")
+                lo, _, hi = a.text.partition("-")
+                args["addr"] = (lo, hi or None, False)
+                txt = a.text
             if self.peek().kind == "punct" and self.peek().text == ":":
                 self.next()
-                txt += ":" + self.word("a port or port range").text
+                p = self.word("a port or port range")
+                args["ports"] = p.text
+                args["pline"], args["pcol"] = p.line, p.col
+                txt += ":" + p.text
             args["to"] = txt
-            args["tline"], args["tcol"] = first.line, first.col
         elif w in ("snat", "dnat"):
             raise self.err(self.peek(), f"expected 'to' after {w}")
         while self.peek().text in ("persistent", "random", "fully-random", ","):
@@ -679,6 +710,19 @@ class Parser:
         text = w + (f" to {args['to']}" if args["to"] else "") \
             + (" " + ",".join(args["flags"]) if args["flags"] else "")
         return Stmt(w, args, text)
+
+    def _bracketed_addr6(self) -> str:
+        """``[ADDR]``: an IPv6 address in brackets (the form that can take a port)."""
+        self.expect("[")
+        a = self.next()
+        try:
+            if a.kind != "word":
+                raise ValueError
+            ipaddress.IPv6Address(a.text)
+        except ValueError:
+            raise self.err(a, "expected an IPv6 address in the brackets") from None
+        self.expect("]")
+        return a.text
 
     def statement(self) -> Stmt:
         t = self.next()

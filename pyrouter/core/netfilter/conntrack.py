@@ -46,6 +46,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..actions import Event
 from ..drops import DropReason
 from .hooks import NF_ACCEPT, NF_DROP, NF_STOLEN, PRIO_CONNTRACK, PRIO_CONNTRACK_CONFIRM, \
     Hook, HookEntry, HookState
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from .hooks import Netfilter
 
 SECOND = 1_000_000_000
+LOG_BURST = 10                     # ct.invalid events before the 1/s rate limit
 
 # enum ip_conntrack_info
 IP_CT_ESTABLISHED, IP_CT_RELATED, IP_CT_NEW = 0, 1, 2
@@ -82,44 +84,10 @@ def ct_state_bits(pkt: PacketBuf) -> int:
     return 64 if pkt.ctinfo == IP_CT_UNTRACKED else 1
 
 
-# TCP states (enum tcp_conntrack) and tcp_conntracks[2][6][10]
-sNO, sSS, sSR, sES, sFW, sCW, sLA, sTW, sCL, sS2, sIV, sIG = range(12)
-TCP_STATE_NAMES = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT",
-                   "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2")
-TCP_TIMEOUTS = (0, 120, 60, 432000, 120, 60, 30, 120, 10, 120)    # seconds, per state
-_TCP_TABLE = (
-    (   # ORIGINAL
-        (sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2),     # syn
-        (sIV, sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV, sSR),     # synack
-        (sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV),     # fin
-        (sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV),     # ack
-        (sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL),     # rst
-        (sIV,) * 10,                                            # none
-    ),
-    (   # REPLY
-        (sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2),
-        (sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR),
-        (sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV),
-        (sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG),
-        (sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL),
-        (sIV,) * 10,
-    ),
-)
-TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG = 1, 2, 4, 8, 16, 32
-_TCP_VALID = frozenset({TH_SYN, TH_SYN | TH_URG, TH_SYN | TH_ACK, TH_RST, TH_RST | TH_ACK,
-                        TH_FIN | TH_ACK, TH_FIN | TH_ACK | TH_URG, TH_ACK, TH_ACK | TH_URG})
+from .conntrack_tcp import TCP_STATE_NAMES, TCP_TIMEOUTS, TCP_VALID, TH_PSH, sNO, tcp_new, \
+    tcp_packet
 
-
-def _tcp_index(fl: int) -> int:
-    if fl & TH_RST:
-        return 4
-    if fl & TH_SYN:
-        return 1 if fl & TH_ACK else 0
-    if fl & TH_FIN:
-        return 2
-    if fl & TH_ACK:
-        return 3
-    return 5
+__all__ = ["TCP_STATE_NAMES", "TCP_TIMEOUTS"]      # re-exported for the listing's users
 
 
 UDP_UNREPLIED, UDP_REPLIED, UDP_STREAM_DELAY = 30, 120, 2
@@ -155,6 +123,7 @@ class Conn:
     packets: list[int] = field(default_factory=lambda: [0, 0])
     bytes: list[int] = field(default_factory=lambda: [0, 0])
     masq: tuple[int, bytes] | None = None   # masquerade: (ifindex, address) it used (nat.py)
+    tcp: Any = None               # conntrack_tcp.TcpInfo (struct ip_ct_tcp) for TCP
 
     @property
     def proto(self) -> int:
@@ -178,6 +147,36 @@ class ConnTrack:
         self.unassured: OrderedDict[Conn, None] = OrderedDict()   # early-drop candidates
         self.count = 0
         self.stats = dict.fromkeys(STAT_KEYS, 0)
+        # net.netfilter sysctls (nf_conntrack_proto_tcp.c), set by control from config
+        self.tcp_be_liberal = 0
+        self.tcp_loose = 1
+        self.tcp_max_retrans = 3
+        self.tcp_ignore_invalid_rst = 0
+        self.tcp_invalid = 0          # TCP packets INVALID in tcp_packet (window or state)
+        self._log_tokens = float(LOG_BURST)
+        self._log_stamp: int | None = None
+
+    def settings_from(self, new: ConnTrack) -> None:
+        """Reload: the new config's limits and knobs; the entries stay."""
+        self.max = new.max
+        self.tcp_be_liberal, self.tcp_loose = new.tcp_be_liberal, new.tcp_loose
+        self.tcp_max_retrans = new.tcp_max_retrans
+
+    def log_invalid(self, r: Router, c: Conn, now: int) -> None:
+        """nf_ct_l4proto_log_invalid(): an Event ``ct.invalid`` with the kernel's message
+        ("nf_ct_tcp: ACK is over the upper bound ..."), at most LOG_BURST then one per
+        second (a token bucket, like net_ratelimit)."""
+        self.tcp_invalid += 1
+        if self._log_stamp is not None:
+            self._log_tokens = min(float(LOG_BURST),
+                                   self._log_tokens + (now - self._log_stamp) / SECOND)
+        self._log_stamp = now
+        if self._log_tokens < 1:
+            return
+        self._log_tokens -= 1
+        why = c.tcp.why if c.tcp is not None else ""
+        r.events.append(Event("ct.invalid", {"msg": f"nf_ct_tcp: {why}",
+                                             "tuple": _tuple_text(c.orig).strip()}))
 
     def __len__(self) -> int:
         return self.count
@@ -320,7 +319,7 @@ def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) ->
     elif l4 == 6:
         if th + 20 > len(d) or ((d[th + 12] >> 4) << 2) < 20 \
                 or th + ((d[th + 12] >> 4) << 2) > len(d) \
-                or d[th + 13] & ~(0x40 | 0x80 | TH_PSH) & 0x3F not in _TCP_VALID:
+                or d[th + 13] & ~(0x40 | 0x80 | TH_PSH) & 0x3F not in TCP_VALID:
             st["invalid"] += 1
             st["error"] += 1
             return NF_ACCEPT
@@ -360,6 +359,8 @@ def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) ->
             pkt.ctinfo = 0
             st["invalid"] += 1
             return NF_ACCEPT
+        if v == 1:                                  # ignored: passes, entry untouched
+            return NF_ACCEPT
         c.packets[direction] += 1
         c.bytes[direction] += len(d)
         if direction == DIR_REPLY and not c.status & IPS_SEEN_REPLY:
@@ -381,10 +382,9 @@ def _new(r: Router, ct: ConnTrack, t: Tuple, d: bytearray, l4: int, th: int,
     if reply is None:
         ct.stats["invalid"] += 1
         return None
-    state = sNO
+    c = Conn(t, reply, created=now)
     if l4 == 6:
-        state = _TCP_TABLE[0][_tcp_index(d[th + 13])][sNO]
-        if state >= sIV:
+        if not tcp_new(ct, c, d, th):
             ct.stats["invalid"] += 1
             return None
     elif (l4 == 1 and pf == 4) or (l4 == 58 and pf == 6):
@@ -394,37 +394,19 @@ def _new(r: Router, ct: ConnTrack, t: Tuple, d: bytearray, l4: int, th: int,
     if ct.count >= ct.max and not ct.early_drop():
         ct.stats["drop"] += 1
         raise _Full
-    c = Conn(t, reply, created=now)
-    c.tcp_state = sNO
     return c
 
 
 def _packet(r: Router, ct: ConnTrack, c: Conn, d: bytearray, l4: int, th: int,
             direction: int, now: int) -> int:
-    """The protocol's packet(): 0 ok, -1 invalid, -2 reopen (kill and repeat)."""
+    """The protocol's packet(): 0 ok, 1 ignored (accepted, nothing updated), -1 invalid,
+    -2 reopen (kill and repeat)."""
     pf = c.orig[0]
     if l4 == 6:
-        fl = d[th + 13]
-        idx = _tcp_index(fl)
-        old = c.tcp_state
-        new = _TCP_TABLE[direction][idx][old]
-        if old == sNO:
-            new = _TCP_TABLE[0][idx][sNO]
-        if new == sSS and direction == DIR_ORIGINAL and old in (sTW, sCL) and c.confirmed:
-            ct.kill(c)                              # reopen a closed connection
-            return -2
-        if new == sIV:
-            return -1
-        if new == sIG:
-            return 0                                # ignored: no state change
-        c.tcp_state = new
-        if not c.status & IPS_SEEN_REPLY and fl & TH_RST and direction == DIR_REPLY:
-            ct.kill(c)                              # only reply is a RST
-            return 0
-        if not c.status & IPS_ASSURED and old in (sSR, sES) and new == sES:
-            ct.assure(c)
-        ct.set_timeout(r, c, TCP_TIMEOUTS[sCL] if idx == 4 else TCP_TIMEOUTS[new], now)
-        return 0
+        v = tcp_packet(r, ct, c, d, th, direction, now)
+        if v == -1:
+            ct.log_invalid(r, c, now)
+        return v
     if l4 == 17 or l4 == 136:
         if c.status & IPS_SEEN_REPLY:
             if now > c.created + UDP_STREAM_DELAY * SECOND:

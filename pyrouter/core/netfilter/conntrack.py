@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..actions import Event
 from ..drops import DropReason
@@ -124,6 +124,7 @@ class Conn:
     bytes: list[int] = field(default_factory=lambda: [0, 0])
     masq: tuple[int, bytes] | None = None   # masquerade: (ifindex, address) it used (nat.py)
     tcp: Any = None               # conntrack_tcp.TcpInfo (struct ip_ct_tcp) for TCP
+    ev: int = 0                   # cached events (IPCT_*) not delivered yet
 
     @property
     def proto(self) -> int:
@@ -133,6 +134,12 @@ class Conn:
     def confirmed(self) -> bool:
         return bool(self.status & IPS_CONFIRMED)
 
+
+# Event types as conntrack -E names them (nf_conntrack_ecache: IPCT_NEW, the others
+# (IPCT_REPLY, IPCT_ASSURED, IPCT_PROTOINFO ...) as one UPDATE, IPCT_DESTROY)
+EV_NEW, EV_UPDATE, EV_DESTROY = "NEW", "UPDATE", "DESTROY"
+CT_EVENT_PENDING = 1
+Listener = Callable[[str, "Conn", str], None]
 
 STAT_KEYS = ("found", "invalid", "insert", "insert_failed", "drop", "early_drop", "error",
              "search_restart", "clash_resolve", "chaintoolong")   # as conntrack -S prints
@@ -155,6 +162,22 @@ class ConnTrack:
         self.tcp_invalid = 0          # TCP packets INVALID in tcp_packet (window or state)
         self._log_tokens = float(LOG_BURST)
         self._log_stamp: int | None = None
+        # ctnetlink event listeners (conntrack -E): fn(type, conn, line), called
+        # synchronously; each must queue boundedly (the shell's drop and count).
+        self.listeners: list[Listener] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (explain's deep copy of the router) reports no events."""
+        state = dict(self.__dict__)
+        state["listeners"] = []
+        return state
+
+    def event(self, kind: str, c: Conn, now: int | None) -> None:
+        """Deliver one event to the listeners (nf_conntrack_eventmask_report)."""
+        c.ev = 0
+        line = event_line(kind, c, now)
+        for fn in list(self.listeners):
+            fn(kind, c, line)
 
     def settings_from(self, new: ConnTrack) -> None:
         """Reload: the new config's limits and knobs; the entries stay."""
@@ -188,12 +211,15 @@ class ConnTrack:
         return self.hash.get(t)
 
     # -- table maintenance ---------------------------------------------------------
-    def kill(self, c: Conn) -> None:
-        """nf_ct_kill(): out of the table now (its timer finds it gone)."""
+    def kill(self, c: Conn, now: int | None = None) -> None:
+        """nf_ct_kill(): out of the table now (its timer finds it gone); a DESTROY
+        event for a confirmed entry (the remaining timeout shown when *now* is given)."""
         if self.hash.get(c.orig) is c:
             del self.hash[c.orig]
             self.hash.pop(c.reply, None)
             self.count -= 1
+            if self.listeners:
+                self.event(EV_DESTROY, c, now)
         self.unassured.pop(c, None)
         c.status |= IPS_DYING
 
@@ -219,16 +245,16 @@ class ConnTrack:
             r.timers.schedule(c.deadline, ("ct", c))
             return
         c.timer_at = None
-        self.kill(c)
+        self.kill(c, now)
 
     def alive_timers(self) -> set[tuple[int, Any]]:
         return {(c.timer_at, ("ct", c)) for c in self.entries() if c.timer_at is not None}
 
-    def early_drop(self) -> bool:
+    def early_drop(self, now: int | None = None) -> bool:
         if not self.unassured:
             return False
         victim = next(iter(self.unassured))
-        self.kill(victim)
+        self.kill(victim, now)
         self.stats["early_drop"] += 1
         return True
 
@@ -247,6 +273,8 @@ class ConnTrack:
             self.unassured[c] = None
         c.status |= IPS_CONFIRMED
         self.set_timeout(r, c, c.timeout // SECOND, now)
+        if self.listeners:
+            self.event(EV_NEW, c, now)
         return True
 
     def assure(self, c: Conn) -> None:
@@ -350,6 +378,7 @@ def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) ->
             else:
                 pkt.ctinfo = IP_CT_NEW
         pkt.ct = c
+        before = (c.tcp_state, c.status) if ct.listeners else None
         v = _packet(r, ct, c, d, l4, th, direction, now)
         if v == -2:                                 # reopen: kill, then look again
             pkt.ct = None
@@ -365,6 +394,9 @@ def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) ->
         c.bytes[direction] += len(d)
         if direction == DIR_REPLY and not c.status & IPS_SEEN_REPLY:
             c.status |= IPS_SEEN_REPLY
+        if before is not None and c.status & IPS_CONFIRMED \
+                and before != (c.tcp_state, c.status):
+            c.ev |= CT_EVENT_PENDING               # delivered when the packet passes confirm
         return NF_ACCEPT
     return NF_ACCEPT
 
@@ -391,7 +423,7 @@ def _new(r: Router, ct: ConnTrack, t: Tuple, d: bytearray, l4: int, th: int,
         if (t[5] >> 8) not in (ICMP_NEW if l4 == 1 else ICMP6_NEW):
             ct.stats["invalid"] += 1
             return None
-    if ct.count >= ct.max and not ct.early_drop():
+    if ct.count >= ct.max and not ct.early_drop(now):
         ct.stats["drop"] += 1
         raise _Full
     return c
@@ -484,7 +516,13 @@ def _in_entry(pkt: PacketBuf, st: HookState) -> int:
 
 def _confirm_entry(pkt: PacketBuf, st: HookState) -> int:
     c = pkt.ct
-    if c is None or c.status & IPS_CONFIRMED or pkt.ctinfo % IP_CT_IS_REPLY != IP_CT_NEW:
+    if c is None:
+        return NF_ACCEPT
+    if c.status & IPS_CONFIRMED:
+        if c.ev and not c.status & IPS_DYING:           # nf_ct_deliver_cached_events
+            st.router.nf.conntrack.event(EV_UPDATE, c, st.now)
+        return NF_ACCEPT
+    if pkt.ctinfo % IP_CT_IS_REPLY != IP_CT_NEW:
         return NF_ACCEPT
     ct = st.router.nf.conntrack
     if not ct.confirm(st.router, c, st.now):
@@ -559,15 +597,33 @@ def entry_line(c: Conn, now: int) -> str:
     return s + f"mark={c.mark} use=1"
 
 
+def event_line(kind: str, c: Conn, now: int | None) -> str:
+    """conntrack -E's line: the event type right-aligned in 9 columns, then the entry
+    as -L prints it without mark/use; a DESTROY without a remaining timeout omits it."""
+    p = c.proto
+    s = f"{'[' + kind + ']':>9} {PROTO_NAMES.get(p, 'unknown'):<8} {p} "
+    left = max(0, (c.deadline - now) // SECOND) if now is not None else 0
+    if kind != EV_DESTROY or left:
+        s += f"{left} "
+    if p == 6:
+        s += TCP_STATE_NAMES[c.tcp_state] + " "
+    s += _tuple_text(c.orig)
+    if not c.status & IPS_SEEN_REPLY:
+        s += "[UNREPLIED] "
+    s += _tuple_text(c.reply)
+    if c.status & IPS_ASSURED:
+        s += "[ASSURED] "
+    return s.rstrip()
+
+
 def stats_line(ct: ConnTrack) -> str:
     st = ct.stats
     return "cpu=0   \t" + " ".join(f"{k}={st[k]}" for k in STAT_KEYS) + " "
 
 
-def dump(ct: ConnTrack, now: int, proto: str | None = None, src: str | None = None,
-         dst: str | None = None, family: str = "ipv4") -> list[Conn]:
-    """conntrack -L's filters: -f family (ipv4 by default, as the tool), -p, --src/--dst
-    (the original direction's addresses)."""
+def event_filter(proto: str | None = None, src: str | None = None, dst: str | None = None,
+                 family: str = "ipv4") -> Callable[[Conn], bool]:
+    """The -L filters (see dump) as a predicate for conntrack -E."""
     import ipaddress
     pf = 6 if family == "ipv6" else 4
     pnum = None
@@ -576,11 +632,17 @@ def dump(ct: ConnTrack, now: int, proto: str | None = None, src: str | None = No
         pnum = by_name.get(proto, int(proto) if proto.isdigit() else -1)
     s = ipaddress.ip_address(src).packed if src else None
     d = ipaddress.ip_address(dst).packed if dst else None
-    out = []
-    for c in ct.entries():
+
+    def match(c: Conn) -> bool:
         o = c.orig
-        if o[0] != pf or (pnum is not None and o[3] != pnum) or (s is not None and o[1] != s) \
-                or (d is not None and o[2] != d):
-            continue
-        out.append(c)
-    return out
+        return not (o[0] != pf or (pnum is not None and o[3] != pnum)
+                    or (s is not None and o[1] != s) or (d is not None and o[2] != d))
+    return match
+
+
+def dump(ct: ConnTrack, now: int, proto: str | None = None, src: str | None = None,
+         dst: str | None = None, family: str = "ipv4") -> list[Conn]:
+    """conntrack -L's filters: -f family (ipv4 by default, as the tool), -p, --src/--dst
+    (the original direction's addresses)."""
+    match = event_filter(proto, src, dst, family)
+    return [c for c in ct.entries() if match(c)]

@@ -398,7 +398,7 @@ def tcp_packet(r: Router, ct: ConnTrack, c: Conn, d: bytearray, th: int, directi
     if new == sSS and old >= sTW:
         if (t.seen[0].flags | t.seen[1].flags) & IP_CT_TCP_FLAG_CLOSE_INIT \
                 or (t.last_dir == direction and t.last_index == TCP_RST_SET):
-            ct.kill(c)                                   # reopen a closed/aborted one
+            ct.kill(c, now)                              # reopen a closed/aborted one
             return -2
         new = sIG
     if new == sIG:
@@ -493,7 +493,7 @@ def tcp_packet(r: Router, ct: ConnTrack, c: Conn, d: bytearray, th: int, directi
     timeout = tcp_timeout(ct, c, index)
     if not c.status & IPS_SEEN_REPLY:
         if fl & TH_RST:
-            ct.kill(c)                                   # the only reply is a RST
+            ct.kill(c, now)                              # the only reply is a RST
             return 0
         if index == TCP_SYN_SET and old == sSS:
             return 0                                     # a SYN retransmit renews nothing

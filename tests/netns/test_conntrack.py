@@ -193,3 +193,70 @@ def test_traceroute_through_the_stateful_firewall(topology, tmp_path: Path) -> N
     listing = topo.nft_list_ruleset()
     related = re.search(r"ct state established,related counter packets (\d+)", listing)
     assert related and int(related.group(1)) >= 1, listing
+
+
+def _event_reader(topo: Topology, *args: str) -> subprocess.Popen:
+    if topo.target == "kernel":
+        assert topo.router_ns is not None
+        proc = subprocess.Popen(["ip", "netns", "exec", topo.router_ns, "conntrack", "-E",
+                                 *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, stdin=subprocess.DEVNULL)
+    else:
+        proc = topo.cli_popen("conntrack", "-E", *args)
+    time.sleep(1.0)                      # subscribed (netlink group / control socket)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> tuple[str, str]:
+    import signal  # noqa: PLC0415
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return out, err
+
+
+def _ev_normalise(line: str) -> str:
+    line = re.sub(r"^(\s*\[\w+\] \S+\s+\d+) \d+ ", r"\1 T ", line)
+    return re.sub(r"\b(sport|dport)=(\d+)",
+                  lambda m: m.group(0) if m.group(2) == "8080" else f"{m.group(1)}=P", line)
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing")
+def test_conntrack_event_stream(topology, tmp_path: Path) -> None:
+    """`conntrack -E -p tcp` (kernel) / `pyrouter conntrack -E -p tcp` while a real TCP
+    connection opens and closes through the stateful firewall: the same [NEW] and
+    [UPDATE] lines (timeouts and the ephemeral port masked)."""
+    if shutil.which("conntrack") is None:
+        pytest.skip("conntrack (Debian package conntrack) missing")
+    path = tmp_path / "stateful.nft"
+    path.write_text(STATEFUL)
+    topo = topology(config={"nftables": {"file": str(path)}})
+    reader = _event_reader(topo, "-p", "tcp")
+    only_new = _event_reader(topo, "-e", "NEW", "-p", "tcp")
+    try:
+        assert _tcp_exchange(topo, "h1", H2, "h2").strip() == "hello-from-server"
+        ping = topo.exec("h1", "ping", "-n", "-c", "1", "-W", "1", H2, timeout=10)
+        assert ping.returncode == 0, show(ping)
+        time.sleep(1.0)
+    finally:
+        out, err = _stop(reader)
+        out_new, _ = _stop(only_new)
+    lines = [_ev_normalise(ln) for ln in out.splitlines() if ln.strip()]
+    t = f"src={H1} dst={H2} sport=P dport=8080"
+    r = f"src={H2} dst={H1} sport=8080 dport=P"
+    assert lines[:3] == [
+        f"    [NEW] tcp      6 T SYN_SENT {t} [UNREPLIED] {r}",
+        f" [UPDATE] tcp      6 T SYN_RECV {t} {r}",
+        f" [UPDATE] tcp      6 T ESTABLISHED {t} {r} [ASSURED]"], "\n".join(lines) + err
+    # The close: the server's FIN first (socat SYSTEM exits), then the client's.
+    states = [ln.split()[4] for ln in lines[3:]]
+    assert states and states[-1] == "TIME_WAIT", "\n".join(lines)
+    order = ["FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT"]
+    assert states == sorted(states, key=order.index) and len(set(states)) == len(states), states
+    for ln in lines[3:]:
+        assert ln.startswith(" [UPDATE] tcp      6 T ") and ln.endswith(f"{t} {r} [ASSURED]"), ln
+    assert "flow events have been shown" in err, err
+    assert [_ev_normalise(ln) for ln in out_new.splitlines() if ln.strip()] == [lines[0]]

@@ -260,3 +260,50 @@ def test_conntrack_event_stream(topology, tmp_path: Path) -> None:
         assert ln.startswith(" [UPDATE] tcp      6 T ") and ln.endswith(f"{t} {r} [ASSURED]"), ln
     assert "flow events have been shown" in err, err
     assert [_ev_normalise(ln) for ln in out_new.splitlines() if ln.strip()] == [lines[0]]
+
+
+OUT_OF_WINDOW = """
+import random, sys
+from scapy.all import IP, TCP, Raw, send
+dst, sport = sys.argv[1], int(sys.argv[2])
+send(IP(dst=dst) / TCP(sport=sport, dport=8080, flags="A", seq=random.getrandbits(32),
+     ack=random.getrandbits(32), window=502) / Raw(b"x" * 20), verbose=False)
+print("sent")
+"""
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing")
+def test_out_of_window_segment_is_invalid(topology, tmp_path: Path) -> None:
+    """An ACK with data at a random sequence and ack number, on the 4-tuple of a live
+    (ESTABLISHED, tracked) connection: INVALID for tcp_in_window on both targets, so
+    `ct state invalid counter drop` counts exactly one packet; the connection itself
+    goes on (the server's late data arrives)."""
+    import sys  # noqa: PLC0415
+    path = tmp_path / "stateful.nft"
+    path.write_text(STATEFUL)
+    topo = topology(config={"nftables": {"file": str(path)}})
+    srv = subprocess.Popen(["ip", "netns", "exec", topo.ns("h2"), "socat", "-T6",
+                            "TCP-LISTEN:8080,reuseaddr", "SYSTEM:sleep 2; echo late-data"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cli = None
+    try:
+        time.sleep(0.3)
+        cli = subprocess.Popen(["ip", "netns", "exec", topo.ns("h1"), "socat", "-T6", "-",
+                                f"TCP:{H2}:8080,sourceport=45000,connect-timeout=2"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        time.sleep(0.7)
+        sent = topo.exec("h1", sys.executable, "-c", OUT_OF_WINDOW, H2, "45000", timeout=30)
+        assert "sent" in sent.stdout, show(sent)
+        out, _ = cli.communicate(input="", timeout=15)
+        assert out.strip() == "late-data"
+    finally:
+        for p in (srv, cli):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    listing = topo.nft_list_ruleset()
+    m = re.search(r"ct state invalid counter packets (\d+)", listing)
+    assert m and int(m.group(1)) == 1, listing
+    if topo.target != "kernel":
+        assert topo.cli_json("conntrack", "-S", "--json")["stats"]["invalid"] >= 1
+        assert "nf_ct_tcp: " in topo.log_text() and "ct.invalid" in topo.log_text()

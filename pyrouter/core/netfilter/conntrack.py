@@ -28,8 +28,8 @@ Protocols (nf_conntrack_proto_*.c):
   header belongs to (the inner tuple inverted), else INVALID.
 * others: generic, 600 s, the tuple has no ports.
 
-Fragments are reassembled before tracking (nf_defrag_ipv4, through the router's
-IPv4 reassembler); IPv6 fragments are left untracked (nf_defrag_ipv6 is not done).
+Fragments are reassembled before tracking: IPv4 here (nf_defrag_ipv4, through the
+router's IPv4 reassembler), IPv6 by defrag6.py's hook at -400 (nf_defrag_ipv6).
 Checksums are not verified (nf_conntrack_checksum is treated as 0).
 
 The table is bounded (``max``, nf_conntrack_max): creating an entry in a full table
@@ -50,6 +50,7 @@ from ..actions import Event
 from ..drops import DropReason
 from .hooks import NF_ACCEPT, NF_DROP, NF_STOLEN, PRIO_CONNTRACK, PRIO_CONNTRACK_CONFIRM, \
     Hook, HookEntry, HookState
+from .defrag6 import PRIO_CONNTRACK_DEFRAG, ipv6_defrag
 from .view import pktinfo
 
 if TYPE_CHECKING:
@@ -329,7 +330,7 @@ def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) ->
     if l4 < 0:
         st["invalid"] += 1
         return NF_ACCEPT
-    if th < 0 and pf == 6:                          # an IPv6 fragment: not reassembled here
+    if th < 0 and pf == 6:                          # a fragment defrag6 did not take
         pkt.ctinfo = IP_CT_UNTRACKED
         return NF_ACCEPT
     icmp = (l4 == 1 and pf == 4) or (l4 == 58 and pf == 6)
@@ -532,11 +533,14 @@ def _confirm_entry(pkt: PacketBuf, st: HookState) -> int:
 
 
 def register(nf: Netfilter) -> list[HookEntry]:
-    """Conntrack at PREROUTING/OUTPUT -200, confirm at POSTROUTING/INPUT last (once)."""
+    """Conntrack at PREROUTING/OUTPUT -200 (IPv6 defrag before it at -400), confirm at
+    POSTROUTING/INPUT last (once)."""
     out: list[HookEntry] = []
     if any(e.fn is _in_entry for e in nf.v4[0]):
         return out
     for hook in (Hook.PRE_ROUTING, Hook.LOCAL_OUT):
+        out.append(nf.register(6, hook, HookEntry(ipv6_defrag, PRIO_CONNTRACK_DEFRAG,
+                                                  "nf_defrag_ipv6")))
         out.append(nf.register(0, hook, HookEntry(_in_entry, PRIO_CONNTRACK, "nf_conntrack_in")))
     for hook in (Hook.POST_ROUTING, Hook.LOCAL_IN):
         out.append(nf.register(0, hook, HookEntry(_confirm_entry, PRIO_CONNTRACK_CONFIRM,

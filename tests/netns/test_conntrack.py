@@ -307,3 +307,42 @@ def test_out_of_window_segment_is_invalid(topology, tmp_path: Path) -> None:
     if topo.target != "kernel":
         assert topo.cli_json("conntrack", "-S", "--json")["stats"]["invalid"] >= 1
         assert "nf_ct_tcp: " in topo.log_text() and "ct.invalid" in topo.log_text()
+
+
+STATEFUL6 = STATEFUL.replace("ip saddr 10.0.1.0/24 ct state new counter accept",
+                             "ip saddr 10.0.1.0/24 ct state new counter accept\n"
+                             "\t\tip6 saddr fd00:1::/64 ct state new counter accept")
+
+
+def test_ipv6_fragments_reassembled_before_tracking(topology, tmp_path: Path) -> None:
+    """nf_defrag_ipv6: h1 (link MTU 1400) pings h2 with 3000 bytes through the stateful
+    firewall: the fragments are reassembled and tracked (one icmpv6 entry; untracked
+    fragments would hit the policy drop), and leave toward h2 (MTU 1500) re-fragmented
+    at the size they came in (frag_max_size), on both targets.  h2's first reply comes
+    in 1500-byte fragments: too big for h1's link once reassembled (frag_max_size 1500 >
+    1400), so the router answers Packet Too Big and h2 fragments smaller after that."""
+    if shutil.which("conntrack") is None:
+        pytest.skip("conntrack (Debian package conntrack) missing")
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment  # noqa: PLC0415
+
+    from .test_ipv6 import H1_6, H2_6, ping6, replies6, v6_ports  # noqa: PLC0415
+    path = tmp_path / "stateful6.nft"
+    path.write_text(STATEFUL6)
+    topo = topology(ports=v6_ports(a={"mtu": 1400}), config={"nftables": {"file": str(path)}})
+    from scapy.layers.inet6 import ICMPv6PacketTooBig  # noqa: PLC0415
+    with topo.capture("h1", "ip6") as near, topo.capture("h2", "ip6") as far:
+        cp = ping6(topo, "h1", H2_6, "-s", "3000", count=3, interval=0.5, wait=2)
+        assert len(replies6(cp.stdout)) >= 2, show(cp)
+
+    def frags(pkts: list) -> list[tuple[int, int]]:
+        return sorted((p[IPv6ExtHdrFragment].offset, p[IPv6].plen)
+                      for p in pkts if IPv6ExtHdrFragment in p and p[IPv6].src == H1_6)
+    sent, got = frags(near.stop()), frags(far.stop())
+    assert len(sent) == 9 and got == sent, (sent, got)
+    assert all(40 + plen <= 1400 for _off, plen in got), got
+    ptb = [p for p in far.stop() if ICMPv6PacketTooBig in p]
+    assert ptb and ptb[0][ICMPv6PacketTooBig].mtu == 1400, [p.summary() for p in ptb]
+    lines = [normalise(ln) for ln in conntrack_lines(topo, "-L", "-f", "ipv6", "--src", H1_6)]
+    assert lines == [
+        f"icmpv6   58 T src={H1_6} dst={H2_6} type=128 code=0 id=I src={H2_6} dst={H1_6} "
+        "type=129 code=0 id=I mark=0 use=1"], lines

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Topology
+from .conftest import TARGET, Topology
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(90)]
 
@@ -346,3 +346,83 @@ def test_ipv6_fragments_reassembled_before_tracking(topology, tmp_path: Path) ->
     assert lines == [
         f"icmpv6   58 T src={H1_6} dst={H2_6} type=128 code=0 id=I src={H2_6} dst={H1_6} "
         "type=129 code=0 id=I mark=0 use=1"], lines
+
+
+ECHO_CLIENT = """
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 8080), timeout=5)
+s.sendall(b"before\\n")
+assert s.recv(99) == b"before\\n"
+print("up", flush=True)
+time.sleep(float(sys.argv[2]))
+s.sendall(b"after\\n")
+assert s.recv(99) == b"after\\n"
+print("ok", flush=True)
+"""
+
+SYN_FLOOD = """
+import sys
+from scapy.all import IP, TCP, send
+send(IP(dst=sys.argv[1]) / TCP(sport=(20000, 20000 + int(sys.argv[2]) - 1), dport=9999,
+     flags="S", seq=1), verbose=False, inter=0.001)
+print("flooded")
+"""
+
+H2_DROP_9999 = """\
+table inet h {
+	chain in {
+		type filter hook input priority filter; policy accept;
+		tcp dport 9999 drop
+	}
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing")
+def test_table_limit_under_syn_flood_keeps_established_flows(topology, tmp_path: Path) -> None:
+    """conntrack: {max: 48} and a SYN flood of 400 source ports from LAN (h2 silently
+    drops them, so every entry stays SYN_SENT, unassured): early drop evicts the oldest
+    unassured entries, the table never exceeds its max, the ASSURED entry of an
+    established TCP flow survives and the flow keeps working; -S shows the counts.
+
+    pyrouter only: the kernel's nf_conntrack_max cannot be set inside a network
+    namespace (sysctl -w in a netns fails with EINVAL: the value is global to the host,
+    and lowering it for the whole host would disturb everything else on it)."""
+    import sys  # noqa: PLC0415
+    if TARGET == "kernel":
+        pytest.skip("nf_conntrack_max is not settable per network namespace")
+    path = tmp_path / "stateful.nft"
+    path.write_text(STATEFUL)
+    topo = topology(config={"nftables": {"file": str(path)}, "conntrack": {"max": 48}})
+    h2rules = tmp_path / "h2.nft"
+    h2rules.write_text(H2_DROP_9999)
+    assert topo.exec("h2", "nft", "-f", str(h2rules)).returncode == 0
+    srv = subprocess.Popen(["ip", "netns", "exec", topo.ns("h2"), "socat",
+                            "TCP-LISTEN:8080,reuseaddr", "PIPE"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cli = None
+    try:
+        time.sleep(0.3)
+        cli = subprocess.Popen(["ip", "netns", "exec", topo.ns("h1"), sys.executable, "-c",
+                                ECHO_CLIENT, H2, "6"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        assert cli.stdout is not None and cli.stdout.readline().strip() == "up"
+        before = topo.cli_json("conntrack", "-S", "--json")
+        flood = topo.exec("h1", sys.executable, "-c", SYN_FLOOD, H2, "400", timeout=60)
+        assert "flooded" in flood.stdout, show(flood)
+        during = topo.cli_json("conntrack", "-S", "--json")
+        out, err = cli.communicate(timeout=30)
+        assert "ok" in out, out + err
+    finally:
+        for p in (srv, cli):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert during["count"] <= 48 and during["max"] == 48, during
+    evicted = during["stats"]["early_drop"] - before["stats"]["early_drop"]
+    assert evicted >= 400 - 48, (before, during)
+    assert during["stats"]["drop"] == 0, during      # always an unassured victim
+    tcp = [ln for ln in conntrack_lines(topo, "-L", "-p", "tcp") if "dport=8080" in ln]
+    assert len(tcp) == 1 and "[ASSURED]" in tcp[0], tcp
+    stats = " ".join(conntrack_lines(topo, "-S"))
+    assert re.search(r"\bearly_drop=[1-9]\d*", stats) and " drop=0 " in stats, stats

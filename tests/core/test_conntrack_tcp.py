@@ -232,3 +232,27 @@ def test_bad_knobs_rejected(bad: str) -> None:
     with pytest.raises(ConfigError) as ei:
         _net(STATEFUL, f"conntrack:\n  {bad}\n")
     assert "conntrack" in str(ei.value)
+
+
+def test_fast_path_helper_decides_as_the_slow_path() -> None:
+    """tcp_established_packet on plain ints, against the same segments through the
+    router: same window state, same timeout, same verdicts."""
+    from pyrouter.core.netfilter.conntrack_tcp import tcp_established_packet  # noqa: PLC0415
+    segs = [(0, 1001, 5001, 502, 100), (1, 5001, 1101, 1000, 0), (0, 1101, 5001, 502, 1000),
+            (0, 1101, 5001, 502, 1000), (1, 5001, 900000, 1000, 0),
+            (0, 1101 - 400000, 5001, 502, 10), (1, 5001, 2101, 1000, 300)]
+    slow, fast = _net(), _net()
+    cs, cf = handshake(slow), handshake(fast)
+    r, ct = fast.router, fast.router.nf.conntrack
+    for d, seq, ack, win, n in segs:
+        a, b = (H1, H2) if d == 0 else (H2, H1)
+        sp, dp = (40000, 80) if d == 0 else (80, 40000)
+        passed = len(send(slow, a, b, sp, dp, TCP_ACK, seq, ack, win, data=b"p" * n)) == 1
+        v = tcp_established_packet(r, ct, cf, d, seq, ack, win, TCP_ACK, n, fast.now)
+        assert passed == (v >= 0), (d, seq, ack, v)
+        for x, y in zip(cs.tcp.seen, cf.tcp.seen):
+            assert (x.td_end, x.td_maxend, x.td_maxwin, x.td_maxack, x.td_scale, x.flags) \
+                == (y.td_end, y.td_maxend, y.td_maxwin, y.td_maxack, y.td_scale, y.flags)
+        assert (cs.deadline - slow.now) == (cf.deadline - fast.now)
+        assert cs.tcp.retrans == cf.tcp.retrans
+    assert tcp_established_packet(r, ct, cf, 0, 1, 1, 1, TCP_ACK | TCP_FIN, 0, fast.now) == -3

@@ -520,3 +520,31 @@ def _handle_invalid(r: Router, ct: ConnTrack, c: Conn, direction: int, index: in
             ct.set_timeout(r, c, TIMEOUT_UNACK, now)
     else:
         t.last_index, t.last_dir = index, direction
+
+
+def tcp_established_packet(r: Router, ct: ConnTrack, c: Conn, direction: int, seq: int,
+                           ack: int, win: int, flags: int, datalen: int, now: int,
+                           sack: int | None = None) -> int:
+    """nf_conntrack_tcp_packet() for what a fast path may handle alone: a segment with
+    ACK and without SYN/FIN/RST on an ESTABLISHED entry that saw a reply (the state
+    table maps it to ESTABLISHED in both directions).  Same results as tcp_packet:
+    0 accepted (timeout refreshed, ASSURED set if it was not), 1 ignored (passes, entry
+    untouched), -1 INVALID (``c.tcp.why``; the caller treats the packet as INVALID, or
+    hands it to the slow path, which decides the same and counts and logs it).  Any
+    other segment or state returns -3: take the slow path.  Packet/byte accounting is
+    the caller's (Conn.packets/bytes)."""
+    if c.tcp_state != sES or flags & (TH_SYN | TH_FIN | TH_RST) or not flags & TH_ACK \
+            or not c.status & 2:                                   # IPS_SEEN_REPLY
+        return -3
+    res = tcp_in_window(c, direction, seq, ack, win, flags, datalen, sack,
+                        bool(ct.tcp_be_liberal))
+    if res == NFCT_TCP_IGNORE:
+        return 1
+    if res == NFCT_TCP_INVALID:
+        return -1
+    t = c.tcp
+    t.last_index, t.last_dir = TCP_ACK_SET, direction
+    if not c.status & 4:                                           # IPS_ASSURED
+        ct.assure(c)
+    ct.set_timeout(r, c, tcp_timeout(ct, c, TCP_ACK_SET), now)
+    return 0

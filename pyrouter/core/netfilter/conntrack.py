@@ -48,9 +48,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..actions import Event
 from ..drops import DropReason
+from .conntrack_tcp import TCP_STATE_NAMES, TCP_TIMEOUTS, TCP_VALID, TH_PSH, sNO, tcp_new, \
+    tcp_packet  # noqa: F401 (TCP_TIMEOUTS re-exported)
+from .defrag6 import PRIO_CONNTRACK_DEFRAG, ipv6_defrag
 from .hooks import NF_ACCEPT, NF_DROP, NF_STOLEN, PRIO_CONNTRACK, PRIO_CONNTRACK_CONFIRM, \
     Hook, HookEntry, HookState
-from .defrag6 import PRIO_CONNTRACK_DEFRAG, ipv6_defrag
 from .view import pktinfo
 
 if TYPE_CHECKING:
@@ -83,12 +85,6 @@ def ct_state_bits(pkt: PacketBuf) -> int:
     if pkt.ct is not None:
         return 1 << (pkt.ctinfo % IP_CT_IS_REPLY + 1)
     return 64 if pkt.ctinfo == IP_CT_UNTRACKED else 1
-
-
-from .conntrack_tcp import TCP_STATE_NAMES, TCP_TIMEOUTS, TCP_VALID, TH_PSH, sNO, tcp_new, \
-    tcp_packet
-
-__all__ = ["TCP_STATE_NAMES", "TCP_TIMEOUTS"]      # re-exported for the listing's users
 
 
 UDP_UNREPLIED, UDP_REPLIED, UDP_STREAM_DELAY = 30, 120, 2

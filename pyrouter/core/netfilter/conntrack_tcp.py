@@ -82,6 +82,8 @@ IP_CT_TCP_SIMULTANEOUS_OPEN = 0x80
 TCP_MAX_WSCALE = 14
 MAXACKWINCONST = 66000
 
+IPS_SEEN_REPLY, IPS_ASSURED = 2, 4           # enum ip_conntrack_status (conntrack.py)
+
 # tcp_in_window() results; truthy = the packet belongs to the connection
 NFCT_TCP_INVALID, NFCT_TCP_IGNORE, NFCT_TCP_ACCEPT = 0, 1, 2
 
@@ -378,7 +380,7 @@ def tcp_new(ct: ConnTrack, c: Conn, d: bytearray, th: int) -> bool:
 
 def _established(c: Conn) -> bool:
     """nf_conntrack_tcp_established()."""
-    return c.tcp_state == sES and bool(c.status & 4)             # IPS_ASSURED
+    return c.tcp_state == sES and bool(c.status & IPS_ASSURED)
 
 
 def tcp_packet(r: Router, ct: ConnTrack, c: Conn, d: bytearray, th: int, direction: int,
@@ -386,7 +388,6 @@ def tcp_packet(r: Router, ct: ConnTrack, c: Conn, d: bytearray, th: int, directi
     """nf_conntrack_tcp_packet(): 0 accepted (state and timeout updated), 1 ignored
     (NF_ACCEPT, entry untouched), -1 INVALID (c.tcp.why says why), -2 reopen (the entry
     was killed: look up again, -NF_REPEAT)."""
-    from .conntrack import IPS_ASSURED, IPS_SEEN_REPLY      # noqa: PLC0415 (cycle)
     t = c.tcp
     seq, ack, off, fl, win = _HDR.unpack_from(d, th + 4)
     hl = (off >> 4) << 2
@@ -509,7 +510,7 @@ def _handle_invalid(r: Router, ct: ConnTrack, c: Conn, direction: int, index: in
                     now: int) -> None:
     """nf_tcp_handle_invalid(): an out-of-window FIN/RST answering one from the other
     side shortens an assured entry's timeout to timeout_unacknowledged."""
-    if not c.status & 4 or index not in (TCP_RST_SET, TCP_FIN_SET):
+    if not c.status & IPS_ASSURED or index not in (TCP_RST_SET, TCP_FIN_SET):
         return
     t = c.tcp
     if t.last_dir != direction and t.last_index in (TCP_FIN_SET, TCP_RST_SET):
@@ -534,7 +535,7 @@ def tcp_established_packet(r: Router, ct: ConnTrack, c: Conn, direction: int, se
     other segment or state returns -3: take the slow path.  Packet/byte accounting is
     the caller's (Conn.packets/bytes)."""
     if c.tcp_state != sES or flags & (TH_SYN | TH_FIN | TH_RST) or not flags & TH_ACK \
-            or not c.status & 2:                                   # IPS_SEEN_REPLY
+            or not c.status & IPS_SEEN_REPLY:
         return -3
     res = tcp_in_window(c, direction, seq, ack, win, flags, datalen, sack,
                         bool(ct.tcp_be_liberal))
@@ -544,7 +545,7 @@ def tcp_established_packet(r: Router, ct: ConnTrack, c: Conn, direction: int, se
         return -1
     t = c.tcp
     t.last_index, t.last_dir = TCP_ACK_SET, direction
-    if not c.status & 4:                                           # IPS_ASSURED
+    if not c.status & IPS_ASSURED:
         ct.assure(c)
     ct.set_timeout(r, c, tcp_timeout(ct, c, TCP_ACK_SET), now)
     return 0

@@ -263,21 +263,24 @@ def test_conntrack_event_stream(topology, tmp_path: Path) -> None:
 
 
 OUT_OF_WINDOW = """
-import random, sys
+import sys
 from scapy.all import IP, TCP, Raw, send
-dst, sport = sys.argv[1], int(sys.argv[2])
-send(IP(dst=dst) / TCP(sport=sport, dport=8080, flags="A", seq=random.getrandbits(32),
-     ack=random.getrandbits(32), window=502) / Raw(b"x" * 20), verbose=False)
+dst, sport, seq, ack = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+send(IP(dst=dst) / TCP(sport=sport, dport=8080, flags="A", seq=seq, ack=ack, window=502)
+     / Raw(b"x" * 20), verbose=False)
 print("sent")
 """
 
 
 @pytest.mark.skipif(shutil.which("socat") is None, reason="socat missing")
 def test_out_of_window_segment_is_invalid(topology, tmp_path: Path) -> None:
-    """An ACK with data at a random sequence and ack number, on the 4-tuple of a live
-    (ESTABLISHED, tracked) connection: INVALID for tcp_in_window on both targets, so
-    `ct state invalid counter drop` counts exactly one packet; the connection itself
-    goes on (the server's late data arrives)."""
+    """An ACK with data 2**30 beyond the client's last sequence number (its ack number
+    read from a capture), on the 4-tuple of a live ESTABLISHED connection: "SEQ is over
+    upper bound" for tcp_in_window on both targets, so `ct state invalid counter drop`
+    counts exactly one packet; the connection itself goes on (the server's late data
+    arrives).  (A random seq/ack would not do: about a quarter of those fall below the
+    window, which the kernel IGNOREs, i.e. lets pass.)"""
+    from scapy.layers.inet import IP, TCP  # noqa: PLC0415
     import sys  # noqa: PLC0415
     path = tmp_path / "stateful.nft"
     path.write_text(STATEFUL)
@@ -288,11 +291,16 @@ def test_out_of_window_segment_is_invalid(topology, tmp_path: Path) -> None:
     cli = None
     try:
         time.sleep(0.3)
-        cli = subprocess.Popen(["ip", "netns", "exec", topo.ns("h1"), "socat", "-T6", "-",
-                                f"TCP:{H2}:8080,sourceport=45000,connect-timeout=2"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        time.sleep(0.7)
-        sent = topo.exec("h1", sys.executable, "-c", OUT_OF_WINDOW, H2, "45000", timeout=30)
+        with topo.capture("h1", "tcp port 8080") as cap:
+            cli = subprocess.Popen(["ip", "netns", "exec", topo.ns("h1"), "socat", "-T6", "-",
+                                    f"TCP:{H2}:8080,sourceport=45000,connect-timeout=2"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert cap.wait_for(lambda p: TCP in p and p[IP].src == H1
+                                and p[TCP].flags == "A", 5), "no handshake ACK seen"
+            last = [p for p in cap.stop() if TCP in p and p[IP].src == H1][-1]
+        seq, ack = (last[TCP].seq + 2**30) % 2**32, last[TCP].ack
+        sent = topo.exec("h1", sys.executable, "-c", OUT_OF_WINDOW, H2, "45000", str(seq),
+                         str(ack), timeout=30)
         assert "sent" in sent.stdout, show(sent)
         out, _ = cli.communicate(input="", timeout=15)
         assert out.strip() == "late-data"

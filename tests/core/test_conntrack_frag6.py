@@ -89,3 +89,20 @@ def test_lone_fragment_held_then_expired_and_whole_packets_untouched() -> None:
     back = ip6(H2.ip, H1.ip, 17, udp6(H2.ip, H1.ip, sport=9, dport=9, data=b"t" * 2000))
     outs = [net.send(WAN, frame6(H2, f)) for f in fragment6(back, 1232)]
     assert outs == [[], []]
+
+
+def test_fragmented_echo_to_the_router_is_reassembled_once_and_answered() -> None:
+    from .helpers6 import R_IP6, echo6  # noqa: PLC0415
+    net = _net()
+    ct = net.router.nf.conntrack
+    req = echo6(H1.ip, R_IP6[LAN], ident=9, data=b"E" * 2500)
+    frags = fragment6(req, 1232)
+    assert net.send(LAN, frame6(H1, frags[0])) == []
+    out = net.send(LAN, frame6(H1, frags[1])) + net.send(LAN, frame6(H1, frags[2]))
+    replies = [bytes(f[14:]) for p, f in out if p == LAN]
+    # The reply (2548 bytes) leaves as our own fragments at the link MTU.
+    assert replies and all(r[6] == 44 for r in replies)
+    assert sum(len(r) - 48 for r in replies) == len(req) - 40
+    es = [c for c in ct.entries() if c.orig[3] == 58]
+    assert len(es) == 1 and es[0].status & 2                      # seen the reply
+    assert net.router.counters.snmp["Ip6ReasmOKs"] == 1

@@ -6,6 +6,7 @@
     pyrouter ping / traceroute / capture / trace / explain / reload / version
     pyrouter nft list ruleset [--json]
     pyrouter conntrack -L [-p PROTO] [--src A] [--dst A] [-f ipv4|ipv6] [--json] | -S
+    pyrouter conntrack -E [-e NEW,UPDATE,DESTROY] [filters] [--count N] [--duration S]
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ def parser() -> argparse.ArgumentParser:
     ctm = ctp.add_mutually_exclusive_group(required=True)
     ctm.add_argument("-L", "--dump", action="store_true")
     ctm.add_argument("-S", "--stats", action="store_true")
+    ctm.add_argument("-E", "--event", action="store_true")
+    ctp.add_argument("-e", "--event-mask", default="ALL",
+                     help="with -E: NEW,UPDATE,DESTROY or ALL")
+    ctp.add_argument("--count", type=int, default=0, help="with -E: stop after N events")
+    ctp.add_argument("--duration", type=float, default=0.0, help="with -E: stop after S s")
     ctp.add_argument("-p", "--proto")
     ctp.add_argument("-s", "--src", "--orig-src", dest="src")
     ctp.add_argument("-d", "--dst", "--orig-dst", dest="dst")
@@ -246,6 +252,8 @@ def _client(args: argparse.Namespace, path: str) -> int:
             data = call(path, "conntrack", {"op": "stats"})
             _out(args, data, data["line"])
             return 0
+        if args.event:
+            return _ct_events(args, path)
         data = call(path, "conntrack", {"op": "list", "proto": args.proto, "src": args.src,
                                         "dst": args.dst, "family": args.family})
         if args.json or data["lines"]:
@@ -260,6 +268,28 @@ def _client(args: argparse.Namespace, path: str) -> int:
         _out(args, data, fmt.explain(data))
         return 0
     raise SystemExit(f"pyrouter: unknown command {args.cmd}")
+
+
+def _ct_events(args: argparse.Namespace, path: str) -> int:
+    req = {"op": "events", "mask": [m for m in args.event_mask.split(",") if m],
+           "proto": args.proto, "src": args.src, "dst": args.dst, "family": args.family,
+           "count": args.count, "duration": args.duration}
+    n, lost = 0, 0
+    try:
+        for kind, obj in request(path, "conntrack", req):
+            if kind == "item":
+                _out(args, obj, obj["line"])
+                n += 1
+            elif kind == "result":
+                lost = obj.get("lost", 0)
+    except KeyboardInterrupt:
+        pass
+    if not args.json:
+        if lost:
+            print(f"WARNING: {lost} events were lost (reader too slow)", file=sys.stderr)
+        print(f"conntrack v1.4.7 (conntrack-tools): {n} flow events have been shown.",
+              file=sys.stderr)
+    return 0
 
 
 def _capture(args: argparse.Namespace, path: str) -> int:

@@ -28,7 +28,11 @@ _PF = {"ip": 4, "ip6": 6, "inet": 0}
 
 
 def build_netfilter(r: Any, cfg: Any, file: str) -> None:
-    r.nf.conntrack.max = cfg.conntrack.max
+    ct, cc = r.nf.conntrack, cfg.conntrack
+    ct.max = cc.max
+    ct.tcp_be_liberal = cc.nf_conntrack_tcp_be_liberal
+    ct.tcp_loose = cc.nf_conntrack_tcp_loose
+    ct.tcp_max_retrans = cc.nf_conntrack_tcp_max_retrans
     if cfg.conntrack.enabled:
         conntrack_register(r.nf)
     nft = cfg.nftables

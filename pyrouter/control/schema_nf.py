@@ -10,7 +10,8 @@
       - {num: 1, module: pyrouter.plugins.flowgate, function: consumer,
          maxlen: 1024, fail_open: false, timeout_ms: 1000}
 
-    conntrack: {enabled: false, max: 65536}
+    conntrack: {enabled: false, max: 65536, nf_conntrack_tcp_be_liberal: 0,
+                nf_conntrack_tcp_loose: 1, nf_conntrack_tcp_max_retrans: 3}
 
 Exactly one of file/ruleset; the ruleset itself is parsed and compiled by
 control/nf_build.py (errors name the file, line and column).
@@ -43,10 +44,17 @@ class NftablesConfig(_Model):
 
 class ConntrackConfig(_Model):
     """``conntrack: {enabled: true, max: 65536}``: track even when no rule uses ct
-    (a ruleset with ct matches enables it anyway); ``max`` is nf_conntrack_max."""
+    (a ruleset with ct matches enables it anyway); ``max`` is nf_conntrack_max.  The
+    TCP knobs carry the net.netfilter sysctl names and defaults:
+    ``nf_conntrack_tcp_be_liberal`` (0: out-of-window packets are INVALID),
+    ``nf_conntrack_tcp_loose`` (1: pick up connections mid-stream),
+    ``nf_conntrack_tcp_max_retrans`` (3: retransmissions before the 300 s timeout)."""
 
     enabled: bool = False
     max: int = Field(65536, ge=1, le=16_777_216)
+    nf_conntrack_tcp_be_liberal: int = Field(0, ge=0, le=1)
+    nf_conntrack_tcp_loose: int = Field(1, ge=0, le=1)
+    nf_conntrack_tcp_max_retrans: int = Field(3, ge=0, le=255)
 
 
 class PluginConfig(_Model):

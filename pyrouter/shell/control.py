@@ -114,6 +114,9 @@ class Capture:
             self.dropped += 1
 
 
+CT_EVENTS_QUEUE = 1024        # conntrack -E: events queued per reader before losing them
+
+
 class ControlServer:
     def __init__(self, app: App) -> None:
         self.app = app
@@ -270,7 +273,9 @@ class ControlServer:
         ct = self.app.router.nf.conntrack
         if args.get("op") == "stats":
             return {"stats": dict(ct.stats), "count": len(ct), "max": ct.max,
-                    "line": nfct.stats_line(ct)}
+                    "line": nfct.stats_line(ct), "tcp_invalid": ct.tcp_invalid}
+        if args.get("op") == "events":
+            return await self._ct_events(ct, args, item)
         now = self._now()
         try:
             rows = nfct.dump(ct, now, args.get("proto"), args.get("src"), args.get("dst"),
@@ -279,6 +284,49 @@ class ControlServer:
             raise ClientError(f"conntrack: {e}") from None
         return {"entries": [nfct.entry_dict(c, now) for c in rows],
                 "lines": [nfct.entry_line(c, now) for c in rows]}
+
+    async def _ct_events(self, ct: Any, args: dict[str, Any], item: Send) -> Any:
+        """`conntrack -E [-e MASK] [filters]`: NEW/UPDATE/DESTROY lines as they happen.
+        The core calls the listener synchronously; it queues into a bounded channel and
+        a slow reader loses events (counted in the answer, never buffered beyond it)."""
+        from ..core.netfilter import conntrack as nfct  # noqa: PLC0415
+        mask = {str(m).upper() for m in args.get("mask") or ("NEW", "UPDATE", "DESTROY")}
+        if "ALL" in mask:
+            mask = {"NEW", "UPDATE", "DESTROY"}
+        bad = mask - {"NEW", "UPDATE", "DESTROY"}
+        if bad:
+            raise ClientError(f"conntrack: unknown event type(s) {', '.join(sorted(bad))}; "
+                              "NEW, UPDATE, DESTROY or ALL")
+        try:
+            match = nfct.event_filter(args.get("proto"), args.get("src"), args.get("dst"),
+                                      args.get("family") or "ipv4")
+        except ValueError as e:
+            raise ClientError(f"conntrack: {e}") from None
+        count = _int(args, "count", 0, 0, 10_000_000)
+        duration = _float(args, "duration", 0.0, 0.0, 86400.0)
+        tx_chan, rx_chan = trio.open_memory_channel[dict[str, Any]](CT_EVENTS_QUEUE)
+        lost = [0]
+
+        def listener(kind: str, c: Any, line: str) -> None:
+            if kind not in mask or not match(c):
+                return
+            try:
+                tx_chan.send_nowait({"type": kind, "line": line})
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                lost[0] += 1
+        ct.listeners.append(listener)
+        n = 0
+        try:
+            with trio.move_on_after(duration if duration else float("inf")):
+                async for ev in rx_chan:
+                    await item(ev)
+                    n += 1
+                    if count and n >= count:
+                        break
+        finally:
+            if listener in ct.listeners:
+                ct.listeners.remove(listener)
+        return {"events": n, "lost": lost[0]}
 
     async def h_version(self, args: dict[str, Any], item: Send) -> Any:
         return {"version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid(),

@@ -274,3 +274,42 @@ def test_ipv6_masqueraded_udp_flow() -> None:
     assert [entry_line(c, t) for c in ra.nf.conntrack.entries()] == \
         [entry_line(c, t) for c in rb.nf.conntrack.entries()]
     assert ra.flow_mismatch == 0
+
+
+def _windows(net) -> list[tuple[int, ...]]:
+    return [(s.td_end, s.td_maxend, s.td_maxwin, s.td_maxack, s.td_scale, s.flags)
+            for c in net.router.nf.conntrack.entries() for s in c.tcp.seen]
+
+
+def test_cached_tcp_flow_keeps_conntrack_window_tracking() -> None:
+    """In-window data both ways is served per flow and leaves the same td_* state as the
+    slow path; a segment far beyond the window is INVALID on both (the slow path decides,
+    `ct state invalid counter drop` drops it) and the flow goes on."""
+    p = Pair(MASQ_FW)
+    handshake(p)
+    a_seq, b_seq = 101, 501
+    for i in range(30):
+        data = bytes([i]) * (100 + i)
+        if i % 2 == 0:
+            out = p.send(LAN, frame_from(H1, seg(H1.ip, H2.ip, 40000, 80, TCP_ACK | TCP_PSH,
+                                                 a_seq, b_seq, data, ident=i)), dt=10**6)
+            a_seq += len(data)
+        else:
+            out = p.send(WAN, frame_from(H2, seg(H2.ip, WAN_IP, 80, 40000, TCP_ACK | TCP_PSH,
+                                                 b_seq, a_seq, data, ident=500 + i)), dt=10**6)
+            b_seq += len(data)
+        assert len(out) == 1
+    assert p.a.router.flow_forwarded >= 26
+    assert _windows(p.a) == _windows(p.b)
+    p.same_state()
+    n = p.a.router.flow_forwarded
+    bad = seg(H1.ip, H2.ip, 40000, 80, TCP_ACK | TCP_PSH, (a_seq + 2**30) & 0xFFFFFFFF, b_seq,
+              b"evil")
+    assert p.send(LAN, frame_from(H1, bad)) == []
+    assert p.a.router.flow_forwarded == n          # the slow path decided
+    assert p.a.router.nf.conntrack.stats["invalid"] == p.b.router.nf.conntrack.stats["invalid"] > 0
+    out = p.send(LAN, frame_from(H1, seg(H1.ip, H2.ip, 40000, 80, TCP_ACK | TCP_PSH, a_seq,
+                                         b_seq, b"ok")))
+    assert len(out) == 1 and p.a.router.flow_forwarded == n + 1
+    assert _windows(p.a) == _windows(p.b)
+    p.same_state()

@@ -925,3 +925,37 @@ def test_rate_limiter_in_the_rx_loop(env: Env) -> None:
     assert len(logged) == 10
     assert all(kw["suppressed"] == 0 for kw in logged)
     assert env.app.error_limiter.suppressed == 20
+
+
+def test_conntrack_events_bounded_with_lost_count(env: Env) -> None:
+    """`conntrack -E` over the socket: the listener queues into a bounded channel; a
+    burst larger than it (no reader progress in between) loses the rest, counted; a bad
+    mask is refused; the listener is gone after the answer."""
+    from pyrouter.core.netfilter.conntrack import Conn as CtConn  # noqa: PLC0415
+    from pyrouter.shell.control import CT_EVENTS_QUEUE  # noqa: PLC0415
+
+    async def body(e: Env) -> None:
+        ct = e.app.router.nf.conntrack
+        c = await connect(e.path)
+        assert "unknown event type" in await c.error("conntrack", {"op": "events",
+                                                                   "mask": ["BOGUS"]})
+        n = CT_EVENTS_QUEUE + 100
+        await c.send("conntrack", {"op": "events", "mask": ["NEW"], "count": CT_EVENTS_QUEUE,
+                                   "proto": "udp"}, rid=7)
+        await until(lambda: len(ct.listeners) == 1)
+        t = (4, bytes([10, 0, 1, 2]), bytes([10, 0, 2, 2]), 17, 1, 2)
+        udp = CtConn(t, (4, t[2], t[1], 17, 2, 1))
+        tcp = CtConn((4, t[1], t[2], 6, 1, 2), (4, t[2], t[1], 6, 2, 1))
+        for _ in range(n):                              # synchronous, as from the core
+            for fn in list(ct.listeners):
+                fn("NEW", udp, "line")
+                fn("DESTROY", udp, "not in the mask")
+                fn("NEW", tcp, "filtered out")
+        items, final = await c.answer()
+        # The reader was already waiting: one event goes straight to it, 1024 queue.
+        assert final["ok"] and final["result"] == {"events": CT_EVENTS_QUEUE, "lost": 99}
+        assert items[0] == {"type": "NEW", "line": "line"} and len(items) == CT_EVENTS_QUEUE
+        assert ct.listeners == []
+        await c.aclose()
+
+    env.run(body)

@@ -8,7 +8,9 @@
    loopback is dropped and a link-local source gets Destination Unreachable code
    2, "beyond scope of source address" (RFC 4443 3.1);
 4. longer than the egress MTU (the route's mtu, else the port's; never below
-   1280) -> Packet Too Big with that MTU: routers never fragment IPv6 (RFC 8200 5);
+   1280) -> Packet Too Big with that MTU: routers never fragment IPv6 (RFC 8200 5),
+   except a datagram conntrack reassembled (netfilter/defrag6.py): too big only when
+   its largest fragment was, and re-fragmented to that size on output, as the kernel;
 5. hop limit decremented (no checksum in the IPv6 header) and neighbour output;
    a plain forward through a REACHABLE neighbour fills the forwarding cache, so the
    next packets to that destination take Router.receive's fast path.
@@ -34,7 +36,8 @@ from ..route.fib import Route
 from .icmp6 import (ICMPV6_DEST_UNREACH, ICMPV6_EXC_HOPLIMIT, ICMPV6_NOT_NEIGHBOUR,
                     ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED, PEER_KEY6, icmpv6_send)
 from .ndisc import ndisc_send_redirect
-from .output import neigh_output6
+from ..netfilter.defrag6 import unfragmentable
+from .output import ip6_fragment, neigh_output6
 
 if TYPE_CHECKING:
     from ..router import Router
@@ -72,7 +75,9 @@ def ip6_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
             r.drop(DropReason.IP6_LINKLOCAL_SRC, in_port)
             return
     mtu = max(route.mtu or port.mtu, IPV6_MIN_MTU)
-    if len(data) > mtu:
+    if len(data) > mtu and (not pkt.frag_max_size or pkt.frag_max_size > mtu):
+        # ip6_pkt_too_big(): a packet conntrack reassembled (ignore_df) is too big only
+        # when one of its fragments was.
         snmp["Ip6InTooBigErrors"] += 1
         snmp["Ip6FragFails"] += 1
         icmpv6_send(r, pkt, ICMPV6_PKT_TOOBIG, 0, mtu, now)
@@ -88,6 +93,19 @@ def ip6_forward(r: Router, pkt: PacketBuf, route: Route, now: int) -> None:
     ip6_forward_finish(r, pkt, route, port, nexthop, mtu, now)
 
 
+def _forward_output(r: Router, port: Port, nexthop: int, pkt: PacketBuf, mtu: int,
+                    now: int) -> None:
+    """__ip6_finish_output(): a datagram conntrack reassembled leaves in fragments no
+    larger than the largest one that came in (ip6_fragment with mtu = frag_max_size)."""
+    fms = pkt.frag_max_size
+    if fms and len(pkt.data) > fms:
+        hlen, nh_field = unfragmentable(pkt.data)
+        ip6_fragment(r, pkt, port, nexthop, min(mtu, max(fms, IPV6_MIN_MTU)), now,
+                     hlen, nh_field)
+        return
+    neigh_output6(r, port, nexthop, pkt.data, pkt, now)
+
+
 def ip6_forward_finish(r: Router, pkt: PacketBuf, route: Route, port: Port, nexthop: int,
                        mtu: int, now: int) -> None:
     """After NF_INET_FORWARD: POST_ROUTING, then neighbour output."""
@@ -95,7 +113,10 @@ def ip6_forward_finish(r: Router, pkt: PacketBuf, route: Route, port: Port, next
     r.counters.snmp["Ip6OutForwDatagrams"] += 1
     hooks = r.nf.v6[4]
     if hooks and not nf_hook(r, hooks, Hook.POST_ROUTING, 6, pkt, r.ports.get(pkt.iif), port,
-                             now, lambda t: neigh_output6(r, port, nexthop, pkt.data, pkt, t)):
+                             now, lambda t: _forward_output(r, port, nexthop, pkt, mtu, t)):
+        return
+    if pkt.frag_max_size:
+        _forward_output(r, port, nexthop, pkt, mtu, now)
         return
     neigh_output6(r, port, nexthop, data, pkt, now)
     if route.oif != pkt.iif and not r.fib.custom_rules and not route.mp and data[6] != 0 \

@@ -164,26 +164,33 @@ def _finish_output(r: Router, pkt: PacketBuf, port: Port, nexthop: int, mtu: int
 
 
 def ip6_fragment(r: Router, pkt: PacketBuf, port: Port, nexthop: int, mtu: int,
-                 now: int) -> bool:
-    """Fragment one of our own packets: the whole header is unfragmentable (we add no
-    extension headers), each piece carries a Fragment header (RFC 8200 4.5)."""
+                 now: int, hlen: int = 40, nh_field: int = 6) -> bool:
+    """Fragment a packet: the first *hlen* bytes (the header, and for a forwarded
+    datagram conntrack reassembled the headers ip6_find_1stfragopt keeps in front) are
+    unfragmentable, *nh_field* is the next-header byte that then names the Fragment
+    header; each piece carries one (RFC 8200 4.5)."""
     data = pkt.data
     # A random Identification per packet (RFC 7739; the kernel's ipv6_select_ident).
     r.ip6_ident = r.rng.getrandbits(32) or 1
-    nexthdr = data[6]
-    payload = memoryview(data)[40:]
-    chunk = (mtu - 48) & ~7
+    nexthdr = data[nh_field]
+    payload = memoryview(data)[hlen:]
+    chunk = (mtu - hlen - 8) & ~7
+    if chunk <= 0:
+        r.counters.snmp["Ip6FragFails"] += 1
+        r.drop(DropReason.FRAG_NEEDED)
+        return False
     off = 0
     n = len(payload)
     while off < n:
         size = min(chunk, n - off)
         more = off + size < n
-        piece = bytearray(48 + size)
-        piece[0:40] = data[0:40]
-        struct.pack_into("!H", piece, 4, 8 + size)
-        piece[6] = IPPROTO_FRAGMENT
-        struct.pack_into("!BBHI", piece, 40, nexthdr, 0, off | (1 if more else 0), r.ip6_ident)
-        piece[48:] = payload[off:off + size]
+        piece = bytearray(hlen + 8 + size)
+        piece[0:hlen] = data[0:hlen]
+        struct.pack_into("!H", piece, 4, hlen - 40 + 8 + size)
+        piece[nh_field] = IPPROTO_FRAGMENT
+        struct.pack_into("!BBHI", piece, hlen, nexthdr, 0, off | (1 if more else 0),
+                         r.ip6_ident)
+        piece[hlen + 8:] = payload[off:off + size]
         neigh_output6(r, port, nexthop, piece, pkt, now)
         r.counters.snmp["Ip6FragCreates"] += 1
         off += size

@@ -28,8 +28,8 @@ Protocols (nf_conntrack_proto_*.c):
   header belongs to (the inner tuple inverted), else INVALID.
 * others: generic, 600 s, the tuple has no ports.
 
-Fragments are reassembled before tracking (nf_defrag_ipv4, through the router's
-IPv4 reassembler); IPv6 fragments are left untracked (nf_defrag_ipv6 is not done).
+Fragments are reassembled before tracking: IPv4 here (nf_defrag_ipv4, through the
+router's IPv4 reassembler), IPv6 by defrag6.py's hook at -400 (nf_defrag_ipv6).
 Checksums are not verified (nf_conntrack_checksum is treated as 0).
 
 The table is bounded (``max``, nf_conntrack_max): creating an entry in a full table
@@ -44,9 +44,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
+from ..actions import Event
 from ..drops import DropReason
+from .conntrack_tcp import TCP_STATE_NAMES, TCP_TIMEOUTS, TCP_VALID, TH_PSH, sNO, tcp_new, \
+    tcp_packet  # noqa: F401 (TCP_TIMEOUTS re-exported)
+from .defrag6 import PRIO_CONNTRACK_DEFRAG, ipv6_defrag
 from .hooks import NF_ACCEPT, NF_DROP, NF_STOLEN, PRIO_CONNTRACK, PRIO_CONNTRACK_CONFIRM, \
     Hook, HookEntry, HookState
 from .view import pktinfo
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
     from .hooks import Netfilter
 
 SECOND = 1_000_000_000
+LOG_BURST = 10                     # ct.invalid events before the 1/s rate limit
 
 # enum ip_conntrack_info
 IP_CT_ESTABLISHED, IP_CT_RELATED, IP_CT_NEW = 0, 1, 2
@@ -80,46 +85,6 @@ def ct_state_bits(pkt: PacketBuf) -> int:
     if pkt.ct is not None:
         return 1 << (pkt.ctinfo % IP_CT_IS_REPLY + 1)
     return 64 if pkt.ctinfo == IP_CT_UNTRACKED else 1
-
-
-# TCP states (enum tcp_conntrack) and tcp_conntracks[2][6][10]
-sNO, sSS, sSR, sES, sFW, sCW, sLA, sTW, sCL, sS2, sIV, sIG = range(12)
-TCP_STATE_NAMES = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT",
-                   "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2")
-TCP_TIMEOUTS = (0, 120, 60, 432000, 120, 60, 30, 120, 10, 120)    # seconds, per state
-_TCP_TABLE = (
-    (   # ORIGINAL
-        (sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2),     # syn
-        (sIV, sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV, sSR),     # synack
-        (sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV),     # fin
-        (sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV),     # ack
-        (sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL),     # rst
-        (sIV,) * 10,                                            # none
-    ),
-    (   # REPLY
-        (sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2),
-        (sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR),
-        (sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV),
-        (sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG),
-        (sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL),
-        (sIV,) * 10,
-    ),
-)
-TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG = 1, 2, 4, 8, 16, 32
-_TCP_VALID = frozenset({TH_SYN, TH_SYN | TH_URG, TH_SYN | TH_ACK, TH_RST, TH_RST | TH_ACK,
-                        TH_FIN | TH_ACK, TH_FIN | TH_ACK | TH_URG, TH_ACK, TH_ACK | TH_URG})
-
-
-def _tcp_index(fl: int) -> int:
-    if fl & TH_RST:
-        return 4
-    if fl & TH_SYN:
-        return 1 if fl & TH_ACK else 0
-    if fl & TH_FIN:
-        return 2
-    if fl & TH_ACK:
-        return 3
-    return 5
 
 
 UDP_UNREPLIED, UDP_REPLIED, UDP_STREAM_DELAY = 30, 120, 2
@@ -155,6 +120,8 @@ class Conn:
     packets: list[int] = field(default_factory=lambda: [0, 0])
     bytes: list[int] = field(default_factory=lambda: [0, 0])
     masq: tuple[int, bytes] | None = None   # masquerade: (ifindex, address) it used (nat.py)
+    tcp: Any = None               # conntrack_tcp.TcpInfo (struct ip_ct_tcp) for TCP
+    ev: int = 0                   # cached events (IPCT_*) not delivered yet
 
     @property
     def proto(self) -> int:
@@ -164,6 +131,12 @@ class Conn:
     def confirmed(self) -> bool:
         return bool(self.status & IPS_CONFIRMED)
 
+
+# Event types as conntrack -E names them (nf_conntrack_ecache: IPCT_NEW, the others
+# (IPCT_REPLY, IPCT_ASSURED, IPCT_PROTOINFO ...) as one UPDATE, IPCT_DESTROY)
+EV_NEW, EV_UPDATE, EV_DESTROY = "NEW", "UPDATE", "DESTROY"
+CT_EVENT_PENDING = 1
+Listener = Callable[[str, "Conn", str], None]
 
 STAT_KEYS = ("found", "invalid", "insert", "insert_failed", "drop", "early_drop", "error",
              "search_restart", "clash_resolve", "chaintoolong")   # as conntrack -S prints
@@ -179,6 +152,52 @@ class ConnTrack:
         self.count = 0
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self.nat_bysource: dict[tuple, list[Conn]] = {}   # nf_nat_bysource (nat.py)
+        # net.netfilter sysctls (nf_conntrack_proto_tcp.c), set by control from config
+        self.tcp_be_liberal = 0
+        self.tcp_loose = 1
+        self.tcp_max_retrans = 3
+        self.tcp_ignore_invalid_rst = 0
+        self.tcp_invalid = 0          # TCP packets INVALID in tcp_packet (window or state)
+        self._log_tokens = float(LOG_BURST)
+        self._log_stamp: int | None = None
+        # ctnetlink event listeners (conntrack -E): fn(type, conn, line), called
+        # synchronously; each must queue boundedly (the shell's drop and count).
+        self.listeners: list[Listener] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy (explain's deep copy of the router) reports no events."""
+        state = dict(self.__dict__)
+        state["listeners"] = []
+        return state
+
+    def event(self, kind: str, c: Conn, now: int | None) -> None:
+        """Deliver one event to the listeners (nf_conntrack_eventmask_report)."""
+        c.ev = 0
+        line = event_line(kind, c, now)
+        for fn in list(self.listeners):
+            fn(kind, c, line)
+
+    def settings_from(self, new: ConnTrack) -> None:
+        """Reload: the new config's limits and knobs; the entries stay."""
+        self.max = new.max
+        self.tcp_be_liberal, self.tcp_loose = new.tcp_be_liberal, new.tcp_loose
+        self.tcp_max_retrans = new.tcp_max_retrans
+
+    def log_invalid(self, r: Router, c: Conn, now: int) -> None:
+        """nf_ct_l4proto_log_invalid(): an Event ``ct.invalid`` with the kernel's message
+        ("nf_ct_tcp: ACK is over the upper bound ..."), at most LOG_BURST then one per
+        second (a token bucket, like net_ratelimit)."""
+        self.tcp_invalid += 1
+        if self._log_stamp is not None:
+            self._log_tokens = min(float(LOG_BURST),
+                                   self._log_tokens + (now - self._log_stamp) / SECOND)
+        self._log_stamp = now
+        if self._log_tokens < 1:
+            return
+        self._log_tokens -= 1
+        why = c.tcp.why if c.tcp is not None else ""
+        r.events.append(Event("ct.invalid", {"msg": f"nf_ct_tcp: {why}",
+                                             "tuple": _tuple_text(c.orig).strip()}))
 
     def __len__(self) -> int:
         return self.count
@@ -190,12 +209,15 @@ class ConnTrack:
         return self.hash.get(t)
 
     # -- table maintenance ---------------------------------------------------------
-    def kill(self, c: Conn) -> None:
-        """nf_ct_kill(): out of the table now (its timer finds it gone)."""
+    def kill(self, c: Conn, now: int | None = None) -> None:
+        """nf_ct_kill(): out of the table now (its timer finds it gone); a DESTROY
+        event for a confirmed entry (the remaining timeout shown when *now* is given)."""
         if self.hash.get(c.orig) is c:
             del self.hash[c.orig]
             self.hash.pop(c.reply, None)
             self.count -= 1
+            if self.listeners:
+                self.event(EV_DESTROY, c, now)
         self.unassured.pop(c, None)
         c.status |= IPS_DYING
 
@@ -221,16 +243,16 @@ class ConnTrack:
             r.timers.schedule(c.deadline, ("ct", c))
             return
         c.timer_at = None
-        self.kill(c)
+        self.kill(c, now)
 
     def alive_timers(self) -> set[tuple[int, Any]]:
         return {(c.timer_at, ("ct", c)) for c in self.entries() if c.timer_at is not None}
 
-    def early_drop(self) -> bool:
+    def early_drop(self, now: int | None = None) -> bool:
         if not self.unassured:
             return False
         victim = next(iter(self.unassured))
-        self.kill(victim)
+        self.kill(victim, now)
         self.stats["early_drop"] += 1
         return True
 
@@ -249,6 +271,8 @@ class ConnTrack:
             self.unassured[c] = None
         c.status |= IPS_CONFIRMED
         self.set_timeout(r, c, c.timeout // SECOND, now)
+        if self.listeners:
+            self.event(EV_NEW, c, now)
         return True
 
     def assure(self, c: Conn) -> None:
@@ -303,7 +327,7 @@ def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) ->
     if l4 < 0:
         st["invalid"] += 1
         return NF_ACCEPT
-    if th < 0 and pf == 6:                          # an IPv6 fragment: not reassembled here
+    if th < 0 and pf == 6:                          # a fragment defrag6 did not take
         pkt.ctinfo = IP_CT_UNTRACKED
         return NF_ACCEPT
     icmp = (l4 == 1 and pf == 4) or (l4 == 58 and pf == 6)
@@ -321,7 +345,7 @@ def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) ->
     elif l4 == 6:
         if th + 20 > len(d) or ((d[th + 12] >> 4) << 2) < 20 \
                 or th + ((d[th + 12] >> 4) << 2) > len(d) \
-                or d[th + 13] & ~(0x40 | 0x80 | TH_PSH) & 0x3F not in _TCP_VALID:
+                or d[th + 13] & ~(0x40 | 0x80 | TH_PSH) & 0x3F not in TCP_VALID:
             st["invalid"] += 1
             st["error"] += 1
             return NF_ACCEPT
@@ -352,6 +376,7 @@ def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) ->
             else:
                 pkt.ctinfo = IP_CT_NEW
         pkt.ct = c
+        before = (c.tcp_state, c.status) if ct.listeners else None
         v = _packet(r, ct, c, d, l4, th, direction, now)
         if v == -2:                                 # reopen: kill, then look again
             pkt.ct = None
@@ -361,10 +386,15 @@ def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) ->
             pkt.ctinfo = 0
             st["invalid"] += 1
             return NF_ACCEPT
+        if v == 1:                                  # ignored: passes, entry untouched
+            return NF_ACCEPT
         c.packets[direction] += 1
         c.bytes[direction] += len(d)
         if direction == DIR_REPLY and not c.status & IPS_SEEN_REPLY:
             c.status |= IPS_SEEN_REPLY
+        if before is not None and c.status & IPS_CONFIRMED \
+                and before != (c.tcp_state, c.status):
+            c.ev |= CT_EVENT_PENDING               # delivered when the packet passes confirm
         return NF_ACCEPT
     return NF_ACCEPT
 
@@ -382,50 +412,31 @@ def _new(r: Router, ct: ConnTrack, t: Tuple, d: bytearray, l4: int, th: int,
     if reply is None:
         ct.stats["invalid"] += 1
         return None
-    state = sNO
+    c = Conn(t, reply, created=now)
     if l4 == 6:
-        state = _TCP_TABLE[0][_tcp_index(d[th + 13])][sNO]
-        if state >= sIV:
+        if not tcp_new(ct, c, d, th):
             ct.stats["invalid"] += 1
             return None
     elif (l4 == 1 and pf == 4) or (l4 == 58 and pf == 6):
         if (t[5] >> 8) not in (ICMP_NEW if l4 == 1 else ICMP6_NEW):
             ct.stats["invalid"] += 1
             return None
-    if ct.count >= ct.max and not ct.early_drop():
+    if ct.count >= ct.max and not ct.early_drop(now):
         ct.stats["drop"] += 1
         raise _Full
-    c = Conn(t, reply, created=now)
-    c.tcp_state = sNO
     return c
 
 
 def _packet(r: Router, ct: ConnTrack, c: Conn, d: bytearray, l4: int, th: int,
             direction: int, now: int) -> int:
-    """The protocol's packet(): 0 ok, -1 invalid, -2 reopen (kill and repeat)."""
+    """The protocol's packet(): 0 ok, 1 ignored (accepted, nothing updated), -1 invalid,
+    -2 reopen (kill and repeat)."""
     pf = c.orig[0]
     if l4 == 6:
-        fl = d[th + 13]
-        idx = _tcp_index(fl)
-        old = c.tcp_state
-        new = _TCP_TABLE[direction][idx][old]
-        if old == sNO:
-            new = _TCP_TABLE[0][idx][sNO]
-        if new == sSS and direction == DIR_ORIGINAL and old in (sTW, sCL) and c.confirmed:
-            ct.kill(c)                              # reopen a closed connection
-            return -2
-        if new == sIV:
-            return -1
-        if new == sIG:
-            return 0                                # ignored: no state change
-        c.tcp_state = new
-        if not c.status & IPS_SEEN_REPLY and fl & TH_RST and direction == DIR_REPLY:
-            ct.kill(c)                              # only reply is a RST
-            return 0
-        if not c.status & IPS_ASSURED and old in (sSR, sES) and new == sES:
-            ct.assure(c)
-        ct.set_timeout(r, c, TCP_TIMEOUTS[sCL] if idx == 4 else TCP_TIMEOUTS[new], now)
-        return 0
+        v = tcp_packet(r, ct, c, d, th, direction, now)
+        if v == -1:
+            ct.log_invalid(r, c, now)
+        return v
     if l4 == 17 or l4 == 136:
         if c.status & IPS_SEEN_REPLY:
             if now > c.created + UDP_STREAM_DELAY * SECOND:
@@ -503,7 +514,13 @@ def _in_entry(pkt: PacketBuf, st: HookState) -> int:
 
 def _confirm_entry(pkt: PacketBuf, st: HookState) -> int:
     c = pkt.ct
-    if c is None or c.status & IPS_CONFIRMED or pkt.ctinfo % IP_CT_IS_REPLY != IP_CT_NEW:
+    if c is None:
+        return NF_ACCEPT
+    if c.status & IPS_CONFIRMED:
+        if c.ev and not c.status & IPS_DYING:           # nf_ct_deliver_cached_events
+            st.router.nf.conntrack.event(EV_UPDATE, c, st.now)
+        return NF_ACCEPT
+    if pkt.ctinfo % IP_CT_IS_REPLY != IP_CT_NEW:
         return NF_ACCEPT
     ct = st.router.nf.conntrack
     if not ct.confirm(st.router, c, st.now):
@@ -513,11 +530,14 @@ def _confirm_entry(pkt: PacketBuf, st: HookState) -> int:
 
 
 def register(nf: Netfilter) -> list[HookEntry]:
-    """Conntrack at PREROUTING/OUTPUT -200, confirm at POSTROUTING/INPUT last (once)."""
+    """Conntrack at PREROUTING/OUTPUT -200 (IPv6 defrag before it at -400), confirm at
+    POSTROUTING/INPUT last (once)."""
     out: list[HookEntry] = []
     if any(e.fn is _in_entry for e in nf.v4[0]):
         return out
     for hook in (Hook.PRE_ROUTING, Hook.LOCAL_OUT):
+        out.append(nf.register(6, hook, HookEntry(ipv6_defrag, PRIO_CONNTRACK_DEFRAG,
+                                                  "nf_defrag_ipv6", flow_safe=True)))
         out.append(nf.register(0, hook, HookEntry(_in_entry, PRIO_CONNTRACK, "nf_conntrack_in",
                                                   flow_safe=True)))
     for hook in (Hook.POST_ROUTING, Hook.LOCAL_IN):
@@ -579,15 +599,33 @@ def entry_line(c: Conn, now: int) -> str:
     return s + f"mark={c.mark} use=1"
 
 
+def event_line(kind: str, c: Conn, now: int | None) -> str:
+    """conntrack -E's line: the event type right-aligned in 9 columns, then the entry
+    as -L prints it without mark/use; a DESTROY without a remaining timeout omits it."""
+    p = c.proto
+    s = f"{'[' + kind + ']':>9} {PROTO_NAMES.get(p, 'unknown'):<8} {p} "
+    left = max(0, (c.deadline - now) // SECOND) if now is not None else 0
+    if kind != EV_DESTROY or left:
+        s += f"{left} "
+    if p == 6:
+        s += TCP_STATE_NAMES[c.tcp_state] + " "
+    s += _tuple_text(c.orig)
+    if not c.status & IPS_SEEN_REPLY:
+        s += "[UNREPLIED] "
+    s += _tuple_text(c.reply)
+    if c.status & IPS_ASSURED:
+        s += "[ASSURED] "
+    return s.rstrip()
+
+
 def stats_line(ct: ConnTrack) -> str:
     st = ct.stats
     return "cpu=0   \t" + " ".join(f"{k}={st[k]}" for k in STAT_KEYS) + " "
 
 
-def dump(ct: ConnTrack, now: int, proto: str | None = None, src: str | None = None,
-         dst: str | None = None, family: str = "ipv4") -> list[Conn]:
-    """conntrack -L's filters: -f family (ipv4 by default, as the tool), -p, --src/--dst
-    (the original direction's addresses)."""
+def event_filter(proto: str | None = None, src: str | None = None, dst: str | None = None,
+                 family: str = "ipv4") -> Callable[[Conn], bool]:
+    """The -L filters (see dump) as a predicate for conntrack -E."""
     import ipaddress
     pf = 6 if family == "ipv6" else 4
     pnum = None
@@ -596,11 +634,17 @@ def dump(ct: ConnTrack, now: int, proto: str | None = None, src: str | None = No
         pnum = by_name.get(proto, int(proto) if proto.isdigit() else -1)
     s = ipaddress.ip_address(src).packed if src else None
     d = ipaddress.ip_address(dst).packed if dst else None
-    out = []
-    for c in ct.entries():
+
+    def match(c: Conn) -> bool:
         o = c.orig
-        if o[0] != pf or (pnum is not None and o[3] != pnum) or (s is not None and o[1] != s) \
-                or (d is not None and o[2] != d):
-            continue
-        out.append(c)
-    return out
+        return not (o[0] != pf or (pnum is not None and o[3] != pnum)
+                    or (s is not None and o[1] != s) or (d is not None and o[2] != d))
+    return match
+
+
+def dump(ct: ConnTrack, now: int, proto: str | None = None, src: str | None = None,
+         dst: str | None = None, family: str = "ipv4") -> list[Conn]:
+    """conntrack -L's filters: -f family (ipv4 by default, as the tool), -p, --src/--dst
+    (the original direction's addresses)."""
+    match = event_filter(proto, src, dst, family)
+    return [c for c in ct.entries() if match(c)]

@@ -39,11 +39,13 @@ Replay (``forward4``/``forward6``): header checks as the slow path's first steps
 (lengths, TTL/hop limit, IPv4 checksum, L2 destination), the rewrite (MAC header,
 TTL, addresses and ports from the NAT binding, checksums by RFC 1624 with one
 precomputed delta per direction, a zero UDP checksum over IPv4 stays zero), the
-recorded rule counters, the connection's per-direction counters and its timeout
+recorded rule counters, conntrack's per-segment TCP work (window tracking and the
+timeout, conntrack_tcp.tcp_established_packet: a segment it finds INVALID goes to the
+slow path, which decides the same, counts and logs it; an ignored one passes without
+touching the entry), the connection's per-direction counters and, for UDP, its timeout
 (moved to now + the timeout the slow path had just set), port counters.  A dying
 connection (killed, expired, masquerade address gone) sends the packet to the slow
-path.  TCP window tracking is not replayed: the cached flows behave as conntrack's
-liberal mode (the kernel's flowtable does the same: flow_offload_fixup_tcp).
+path.
 
 Invariants: an entry never answers differently from the slow path for the fields it
 pins; it holds no reference the cache clear does not drop; nothing here raises on
@@ -55,7 +57,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..link.ethernet import eth_rcv
-from .conntrack import IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY, sES
+from .conntrack import IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY
+from .conntrack_tcp import _HDR, IP_CT_TCP_FLAG_SACK_PERM, sES, tcp_established_packet, tcp_sack
 
 if TYPE_CHECKING:
     from ..port import Port
@@ -121,6 +124,19 @@ def _rewrite6(fl: list[Any], frame: bytes, total: int, n: int) -> bytearray:
     return out
 
 
+def _tcp_window(r: Router, c: Any, direction: int, frame: bytes, th: int, hl: int,
+                datalen: int, now: int) -> int:
+    """conntrack's per-segment TCP work for a cached flow: window tracking
+    (conntrack_tcp.tcp_established_packet: 0 accepted and timeout refreshed, 1 ignored,
+    -1 INVALID, -3 not an established ACK segment)."""
+    seq, ack, _off, flags, win = _HDR.unpack_from(frame, th + 4)
+    sack = None
+    if hl > 20 and c.tcp.seen[1 - direction].flags & IP_CT_TCP_FLAG_SACK_PERM:
+        sack = tcp_sack(frame, th, hl, ack)        # type: ignore[arg-type]
+    return tcp_established_packet(r, r.nf.conntrack, c, direction, seq, ack, win, flags,
+                                  datalen, now, sack)
+
+
 def _l4_ok(fl: list[Any], frame: bytes, l4: int, end: int) -> Any:
     """The recorded counters for this packet's flags, or None (take the slow path)."""
     if fl[F_PROTO] == 6:
@@ -136,16 +152,17 @@ def _l4_ok(fl: list[Any], frame: bytes, l4: int, end: int) -> Any:
 
 
 def _account(r: Router, fl: list[Any], out: bytearray, cnts: tuple[list[int], ...],
-             length: int, now: int) -> None:
+             length: int, now: int, res: int) -> None:
     for cnt in cnts:
         cnt[0] += 1
         cnt[1] += length
     c = fl[F_CONN]
-    if c is not None:
+    if c is not None and res == 0:                 # 1: a TCP segment conntrack ignores
         d = fl[F_DIR]
         c.packets[d] += 1
         c.bytes[d] += length
-        c.deadline = now + fl[F_TMO]
+        if fl[F_PROTO] != 6:                       # TCP: tcp_established_packet did it
+            c.deadline = now + fl[F_TMO]
     oport = fl[F_OPORT]
     oport.tx_packets += 1
     oport.tx_bytes += len(out)
@@ -169,19 +186,27 @@ def forward4(r: Router, fl: list[Any], port: Port, frame: bytes, n: int, now: in
         if total < 40 or doff < 20 or 20 + doff > total:
             return False
         cnts = fl[F_FLAGS].get(frame[47])
+        if cnts is None:
+            return False
+        if c is not None:
+            res = _tcp_window(r, c, fl[F_DIR], frame, 34, doff, total - 20 - doff, now)
+            if res < 0:
+                return False                       # INVALID or not ours: the slow path
     else:
         cnts = fl[F_FLAGS].get(0)
-    if cnts is None:
-        return False
+        if cnts is None:
+            return False
+        res = 0
     out = _rewrite4(fl, frame, total, n)
     for cnt in cnts:
         cnt[0] += 1
         cnt[1] += total
-    if c is not None:
+    if c is not None and res == 0:
         d = fl[F_DIR]
         c.packets[d] += 1
         c.bytes[d] += total
-        c.deadline = now + fl[F_TMO]
+        if frame[23] != 6:
+            c.deadline = now + fl[F_TMO]
     oport = fl[F_OPORT]
     oport.tx_packets += 1
     oport.tx_bytes += 14 + total
@@ -204,8 +229,14 @@ def forward6(r: Router, fl: list[Any], port: Port, frame: bytes, n: int, now: in
     cnts = _l4_ok(fl, frame, 54, total)
     if cnts is None:
         return False
+    res = 0
+    if c is not None and frame[20] == 6:
+        doff = (frame[66] >> 4) << 2
+        res = _tcp_window(r, c, fl[F_DIR], frame, 54, doff, total - 54 - doff, now)
+        if res < 0:
+            return False
     out = _rewrite6(fl, frame, total, n)
-    _account(r, fl, out, cnts, total - 14, now)
+    _account(r, fl, out, cnts, total - 14, now, res)
     r.flow_forwarded6 += 1
     return True
 

@@ -292,7 +292,7 @@ class Netfilter:
         """Take *new*'s entries (a reloaded config) in one step; queues stay."""
         self.v4, self.v6 = new.v4, new.v6
         self.ruleset, self.plugins = new.ruleset, new.plugins
-        self.conntrack.max = new.conntrack.max     # the entries stay (conntrack survives reloads)
+        self.conntrack.settings_from(new.conntrack)  # the entries stay (survive reloads)
         self._fwd_cache.clear()
         self._recalc()
         for num, q in new.queues.items():

@@ -33,6 +33,7 @@ def build_netfilter(r: Any, cfg: Any, file: str) -> None:
     ct.tcp_be_liberal = cc.nf_conntrack_tcp_be_liberal
     ct.tcp_loose = cc.nf_conntrack_tcp_loose
     ct.tcp_max_retrans = cc.nf_conntrack_tcp_max_retrans
+    ct.checksum = cc.nf_conntrack_checksum
     if cfg.conntrack.enabled:
         conntrack_register(r.nf)
     nft = cfg.nftables

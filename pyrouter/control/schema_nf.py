@@ -11,7 +11,8 @@
          maxlen: 1024, fail_open: false, timeout_ms: 1000}
 
     conntrack: {enabled: false, max: 65536, nf_conntrack_tcp_be_liberal: 0,
-                nf_conntrack_tcp_loose: 1, nf_conntrack_tcp_max_retrans: 3}
+                nf_conntrack_tcp_loose: 1, nf_conntrack_tcp_max_retrans: 3,
+                nf_conntrack_checksum: 1}
 
 Exactly one of file/ruleset; the ruleset itself is parsed and compiled by
 control/nf_build.py (errors name the file, line and column).
@@ -48,13 +49,16 @@ class ConntrackConfig(_Model):
     TCP knobs carry the net.netfilter sysctl names and defaults:
     ``nf_conntrack_tcp_be_liberal`` (0: out-of-window packets are INVALID),
     ``nf_conntrack_tcp_loose`` (1: pick up connections mid-stream),
-    ``nf_conntrack_tcp_max_retrans`` (3: retransmissions before the 300 s timeout)."""
+    ``nf_conntrack_tcp_max_retrans`` (3: retransmissions before the 300 s timeout),
+    ``nf_conntrack_checksum`` (1: a TCP/UDP/ICMP packet with a bad checksum arriving at
+    PREROUTING is INVALID)."""
 
     enabled: bool = False
     max: int = Field(65536, ge=1, le=16_777_216)
     nf_conntrack_tcp_be_liberal: int = Field(0, ge=0, le=1)
     nf_conntrack_tcp_loose: int = Field(1, ge=0, le=1)
     nf_conntrack_tcp_max_retrans: int = Field(3, ge=0, le=255)
+    nf_conntrack_checksum: int = Field(1, ge=0, le=1)
 
 
 class PluginConfig(_Model):

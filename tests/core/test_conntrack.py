@@ -5,6 +5,8 @@ the bounded table with early drop, and the nft ct matches and statements."""
 
 from __future__ import annotations
 
+import pytest
+
 from pyrouter.core.netfilter.conntrack import IPS_ASSURED, TCP_STATE_NAMES, entry_line
 
 from .helpers import (H1, H2, LAN, SECOND, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, WAN, echo,
@@ -439,3 +441,38 @@ def test_routers_own_icmp_error_carries_the_connection_as_related() -> None:
     out = net.send(LAN, frame_from(H1, l3))
     assert len(out) == 1 and out[0][0] == LAN
     assert net.router.nf.ruleset.counters()[0]["packets"] == 1
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp", "icmp"])
+def test_bad_l4_checksum_at_prerouting_is_invalid(proto: str) -> None:
+    """nf_conntrack_checksum=1: tcp_error/udp_error/icmp_error verify the checksum of a
+    packet arriving at PREROUTING; a bad one is INVALID (no entry is made), so
+    `ct state invalid drop` drops it.  A zero UDP checksum over IPv4 is "none"; with the
+    knob at 0 the packet is tracked."""
+    from .helpers import echo as echo_msg  # noqa: PLC0415
+    def pkt(bad: bool, zero: bool = False) -> bytes:
+        if proto == "tcp":
+            l4 = bytearray(tcp(H1.ip, H2.ip, sport=1234, dport=80))
+        elif proto == "udp":
+            l4 = bytearray(udp(H1.ip, H2.ip, sport=1234, dport=53, csum=0 if zero else None))
+        else:
+            l4 = bytearray(echo_msg(ident=77))
+        if bad:
+            l4[-1] ^= 0x55
+        return ipv4(H1.ip, H2.ip, bytes(l4), proto={"tcp": 6, "udp": 17, "icmp": 1}[proto])
+    net = _net()
+    ct = net.router.nf.conntrack
+    assert net.send(LAN, frame_from(H1, pkt(True))) == []
+    assert len(ct) == 0 and ct.stats["invalid"] == 1
+    if proto == "udp":
+        bad_zero = bytearray(pkt(False, zero=True))
+        bad_zero[-1] ^= 0x55                             # no checksum: nothing to verify
+        assert len(net.send(LAN, frame_from(H1, bytes(bad_zero)))) == 1
+        assert len(ct) == 1
+        return
+    assert len(net.send(LAN, frame_from(H1, pkt(False)))) == 1
+    assert len(ct) == 1
+    net2 = _net()
+    net2.router.nf.conntrack.checksum = 0
+    assert len(net2.send(LAN, frame_from(H1, pkt(True)))) == 1
+    assert len(net2.router.nf.conntrack) == 1

@@ -16,8 +16,8 @@ Protocols (nf_conntrack_proto_*.c):
   (an ACK without SYN picks a connection up as ESTABLISHED), tcp_valid_flags, a SYN
   in TIME_WAIT/CLOSE reopens (the old entry is killed), a RST before any reply kills
   the entry, ASSURED on SYN_RECV/ESTABLISHED -> ESTABLISHED, per-state timeouts
-  (SYN_SENT 120 s ... CLOSE 10 s, a RST gives CLOSE's).  Window tracking runs in the
-  liberal mode only (tcp_be_liberal=1): sequence numbers are not checked.
+  (SYN_SENT 120 s ... CLOSE 10 s, a RST gives CLOSE's).  Window tracking:
+  conntrack_tcp.py (tcp_in_window).
 * UDP: 30 s until a reply was seen; then the kernel's "stream" rule: a packet more
   than 2 s after the first one extends to 120 s and sets ASSURED.
 * ICMP/ICMPv6: echo, timestamp, information, address mask (IPv4), echo and node
@@ -30,7 +30,10 @@ Protocols (nf_conntrack_proto_*.c):
 
 Fragments are reassembled before tracking: IPv4 here (nf_defrag_ipv4, through the
 router's IPv4 reassembler), IPv6 by defrag6.py's hook at -400 (nf_defrag_ipv6).
-Checksums are not verified (nf_conntrack_checksum is treated as 0).
+With nf_conntrack_checksum (``checksum``, default 1) the TCP, UDP (not a zero UDP
+checksum over IPv4), ICMP and ICMPv6 checksums of packets arriving at PREROUTING are
+verified (tcp_error/udp_error/icmp_error -> nf_checksum); a bad one makes the packet
+INVALID (counted, no entry is made); the router's own packets (OUTPUT) are trusted.
 
 The table is bounded (``max``, nf_conntrack_max): creating an entry in a full table
 first evicts the oldest unassured entry (early_drop), else the packet is dropped
@@ -47,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..actions import Event
+from ...wire.checksum import ones_sum
 from ..drops import DropReason
 from .conntrack_tcp import TCP_STATE_NAMES, TCP_TIMEOUTS, TCP_VALID, TH_PSH, sNO, tcp_new, \
     tcp_packet  # noqa: F401 (TCP_TIMEOUTS re-exported)
@@ -61,6 +65,7 @@ if TYPE_CHECKING:
     from .hooks import Netfilter
 
 SECOND = 1_000_000_000
+_fb = int.from_bytes
 LOG_BURST = 10                     # ct.invalid events before the 1/s rate limit
 
 # enum ip_conntrack_info
@@ -154,6 +159,7 @@ class ConnTrack:
         self.nat_bysource: dict[tuple, list[Conn]] = {}   # nf_nat_bysource (nat.py)
         # net.netfilter sysctls (nf_conntrack_proto_tcp.c), set by control from config
         self.tcp_be_liberal = 0
+        self.checksum = 1             # nf_conntrack_checksum: verify L4 at PREROUTING
         self.tcp_loose = 1
         self.tcp_max_retrans = 3
         self.tcp_ignore_invalid_rst = 0
@@ -182,6 +188,7 @@ class ConnTrack:
         self.max = new.max
         self.tcp_be_liberal, self.tcp_loose = new.tcp_be_liberal, new.tcp_loose
         self.tcp_max_retrans = new.tcp_max_retrans
+        self.checksum = new.checksum
 
     def log_invalid(self, r: Router, c: Conn, now: int) -> None:
         """nf_ct_l4proto_log_invalid(): an Event ``ct.invalid`` with the kernel's message
@@ -311,7 +318,27 @@ def invert(t: Tuple) -> Tuple | None:
 
 
 # -- nf_conntrack_in -----------------------------------------------------------------
-def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) -> int:
+def l4_csum_bad(d: bytearray, pf: int, l4: int, th: int) -> bool:
+    """nf_checksum() for TCP, UDP, ICMP and ICMPv6 (the others are not verified); a
+    zero UDP checksum over IPv4 means "none"."""
+    if l4 == 17 and pf == 4 and d[th + 6] == 0 and d[th + 7] == 0:
+        return False
+    if l4 == 1 and pf == 4:
+        return ones_sum(d[th:]) != 0xFFFF
+    n = len(d) - th
+    if l4 == 17:
+        n = (d[th + 4] << 8) | d[th + 5]
+        if n < 8 or th + n > len(d):
+            return True
+    if pf == 4:
+        ps = _fb(d[12:16], "big") + _fb(d[16:20], "big") + l4 + n
+    else:
+        ps = _fb(d[8:24], "big") + _fb(d[24:40], "big") + l4 + n
+    return ones_sum(d[th:th + n], ps) != 0xFFFF
+
+
+def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int,
+                 prerouting: bool = False) -> int:
     """Find or create the packet's entry; sets pkt.ct/pkt.ctinfo; a verdict."""
     if pkt.ct is not None or pkt.ctinfo == IP_CT_UNTRACKED:
         return NF_ACCEPT                            # notrack, or already tracked (loopback)
@@ -336,6 +363,10 @@ def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) ->
             st["invalid"] += 1
             st["error"] += 1
             return NF_ACCEPT
+        if prerouting and ct.checksum and l4_csum_bad(d, pf, l4, th):
+            st["invalid"] += 1                      # icmp_error: "bad hw icmp checksum"
+            st["error"] += 1
+            return NF_ACCEPT
         ty = d[th]
         if ty in (ICMP_ERRORS if pf == 4 else ICMP6_ERRORS):
             return _icmp_error(ct, pkt, pf, th, d)
@@ -352,6 +383,9 @@ def conntrack_in(r: Router, ct: ConnTrack, pkt: PacketBuf, pf: int, now: int) ->
     elif l4 == 17 and th + 8 > len(d):
         st["invalid"] += 1
         st["error"] += 1
+        return NF_ACCEPT
+    if prerouting and ct.checksum and l4 in (6, 17) and l4_csum_bad(d, pf, l4, th):
+        st["invalid"] += 1                          # tcp_error/udp_error: "bad checksum"
         return NF_ACCEPT
     t = get_tuple(d, pf, l4, th)
     if t is None:
@@ -506,7 +540,7 @@ def _in_entry(pkt: PacketBuf, st: HookState) -> int:
     r = st.router
     ct = r.nf.conntrack
     try:
-        return conntrack_in(r, ct, pkt, st.pf, st.now)
+        return conntrack_in(r, ct, pkt, st.pf, st.now, st.hook == Hook.PRE_ROUTING)
     except _Full:
         st.reason = DropReason.CT_TABLE_FULL
         return NF_DROP

@@ -36,7 +36,8 @@ such a key...).  An entry is made only when all of these hold:
   path sent (a self-check: a NAT rewrite, the TTL and both checksums).
 
 Replay (``forward4``/``forward6``): header checks as the slow path's first steps
-(lengths, TTL/hop limit, IPv4 checksum, L2 destination), the rewrite (MAC header,
+(lengths, TTL/hop limit, IPv4 checksum, L2 destination; with conntrack, its transport
+checksum check at PREROUTING, nf_conntrack_checksum), the rewrite (MAC header,
 TTL, addresses and ports from the NAT binding, checksums by RFC 1624 with one
 precomputed delta per direction, a zero UDP checksum over IPv4 stays zero), the
 recorded rule counters, conntrack's per-segment TCP work (window tracking and the
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ...wire.checksum import ones_sum
 from ..link.ethernet import eth_rcv
 from .conntrack import IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY
 from .conntrack_tcp import _HDR, IP_CT_TCP_FLAG_SACK_PERM, sES, tcp_established_packet, tcp_sack
@@ -124,6 +126,15 @@ def _rewrite6(fl: list[Any], frame: bytes, total: int, n: int) -> bytearray:
     return out
 
 
+def _csum_bad4(frame: bytes, total: int, proto: int) -> bool:
+    """conntrack's nf_checksum over an IPv4 frame's TCP segment or UDP datagram."""
+    ln = total - 20 if proto == 6 else (frame[38] << 8) | frame[39]
+    if ln < 8 or 20 + ln > total:
+        return True
+    return ones_sum(frame[34:34 + ln],
+                    _fb(frame[26:34], "big") % 0xFFFF + proto + ln) != 0xFFFF
+
+
 def _tcp_window(r: Router, c: Any, direction: int, frame: bytes, th: int, hl: int,
                 datalen: int, now: int) -> int:
     """conntrack's per-segment TCP work for a cached flow: window tracking
@@ -189,12 +200,17 @@ def forward4(r: Router, fl: list[Any], port: Port, frame: bytes, n: int, now: in
         if cnts is None:
             return False
         if c is not None:
+            if r.nf.conntrack.checksum and _csum_bad4(frame, total, 6):
+                return False                       # INVALID: the slow path counts it
             res = _tcp_window(r, c, fl[F_DIR], frame, 34, doff, total - 20 - doff, now)
             if res < 0:
                 return False                       # INVALID or not ours: the slow path
     else:
         cnts = fl[F_FLAGS].get(0)
         if cnts is None:
+            return False
+        if c is not None and r.nf.conntrack.checksum and (frame[40] or frame[41]) \
+                and _csum_bad4(frame, total, 17):
             return False
         res = 0
     out = _rewrite4(fl, frame, total, n)
@@ -230,6 +246,12 @@ def forward6(r: Router, fl: list[Any], port: Port, frame: bytes, n: int, now: in
     if cnts is None:
         return False
     res = 0
+    if c is not None and r.nf.conntrack.checksum:
+        # nf_conntrack_checksum: conntrack verifies the transport checksum at PREROUTING.
+        ln = total - 54 if frame[20] == 6 else (frame[58] << 8) | frame[59]
+        if ln < 8 or 54 + ln > total or ones_sum(
+                frame[54:54 + ln], _fb(frame[22:54], "big") % 0xFFFF + frame[20] + ln) != 0xFFFF:
+            return False
     if c is not None and frame[20] == 6:
         doff = (frame[66] >> 4) << 2
         res = _tcp_window(r, c, fl[F_DIR], frame, 54, doff, total - 54 - doff, now)

@@ -103,6 +103,9 @@ def tcp_index(fl: int) -> int:
     return TCP_NONE_SET
 
 
+_H = 0x80000000
+
+
 def before(a: int, b: int) -> bool:
     """before(seq1, seq2): (s32)(a - b) < 0."""
     return ((a - b) & M32) >= 0x80000000
@@ -262,14 +265,18 @@ def tcp_in_window(c: Conn, direction: int, seq: int, ack: int, win: int, flags: 
         ack = sack = receiver.td_end                     # broken stacks: RST+ACK with 0
     if flags & TH_RST and seq == 0 and c.tcp_state == sSS:
         seq = end = sender.td_end                        # RST answering a SYN
+    # The four checks and the updates, with before()/after() written out and the
+    # fields read once (the hot path: every tracked TCP segment comes here).
     lib = liberal or sender.flags & IP_CT_TCP_FLAG_BE_LIBERAL
-    maxackwin = sender.td_maxwin if sender.td_maxwin > MAXACKWINCONST else MAXACKWINCONST
-    if before(sender.td_maxend, seq):                    # I. (seq_ok false)
-        overshot = (end - sender.td_maxend + 1) & M32
-        if (receiver.td_maxwin and after(end, sender.td_end - receiver.td_maxwin - 1)
-                and after(sack, receiver.td_end - maxackwin - 1)
-                and overshot <= receiver.td_maxwin
-                and not before(receiver.td_end, sack)):
+    s_end, s_maxend, s_maxwin = sender.td_end, sender.td_maxend, sender.td_maxwin
+    r_end, r_maxwin = receiver.td_end, receiver.td_maxwin
+    maxackwin = s_maxwin if s_maxwin > MAXACKWINCONST else MAXACKWINCONST
+    if ((s_maxend - seq) & M32) >= _H:                   # I. before(td_maxend, seq)
+        overshot = (end - s_maxend + 1) & M32
+        if (r_maxwin and ((s_end - r_maxwin - 1 - end) & M32) >= _H
+                and ((r_end - maxackwin - 1 - sack) & M32) >= _H
+                and overshot <= r_maxwin
+                and not ((r_end - sack) & M32) >= _H):
             # More than the receive window allows: keep td_end so the ACK fits later.
             sender.td_end = end
             sender.flags |= IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED
@@ -279,25 +286,25 @@ def tcp_in_window(c: Conn, direction: int, seq: int, ack: int, win: int, flags: 
             return NFCT_TCP_IGNORE
         if lib:
             return NFCT_TCP_ACCEPT
-        t.why = (f"SEQ is over upper bound {(sender.td_maxend + 1) & M32} "
+        t.why = (f"SEQ is over upper bound {(s_maxend + 1) & M32} "
                  "(over the window of the receiver)")
         return NFCT_TCP_INVALID
-    if before(receiver.td_end, sack):                    # III.
+    if ((r_end - sack) & M32) >= _H:                     # III. before(r.td_end, sack)
         if lib:
             return NFCT_TCP_ACCEPT
-        t.why = (f"ACK is over upper bound {(receiver.td_end + 1) & M32} "
+        t.why = (f"ACK is over upper bound {(r_end + 1) & M32} "
                  "(ACKed data not seen yet)")
         return NFCT_TCP_INVALID
-    if receiver.td_maxwin and not after(end, sender.td_end - receiver.td_maxwin - 1):   # II.
+    if r_maxwin and not ((s_end - r_maxwin - 1 - end) & M32) >= _H:   # II.
         if lib:
             return NFCT_TCP_ACCEPT
-        t.why = (f"SEQ is under lower bound {(sender.td_end - receiver.td_maxwin - 1) & M32} "
+        t.why = (f"SEQ is under lower bound {(s_end - r_maxwin - 1) & M32} "
                  "(already ACKed data retransmitted)")
         return NFCT_TCP_IGNORE
-    if not after(sack, receiver.td_end - maxackwin - 1):  # IV.
+    if not ((r_end - maxackwin - 1 - sack) & M32) >= _H:  # IV.
         if lib:
             return NFCT_TCP_ACCEPT
-        t.why = (f"ignored ACK under lower bound {(receiver.td_end - maxackwin - 1) & M32} "
+        t.why = (f"ignored ACK under lower bound {(r_end - maxackwin - 1) & M32} "
                  "(possible overly delayed)")
         return NFCT_TCP_IGNORE
     win_raw = win
@@ -305,23 +312,24 @@ def tcp_in_window(c: Conn, direction: int, seq: int, ack: int, win: int, flags: 
         win <<= sender.td_scale
     # Update the sender.
     swin = win + ((sack - ack) & M32)
-    if sender.td_maxwin < swin:
+    if s_maxwin < swin:
         sender.td_maxwin = swin
-    if after(end, sender.td_end):
+    if ((s_end - end) & M32) >= _H:                      # after(end, td_end)
         sender.td_end = end
         sender.flags |= IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED
     if flags & TH_ACK:
         if not sender.flags & IP_CT_TCP_FLAG_MAXACK_SET:
             sender.td_maxack = ack
             sender.flags |= IP_CT_TCP_FLAG_MAXACK_SET
-        elif after(ack, sender.td_maxack):
+        elif ((sender.td_maxack - ack) & M32) >= _H:
             sender.td_maxack = ack
     # Update the receiver.
-    if receiver.td_maxwin and after(end, sender.td_maxend):
-        receiver.td_maxwin += (end - sender.td_maxend) & M32
-    if after(sack + win, receiver.td_maxend - 1):
+    if r_maxwin and ((s_maxend - end) & M32) >= _H:      # after(end, s.td_maxend)
+        receiver.td_maxwin = r_maxwin + ((end - s_maxend) & M32)
+    r_maxend = receiver.td_maxend
+    if ((r_maxend - 1 - sack - win) & M32) >= _H:        # after(sack + win, td_maxend - 1)
         receiver.td_maxend = (sack + win + (win == 0)) & M32
-    if ack == receiver.td_end:
+    if ack == r_end:
         receiver.flags &= ~IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED
     # Retransmissions: the same ACK segment again in the same direction.
     if not flags & (TH_SYN | TH_FIN | TH_RST) and flags & TH_ACK:

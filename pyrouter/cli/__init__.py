@@ -115,7 +115,8 @@ def parser() -> argparse.ArgumentParser:
     ctp.add_argument("-p", "--proto")
     ctp.add_argument("-s", "--src", "--orig-src", dest="src")
     ctp.add_argument("-d", "--dst", "--orig-dst", dest="dst")
-    ctp.add_argument("-f", "--family", choices=("ipv4", "ipv6"), default="ipv4")
+    ctp.add_argument("-f", "--family", choices=("ipv4", "ipv6"), default=None,
+                     help="only this family (default: both, as conntrack-tools 1.4.7)")
     ctp.add_argument("--json", action="store_true")
     ex = sub.add_parser("explain", help="what would the router do with this packet (no effect)")
     ex.add_argument("words", nargs="+", help="iif IF [src A] dst A [proto P] [sport N] "

@@ -279,7 +279,7 @@ class ControlServer:
         now = self._now()
         try:
             rows = nfct.dump(ct, now, args.get("proto"), args.get("src"), args.get("dst"),
-                             args.get("family") or "ipv4")
+                             args.get("family") or None)
         except ValueError as e:
             raise ClientError(f"conntrack: {e}") from None
         return {"entries": [nfct.entry_dict(c, now) for c in rows],
@@ -299,7 +299,7 @@ class ControlServer:
                               "NEW, UPDATE, DESTROY or ALL")
         try:
             match = nfct.event_filter(args.get("proto"), args.get("src"), args.get("dst"),
-                                      args.get("family") or "ipv4")
+                                      args.get("family") or None)
         except ValueError as e:
             raise ClientError(f"conntrack: {e}") from None
         count = _int(args, "count", 0, 0, 10_000_000)

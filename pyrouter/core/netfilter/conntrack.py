@@ -658,10 +658,10 @@ def stats_line(ct: ConnTrack) -> str:
 
 
 def event_filter(proto: str | None = None, src: str | None = None, dst: str | None = None,
-                 family: str = "ipv4") -> Callable[[Conn], bool]:
+                 family: str | None = None) -> Callable[[Conn], bool]:
     """The -L filters (see dump) as a predicate for conntrack -E."""
     import ipaddress
-    pf = 6 if family == "ipv6" else 4
+    pf = {"ipv4": 4, "ipv6": 6}.get(family or "", 0)
     pnum = None
     if proto is not None:
         by_name = {v: k for k, v in PROTO_NAMES.items()}
@@ -671,14 +671,14 @@ def event_filter(proto: str | None = None, src: str | None = None, dst: str | No
 
     def match(c: Conn) -> bool:
         o = c.orig
-        return not (o[0] != pf or (pnum is not None and o[3] != pnum)
+        return not ((pf and o[0] != pf) or (pnum is not None and o[3] != pnum)
                     or (s is not None and o[1] != s) or (d is not None and o[2] != d))
     return match
 
 
 def dump(ct: ConnTrack, now: int, proto: str | None = None, src: str | None = None,
-         dst: str | None = None, family: str = "ipv4") -> list[Conn]:
-    """conntrack -L's filters: -f family (ipv4 by default, as the tool), -p, --src/--dst
-    (the original direction's addresses)."""
+         dst: str | None = None, family: str | None = None) -> list[Conn]:
+    """conntrack -L's filters: -f family (both families without it, as conntrack-tools
+    1.4.7 lists them), -p, --src/--dst (the original direction's addresses)."""
     match = event_filter(proto, src, dst, family)
     return [c for c in ct.entries() if match(c)]

@@ -211,8 +211,27 @@ table ip t {
 """
 
 
-@pytest.mark.parametrize("text", [FIREWALL, FIREWALL6, FORWARD_DROP, LISTING_SETS],
-                         ids=["firewall", "firewall6", "forward_drop", "sets"])
+# Anonymous sets as nft lists them: elements sorted by value, one element bare.
+UNSORTED_SETS = """\
+table inet t {
+	chain c {
+		type filter hook forward priority filter; policy accept;
+		tcp dport { 443, 22, 80 } counter accept
+		udp dport { 53 } accept
+		icmp type { echo-request, echo-reply } accept
+		icmpv6 type { echo-reply, nd-neighbor-solicit, echo-request } accept
+		ip saddr { 192.168.0.0/16, 10.0.0.0/8, 172.16.1.1 } drop
+		meta l4proto { udp, tcp } accept
+		tcp dport { 8000-8080, 1000 } drop
+		ip6 daddr { fd00::2, fd00::1 } drop
+	}
+}
+"""
+
+
+@pytest.mark.parametrize("text", [FIREWALL, FIREWALL6, FORWARD_DROP, LISTING_SETS,
+                                  UNSORTED_SETS],
+                         ids=["firewall", "firewall6", "forward_drop", "sets", "unsorted"])
 def test_listing_is_what_nft_prints_for_the_same_file(text: str, tmp_path: Path) -> None:
     """The kernel's `nft list ruleset` of a fresh file and pyrouter's listing of the same
     file are the same text (both with zero counters)."""

@@ -378,17 +378,46 @@ def _display_value(ty: str, text: str) -> str:
     return text
 
 
+# Types whose anonymous sets nft lists sorted by value, a one-element set as the value.
+_SORTED_SETS = {"inet_service", "mark", "icmp_code", "icmpv6_code", "icmp_type", "icmpv6_type",
+                "inet_proto", "ipv4_addr", "ipv6_addr", "integer"}
+_NAMED = {"inet_service": SERVICES, "icmp_type": ICMP_TYPES, "icmpv6_type": ICMPV6_TYPES,
+          "inet_proto": PROTOS, "icmp_code": ICMP_CODE_NAMES, "icmpv6_code": ICMPV6_CODE_NAMES}
+
+
+def _elem_key(ty: str, text: str) -> int:
+    """The value an element sorts by (its low end for a range or prefix)."""
+    names = _NAMED.get(ty)
+    if names is not None and text in names:
+        return names[text]
+    lo = text if text.startswith("-") else text.split("-")[0]
+    if ty in ("ipv4_addr", "ipv6_addr"):
+        return int(ipaddress.ip_network(lo, strict=False).network_address)
+    if names is not None and lo in names:
+        return names[lo]
+    return int(lo, 0)
+
+
 def _display_match(m: Match) -> str:
+    """A match as nft lists it: numbers for services, hex marks, code names, and an
+    anonymous set's elements sorted by value (a one-element set as the bare value)."""
     ty = SEL_TYPE[m.selector]
-    if ty not in ("inet_service", "mark", "icmp_code", "icmpv6_code") \
-            or isinstance(m.value, tuple):
+    if ty not in _SORTED_SETS or isinstance(m.value, tuple):
         return m.text
     sel = m.text.split(" ", 2)
     head = " ".join(m.selector)
-    vals = [_display_value(ty, e.text) for e in m.value]
+    texts = [e.text for e in m.value]
+    if len(texts) > 1:
+        try:
+            texts.sort(key=lambda t: _elem_key(ty, t))
+        except ValueError:
+            pass                                # not all numeric: keep the source order
+    if ty in ("inet_service", "mark", "icmp_code", "icmpv6_code"):
+        vals = [_display_value(ty, t) for t in texts]
+    else:
+        vals = texts
     op = "" if m.op == "==" else m.op + " "
-    vt = vals[0] if len(vals) == 1 and not m.text.rstrip().endswith("}") \
-        else "{ " + ", ".join(vals) + " }"
+    vt = vals[0] if len(vals) == 1 else "{ " + ", ".join(vals) + " }"
     return f"{head} {op}{vt}" if sel else m.text
 
 

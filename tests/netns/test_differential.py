@@ -243,9 +243,9 @@ def observed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     seed, nat_addr, dnat = CASES[name]
     dual = build_dual(tmp_path_factory.mktemp(f"dual-{name}"), DATA / f"{name}.nft")
     try:
+        dual.start_drivers()
         dual.listen("h2", tcp=[80, 443], udp=[53])
         dual.listen("h1", tcp=[80, 2005], udp=[53])
-        dual.start_drivers()
         plan = Plan(seed)
         a, flows = lan_phase_a(plan, H2)
         b = wan_phase(plan, flows, nat_addr, dnat)

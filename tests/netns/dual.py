@@ -343,6 +343,8 @@ def summary(pkt: Any, isns: list[int]) -> str:
     s = [f"{ip.src}>{ip.dst} ttl={ip.ttl} tos={ip.tos:#x} len={ip.len} df={int(ip.flags.DF)}"]
     if ip.frag or ip.flags.MF:
         s.append(f"id={ip.id} frag={ip.frag} mf={int(ip.flags.MF)}")
+    if ip.ihl > 5:
+        s.append(f"opts={bytes(pkt[IP])[20:ip.ihl * 4].hex()}")
     if ip.proto == 6 and TCP in ip:
         t = ip[TCP]
         flags = int(t.flags)
@@ -355,7 +357,8 @@ def summary(pkt: Any, isns: list[int]) -> str:
             s.append(f"mss={mss[0]}")
     elif ip.proto == 17 and UDP in ip:
         u = ip[UDP]
-        s.append(f"udp {u.sport}>{u.dport} data={len(bytes(u.payload))}")
+        s.append(f"udp {u.sport}>{u.dport} data={len(bytes(u.payload))}"
+                 + (" csum=0" if u.chksum == 0 else ""))
     elif ip.proto == 1 and ICMP in ip:
         c = ip[ICMP]
         s.append(f"icmp {c.type}/{c.code}")

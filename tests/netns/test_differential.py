@@ -346,3 +346,50 @@ def test_bad_udp_checksum_like_the_kernel(observed: Run) -> None:
 @pytest.mark.parametrize("observed", cases("icmp_timestamp"), indirect=True)
 def test_icmp_timestamp_to_the_router_like_the_kernel(observed: Run) -> None:
     _special(observed, "icmp_timestamp")
+
+
+# ---- the comparisons themselves (no namespaces) --------------------------------------
+
+def _obs(arrivals=None, listing="", conntrack=(), bad=()) -> Observed:
+    return Observed(arrivals or {"h1": [], "h2": []}, list(bad), listing, list(conntrack))
+
+
+def test_diffs_report_every_difference() -> None:
+    from .dual import diff_multiset, summary  # noqa: PLC0415
+
+    assert diff_multiset(["a", "b", "b"], ["b", "a", "b"]) == ""
+    d = diff_multiset(["a", "b", "b"], ["a", "b", "c"])
+    assert "kernel only  1x b" in d and "pyrouter only 1x c" in d
+    k = _obs({"h1": ["x"], "h2": []}, "counter packets 1 bytes 40\n")
+    p = _obs({"h1": [], "h2": ["x"]}, "counter packets 2 bytes 80\n", bad=["y"])
+    d = diff_arrivals({"kernel": k, "pyrouter": p})
+    assert "arriving at h1" in d and "arriving at h2" in d and "bad checksums" in d
+    assert "-counter packets 1 bytes 40" in diff_listing({"kernel": k, "pyrouter": p})
+    line = ("tcp      6 {} ESTABLISHED src=10.0.1.2 dst=10.0.2.2 sport=20001 dport=80 "
+            "src=10.0.2.2 dst=10.0.1.2 sport=80 dport=20001 [ASSURED] mark=0 use=1")
+    same = {"kernel": _obs(conntrack=[line.format(431999)]),
+            "pyrouter": _obs(conntrack=[line.format(431997)])}
+    assert diff_conntrack(same) == ""
+    off = {"kernel": _obs(conntrack=[line.format(431999)]),
+           "pyrouter": _obs(conntrack=[line.format(120)])}
+    assert "timeout kernel 431999 pyrouter 120" in diff_conntrack(off)
+    state = {"kernel": _obs(conntrack=[line.format(60)]),
+             "pyrouter": _obs(conntrack=[line.format(60).replace("ESTABLISHED", "CLOSE")])}
+    d = diff_conntrack(state)
+    assert "kernel only" in d and "pyrouter only" in d
+    expiring = {"kernel": _obs(conntrack=[line.format(2)]), "pyrouter": _obs()}
+    assert diff_conntrack(expiring) == ""                 # may have expired on the other side
+    syn = IP(src=H1, dst=H2, ttl=63) / TCP(sport=20001, dport=80, flags="S", seq=5)
+    sa = IP(bytes(IP(src=H2, dst=H1) / TCP(sport=80, dport=20001, flags="SA", seq=9000,
+                                             ack=6)))
+    ack = IP(bytes(IP(src=H1, dst=H2) / TCP(sport=20001, dport=80, flags="A", seq=6,
+                                              ack=9001)))
+    assert summary(IP(bytes(syn)), [9000]).endswith("tcp 20001>80 [S] seq=5 data=0")
+    assert "seq=ISN+0 ack=6" in summary(sa, [9000])
+    assert "ack=ISN+1" in summary(ack, [9000])
+    from .dual import checksums_ok  # noqa: PLC0415
+    good = IP(bytes(IP(src=H1, dst=H2) / UDP(sport=1, dport=2) / b"abc"))
+    assert checksums_ok(good)
+    bad = IP(bytes(good))
+    bad[UDP].chksum ^= 1
+    assert not checksums_ok(IP(bytes(bad)))

@@ -80,7 +80,8 @@ threading.Event().wait()
 # reads plans, one JSON line each ({"gap": s, "steps": [...]}), answers "done" after
 # each.  Steps: {"kind": "pkt", "hex": ...}, {"kind": "sleep", "s": ...} or {"kind":
 # "hs", "src", "dst", "sport", "dport", "seq", "mode"} with mode one of open (SYN, ACK),
-# rst (SYN, RST), data_fin (SYN, ACK, data, FIN), data_rst (SYN, ACK, data, RST).
+# rst (SYN, RST), data_fin (SYN, ACK, data, FIN), data_rst (SYN, ACK, data, RST), and
+# optionally "extra": [[flags, payload length], ...] sent after it, in sequence.
 DRIVER = r"""
 import json, sys, time
 from scapy.config import conf
@@ -134,6 +135,10 @@ def handshake(st):
         tx(seg("FA"))
     elif mode.endswith("rst"):
         tx(ip / TCP(sport=sp, dport=dp, flags="R", seq=seq, window=0))
+    for flags, n in st.get("extra", ()):      # more segments, in sequence, ack = ISN + 1
+        time.sleep(0.05)
+        tx(seg(flags, b"x" * n))
+        seq += n + ("F" in flags)
 print("ready", flush=True)
 for line in sys.stdin:
     run(json.loads(line))

@@ -65,9 +65,10 @@ class Plan:
     def pkt(self, p: IP, **meta) -> dict:
         return {"kind": "pkt", "hex": bytes(p).hex(), **meta}
 
-    def hs(self, src: str, dst: str, dport: int, mode: str) -> dict:
+    def hs(self, src: str, dst: str, dport: int, mode: str, extra: list | None = None
+           ) -> dict:
         return {"kind": "hs", "src": src, "dst": dst, "sport": self.sport(), "dport": dport,
-                "seq": self.rng.randrange(1, 1 << 31), "mode": mode}
+                "seq": self.rng.randrange(1, 1 << 31), "mode": mode, "extra": extra or []}
 
     def tcp(self, src: str, dst: str, dport: int | None = None, flags: str | None = None,
             ttl: int = 64) -> dict:
@@ -81,12 +82,12 @@ class Plan:
         return self.pkt(IP(src=src, dst=dst, ttl=ttl) / seg / load, sport=sp)
 
     def udp(self, src: str, dst: str, dport: int | None = None, sport: int | None = None,
-            size: int | None = None, **udp) -> dict:
+            size: int | None = None, ttl: int = 64, **udp) -> dict:
         sp = sport or self.sport()
         size = self.rng.choice([0, 8, 64]) if size is None else size
         dp = dport or self.rng.choice(UDP_EDGES)
         tos = self.rng.choice([0, 0, 0x10, 0x1e, 0xb8])
-        return self.pkt(IP(src=src, dst=dst, tos=tos) / UDP(sport=sp, dport=dp, **udp)
+        return self.pkt(IP(src=src, dst=dst, tos=tos, ttl=ttl) / UDP(sport=sp, dport=dp, **udp)
                         / (b"u" * size), sport=sp, dport=dp)
 
     def icmp(self, src: str, dst: str, typ: int | None = None, code: int = 0) -> dict:
@@ -99,11 +100,12 @@ class Plan:
         body = ICMP(type=typ, code=code, id=i, seq=rng.randrange(1, 100))
         return self.pkt(IP(src=src, dst=dst) / body / (b"p" * rng.choice([8, 28])), tag=i)
 
-    def error_about(self, src: str, dst: str, inner: IP, typ: int = 3, code: int = 3) -> dict:
-        """An ICMP error from *src* quoting *inner* (20 + 8 bytes of it)."""
-        quote = bytes(inner)[:28]
-        return self.pkt(IP(src=src, dst=dst) / ICMP(type=typ, code=code) / quote,
-                        tag=inner[UDP].sport if UDP in inner else 0)
+    def error_about(self, src: str, dst: str, inner: IP, typ: int = 3, code: int = 3,
+                    quote: int = 28, **icmp) -> dict:
+        """An ICMP error from *src* quoting the first *quote* bytes of *inner*."""
+        l4 = inner[UDP] if UDP in inner else inner[TCP]
+        return self.pkt(IP(src=src, dst=dst) / ICMP(type=typ, code=code, **icmp)
+                        / bytes(inner)[:quote], tag=l4.sport)
 
     def random_mix(self, src: str, dst: str, n: int) -> list[dict]:
         out = []
@@ -124,6 +126,11 @@ def lan_phase_a(plan: Plan, wan_dst: str) -> tuple[list[dict], list[dict]]:
     steps = list(flows) + [{"kind": "sleep", "s": 2.5}]
     steps += [plan.hs(H1, wan_dst, 80, "open"), plan.hs(H1, wan_dst, 443, "data_fin"),
               plan.hs(H1, wan_dst, 8080, "open")]          # rejected / closed on h2
+    # established flows, then more segments in sequence: data, a SYN (ignored by
+    # conntrack, challenge-ACKed by h2), FIN then data, urgent data
+    for extra in ([["PA", 10], ["A", 0]], [["S", 0]], [["FA", 0], ["PA", 3]],
+                  [["PAU", 4], ["RA", 0]]):
+        steps.append(plan.hs(H1, wan_dst, 443, "open", extra))
     steps += [plan.tcp(H1, wan_dst, dport=80, flags="S"), plan.tcp(H1, wan_dst, flags="S")]
     steps += plan.random_mix(H1, wan_dst, 45)
     steps += [plan.icmp(H1, wan_dst, 8), plan.icmp(H1, wan_dst, 13), plan.icmp(H1, R_LAN, 8)]
@@ -137,7 +144,8 @@ def lan_phase_a(plan: Plan, wan_dst: str) -> tuple[list[dict], list[dict]]:
     return steps, flows
 
 
-def wan_phase(plan: Plan, flows: list[dict], nat_addr: str | None, dnat: bool) -> list[dict]:
+def wan_phase(plan: Plan, flows: list[dict], opened: list[dict], nat_addr: str | None,
+              dnat: bool) -> list[dict]:
     """From h2: replies to h1's UDP flows (to the masquerade address when NATed), ICMP
     errors about them, new traffic toward the LAN host and the router."""
     steps = []
@@ -147,6 +155,15 @@ def wan_phase(plan: Plan, flows: list[dict], nat_addr: str | None, dnat: bool) -
     fl = flows[3]
     inner = IP(src=lan_addr, dst=H2, ttl=63) / UDP(sport=fl["sport"], dport=fl["dport"])
     steps.append(plan.error_about(H2, lan_addr, inner))
+    steps.append(plan.error_about(H2, lan_addr, inner, quote=24))    # 4 bytes of UDP
+    steps.append(plan.error_about(H2, lan_addr, inner, quote=22))    # too short: INVALID
+    hs = opened[0]
+    inner = IP(src=lan_addr, dst=H2, ttl=63) / TCP(sport=hs["sport"], dport=hs["dport"],
+                                                   seq=hs["seq"] + 1)
+    steps.append(plan.error_about(H2, lan_addr, inner, code=4, nexthopmtu=1400))
+    # TTL 1 on a flow's reply direction: the router's Time Exceeded, NATed back
+    fl = flows[0]
+    steps.append(plan.udp(H2, lan_addr, dport=fl["sport"], sport=fl["dport"], ttl=1))
     bogus = IP(src=lan_addr, dst=H2, ttl=63) / UDP(sport=29999, dport=7)
     steps.append(plan.error_about(H2, lan_addr, bogus))    # about no flow: INVALID
     steps += [plan.tcp(H2, H1, dport=22, flags="S"), plan.tcp(H2, H1, dport=80, flags="S"),
@@ -272,7 +289,7 @@ def observed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         dual.listen("h1", tcp=[80, 2005], udp=[53])
         plan = Plan(seed)
         a, flows = lan_phase_a(plan, H2)
-        b = wan_phase(plan, flows, nat_addr, dnat)
+        b = wan_phase(plan, flows, [st for st in a if st["kind"] == "hs"], nat_addr, dnat)
         c = lan_phase_c(plan, flows, H2)
         dual.start_captures()
         dual.run("h1", a)

@@ -141,6 +141,16 @@ def lan_phase_a(plan: Plan, wan_dst: str) -> tuple[list[dict], list[dict]]:
     i = plan.ident()
     rr = IP(src=H1, dst=wan_dst, options=[IPOption_RR(routers=["0.0.0.0"] * 3)])
     steps.append(plan.pkt(rr / ICMP(id=i, seq=1) / b"rr", tag=i))   # record route
+    # odd ones: martian and spoofed sources, multicast and broadcast destinations from
+    # the LAN, TTL 0, a Record Route option whose pointer is wrong (Parameter Problem)
+    for src, dst in (("127.0.0.1", wan_dst), ("0.0.0.0", wan_dst), (R_LAN, wan_dst),
+                     ("10.0.2.77", wan_dst), (H1, "224.0.0.5"), (H1, "10.0.1.255"),
+                     (H1, "255.255.255.255"), (H1, "10.0.2.255"), (H1, "0.0.0.0")):
+        steps.append(plan.udp(src, dst, dport=9, size=3))
+    steps += [plan.icmp(H1, "10.0.1.255", 8), plan.udp(H1, wan_dst, dport=9, ttl=0)]
+    sp = plan.sport()
+    bad_rr = IP(src=H1, dst=wan_dst, options=[IPOption_RR(length=3, pointer=3, routers=[])])
+    steps.append(plan.pkt(bad_rr / UDP(sport=sp, dport=9), sport=sp))
     return steps, flows
 
 

@@ -10,17 +10,19 @@ environment variable PYROUTER_TARGET plays no part.  Both routers and every host
 the answers depend on timing) and the hosts ``tcp_synack_retries 0`` (no SYN-ACK
 retransmissions racing the end of a capture).
 
-``Dual.run`` sends one *plan* (a list of steps: a raw IPv4 packet, or a scripted TCP
-handshake that reads the peer's ISN from its SYN-ACK) from a host of both topologies
-concurrently, at layer 2 (so the host's own netfilter and the host's TCP stack never see
-the crafted packets).  The host drops the RSTs its own stack would send from the crafted
-source ports (``CRAFTED_SPORTS``), so a scripted handshake is not torn down under it.
+``Dual.run`` sends one *plan* (a list of steps: a raw IPv4 packet, a pause, or a scripted
+TCP handshake that reads the peer's ISN from its SYN-ACK) from a host of both topologies
+concurrently, through one long-lived scapy DRIVER per host, at layer 2 (so the host's
+own netfilter and TCP stack never see the crafted packets).  The host drops the RSTs its
+own stack would send from the crafted source ports (``CRAFTED_SPORTS``), so a scripted
+handshake is not torn down under it.
 
 Observed per target: every IPv4 packet that arrives at h1 and h2 (tcpdump, incoming
 only), as normalised one-line summaries (``summary``; TCP sequence numbers relative to
-the peer's ISN, IP ids dropped); the ruleset listing with its counters; the conntrack
-table (``conntrack -L`` in the kernel router namespace, ``pyrouter conntrack -L``) with
-the timeouts split off (``ct_entries``).  ``diff_*`` return "" when both sides agree,
+the peer's ISN, IP ids dropped but for fragments) and, for pyrouter, any with a wrong
+checksum (the kernel side's veths may carry CHECKSUM_PARTIAL ones); the ruleset
+listing with its counters; the conntrack table (``conntrack -L`` in the kernel router
+namespace, ``pyrouter conntrack -L``) with the timeouts split off (``ct_entries``).  ``diff_*`` return "" when both sides agree,
 else a readable difference.  Cleanup (``Dual.teardown``) tears both topologies down,
 also after a failure.
 """
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .conftest import Capture, Topology, default_ports, nsexec
 
@@ -232,7 +234,7 @@ class Dual:
                     topo.exec(h, "sysctl", "-qw", knob, check=True)
                 topo.exec(h, "nft", "-f", str(hostnft), check=True)
 
-    def listen(self, host: str, tcp: list[int] = (), udp: list[int] = ()) -> None:  # type: ignore[assignment]
+    def listen(self, host: str, tcp: Sequence[int] = (), udp: Sequence[int] = ()) -> None:
         """Start LISTENER on *host* of both topologies (killed at teardown)."""
         def go(t: str) -> None:
             topo = self.topos[t]

@@ -22,9 +22,9 @@ only), as normalised one-line summaries (``summary``; TCP sequence numbers relat
 the peer's ISN, IP ids dropped but for fragments) and, for pyrouter, any with a wrong
 checksum (the kernel side's veths may carry CHECKSUM_PARTIAL ones); the ruleset
 listing with its counters; the conntrack table (``conntrack -L`` in the kernel router
-namespace, ``pyrouter conntrack -L``) with the timeouts split off (``ct_entries``).  ``diff_*`` return "" when both sides agree,
-else a readable difference.  Cleanup (``Dual.teardown``) tears both topologies down,
-also after a failure.
+namespace, ``pyrouter conntrack -L``) with the timeouts split off (``ct_entries``).
+``diff_*`` return "" when both sides agree, else a readable difference.  Cleanup
+(``Dual.teardown``) tears both topologies down, also after a failure.
 """
 
 from __future__ import annotations

@@ -44,13 +44,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .conftest import Capture, Topology, default_ports, nsexec
+from .conftest import Capture, Port, Topology, default_ports, nsexec
 
 TARGETS = ("kernel", "pyrouter")
 CRAFTED_SPORTS = (20000, 29999)     # source ports of crafted TCP; hosts drop their own RSTs
 
 HOST_NFT = f"""\
-table ip dualhost {{
+table inet dualhost {{
 	chain output {{
 		type filter hook output priority 0; policy accept;
 		tcp sport {CRAFTED_SPORTS[0]}-{CRAFTED_SPORTS[1]} tcp flags rst drop
@@ -63,22 +63,27 @@ table ip dualhost {{
 LISTENER = r"""
 import socket, sys, threading
 tcp, udp = [[int(p) for p in a.split(",") if p] for a in sys.argv[1:3]]
-socks = []
-for p in tcp:
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", p)); s.listen(128); socks.append(s)
+def sock(kind, p):
+    s = socket.socket(socket.AF_INET6, kind)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)     # IPv4 too
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", p))
+    return s
+socks = [sock(socket.SOCK_STREAM, p) for p in tcp]
+for s in socks:
+    s.listen(128)
 def echo(s):
     while True:
         d, a = s.recvfrom(4096)
         s.sendto(d, a)
 for p in udp:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", p))
-    threading.Thread(target=echo, args=(s,), daemon=True).start()
+    threading.Thread(target=echo, args=(sock(socket.SOCK_DGRAM, p),), daemon=True).start()
 print("up", flush=True)
 threading.Event().wait()
 """
 
-# The traffic driver, one process per host (scapy is imported once): argv = iface gw;
+# The traffic driver, one process per host (scapy is imported once): argv = iface gw
+# (the IPv4 gateway: its MAC, from ARP, is also the IPv6 one's on both targets);
 # reads plans, one JSON line each ({"gap": s, "steps": [...]}), answers "done" after
 # each.  Steps: {"kind": "pkt", "hex": ...}, {"kind": "sleep", "s": ...} or {"kind":
 # "hs", "src", "dst", "sport", "dport", "seq", "mode"} with mode one of open (SYN, ACK),
@@ -88,6 +93,7 @@ DRIVER = r"""
 import json, sys, time
 from scapy.config import conf
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether, getmacbyip
 conf.verb = 0
 conf.iface = sys.argv[1]
@@ -107,13 +113,14 @@ def run(plan):
             time.sleep(st["s"])
             continue
         if st["kind"] == "pkt":
-            tx(IP(bytes.fromhex(st["hex"])))
+            raw = bytes.fromhex(st["hex"])
+            tx((IPv6 if raw[0] >> 4 == 6 else IP)(raw))
         else:
             handshake(st)
         time.sleep(plan["gap"])
     time.sleep(0.3)
 def handshake(st):
-    ip = IP(src=st["src"], dst=st["dst"])
+    ip = (IPv6 if ":" in st["src"] else IP)(src=st["src"], dst=st["dst"])
     sp, dp, seq = st["sport"], st["dport"], st["seq"]
     syn = ip / TCP(sport=sp, dport=dp, flags="S", seq=seq, window=64240,
                    options=[("MSS", 1460)])
@@ -197,15 +204,18 @@ class Observed:
     arrivals: dict[str, list[str]]          # host -> summaries of incoming packets
     bad_checksums: list[str]                 # summaries of arrivals with a bad checksum
     listing: str
-    conntrack: list[str]
+    conntrack: list[str]                     # both families (-L, -L -f ipv6)
     log_tail: str = ""
+    conntrack_default: list[str] = dataclasses.field(default_factory=list)   # plain -L
 
 
 class Dual:
     """A kernel router and a pyrouter with identical hosts (h1 LAN, h2 WAN)."""
 
-    def __init__(self, tmp: Path, ruleset: Path, config: dict | None = None):
+    def __init__(self, tmp: Path, ruleset: Path, config: dict | None = None,
+                 ports: Callable[[], list[Port]] = default_ports):
         self.tmp = tmp
+        self.make_ports = ports
         self.ruleset = ruleset
         self.config = dict(config or {})
         self.topos: dict[str, Topology] = {}
@@ -216,10 +226,11 @@ class Dual:
     # ---- construction ------------------------------------------------------
     def build(self) -> None:
         cfg = {**self.config, "nftables": {"file": str(self.ruleset)},
-               "ipv4": {"icmp_ratelimit": 0, **self.config.get("ipv4", {})}}
+               "ipv4": {"icmp_ratelimit": 0, **self.config.get("ipv4", {})},
+               "ipv6": {"icmp_ratelimit": 0, **self.config.get("ipv6", {})}}
         for t in TARGETS:
             token = secrets.token_hex(4)
-            ports = default_ports()
+            ports = self.make_ports()
             for p in ports:
                 p.name = f"p{token[:6]}{p.key}"
             sub = self.tmp / t
@@ -228,9 +239,13 @@ class Dual:
         both(lambda t: self.topos[t].start())
         hostnft = self.tmp / "host.nft"
         hostnft.write_text(HOST_NFT)
+        knobs = ("net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
+                 "net.ipv4.tcp_synack_retries=0")
+        # (the kernel target translates only ipv4: knobs; ipv6's by hand)
+        nsexec(self.topos["kernel"].router_ns, "sysctl", "-qw", knobs[1], check=True)
         for topo in self.topos.values():
             for h in ("h1", "h2"):
-                for knob in ("net.ipv4.icmp_ratelimit=0", "net.ipv4.tcp_synack_retries=0"):
+                for knob in knobs:
                     topo.exec(h, "sysctl", "-qw", knob, check=True)
                 topo.exec(h, "nft", "-f", str(hostnft), check=True)
 
@@ -266,7 +281,7 @@ class Dual:
 
     # ---- traffic -------------------------------------------------------------
     def start_captures(self) -> None:
-        caps = both(lambda t: {h: self.topos[t].capture(h, "ip") for h in ("h1", "h2")})
+        caps = both(lambda t: {h: self.topos[t].capture(h, "ip or ip6") for h in ("h1", "h2")})
         self.caps.update(caps)
 
     def start_drivers(self) -> None:
@@ -289,31 +304,39 @@ class Dual:
     def observe(self, tables: bool = True) -> dict[str, Observed]:
         """Stop the captures and read everything back (conntrack first: timeouts run);
         ``tables=False``: the arrivals only."""
-        def ct(t: str) -> list[str]:
+        def ct(t: str) -> tuple[list[str], list[str]]:
+            """(the table: both families, the plain ``conntrack -L``)."""
             topo = self.topos[t]
-            if t == "kernel":
-                cp = nsexec(topo.router_ns, "conntrack", "-L", timeout=15)
-            else:
-                cp = topo.cli("conntrack", "-L", check=False)
-            assert cp.returncode == 0, f"conntrack -L on {t}: {cp.stdout}{cp.stderr}"
-            return [ln for ln in cp.stdout.splitlines() if ln.strip()]
-        conntrack = both(ct) if tables else {t: [] for t in TARGETS}
+            outs = []
+            for extra in ([], ["-f", "ipv6"]):
+                if t == "kernel":
+                    cp = nsexec(topo.router_ns, "conntrack", "-L", *extra, timeout=15)
+                else:
+                    cp = topo.cli("conntrack", "-L", *extra, check=False)
+                assert cp.returncode == 0, f"conntrack -L on {t}: {cp.stdout}{cp.stderr}"
+                outs.append([ln for ln in cp.stdout.splitlines() if ln.strip()])
+            # (link-local to link-local: the harness's own DAD probe pings on pyrouter)
+            default, v6 = ([ln for ln in o if not LL_PAIR.search(ln)] for o in outs)
+            return sorted(set(default) | set(v6)), default
+        conntrack = both(ct) if tables else {t: ([], []) for t in TARGETS}
         listing = both(lambda t: self.topos[t].nft_list_ruleset()) if tables \
             else {t: "" for t in TARGETS}
         out = {}
         for t, topo in self.topos.items():
             pkts = {h: self.caps[t][h].stop() for h in ("h1", "h2")}
             macs = {h: topo.mac(h).lower() for h in ("h1", "h2")}
-            incoming = {h: [p for p in ps if p.src.lower() != macs[h]]
+            incoming = {h: [p for p in ps if p.src.lower() != macs[h] and not _is_ndisc(p)]
                         for h, ps in pkts.items()}
             isns = [int(p["TCP"].seq) for ps in incoming.values() for p in ps
                     if p.haslayer("TCP") and not p.haslayer("IPerror")
+                    and not p.haslayer("IPerror6")
                     and int(p["TCP"].flags) & 0x12 == 0x12]
             arrivals = {h: sorted(summary(p, isns) for p in ps) for h, ps in incoming.items()}
             bad = [summary(p, isns) for ps in incoming.values() for p in ps
                    if not checksums_ok(p)] if t == "pyrouter" else []
-            out[t] = Observed(arrivals, bad, listing[t], conntrack[t],
-                              topo.log_text(limit=3000) if t == "pyrouter" else "")
+            out[t] = Observed(arrivals, bad, listing[t], conntrack[t][0],
+                              topo.log_text(limit=3000) if t == "pyrouter" else "",
+                              conntrack[t][1])
         return out
 
     def steps_about(self, text: str) -> list[str]:
@@ -340,12 +363,68 @@ def _rel(v: int, isns: list[int]) -> str:
     return str(v)
 
 
+def _is_ndisc(pkt: Any) -> bool:
+    """IPv6 neighbour discovery, router solicitations/advertisements and MLD (hop-by-hop
+    header): link housekeeping whose timing is the hosts', not the routers' verdicts."""
+    from scapy.layers.inet6 import IPv6  # noqa: PLC0415
+
+    if IPv6 not in pkt:
+        return False
+    nh, pl = pkt[IPv6].nh, bytes(pkt[IPv6].payload)
+    return nh == 0 or (nh == 58 and bool(pl) and 130 <= pl[0] <= 143)
+
+
+def summary6(pkt: Any, isns: list[int]) -> str:
+    """``summary`` for IPv6: addresses, hop limit, traffic class, payload length, next
+    header; then the same L4 fields, ICMPv6 type/code, echo id/seq, an error's quote."""
+    from scapy.layers.inet import TCP, UDP  # noqa: PLC0415
+    from scapy.layers.inet6 import IPerror6, IPv6, TCPerror, UDPerror  # noqa: PLC0415
+
+    ip = pkt[IPv6]
+    s = [f"{ip.src}>{ip.dst} hlim={ip.hlim} tc={ip.tc:#x} plen={ip.plen} nh={ip.nh}"]
+    l4 = ip.payload
+    if ip.nh == 6 and isinstance(l4, TCP):
+        s.append(_tcp(l4, isns))
+    elif ip.nh == 17 and isinstance(l4, UDP):
+        s.append(f"udp {l4.sport}>{l4.dport} data={len(bytes(l4.payload))}")
+    elif ip.nh == 58:
+        raw = bytes(l4)
+        s.append(f"icmp6 {raw[0]}/{raw[1]}" if len(raw) >= 2 else "icmp6 short")
+        if len(raw) >= 8 and raw[0] in (128, 129):
+            s.append(f"id={int.from_bytes(raw[4:6], 'big')} seq={int.from_bytes(raw[6:8], 'big')}")
+        if IPerror6 in l4:
+            q = l4[IPerror6]
+            s.append(f"quote[{q.src}>{q.dst} nh={q.nh} hlim={q.hlim} plen={q.plen}")
+            if TCPerror in q:
+                s.append(f"tcp {q[TCPerror].sport}>{q[TCPerror].dport}]")
+            elif UDPerror in q:
+                s.append(f"udp {q[UDPerror].sport}>{q[UDPerror].dport}]")
+            else:
+                s.append("]")
+        s.append(f"icmplen={len(raw)}")
+    return " ".join(s)
+
+
+def _tcp(t: Any, isns: list[int]) -> str:
+    flags = int(t.flags)
+    s = [f"tcp {t.sport}>{t.dport} [{t.flags}] seq={_rel(t.seq, isns)}"]
+    if flags & 0x10:
+        s.append(f"ack={_rel(t.ack, isns)}")
+    s.append(f"data={len(bytes(t.payload))}")
+    mss = [v for k, v in t.options if k == "MSS"]
+    if mss:
+        s.append(f"mss={mss[0]}")
+    return " ".join(s)
+
+
 def summary(pkt: Any, isns: list[int]) -> str:
     """One line per IPv4 packet: addresses, TTL, TOS, length, DF, then the L4 header
     (TCP flags, seq/ack relative to a seen ISN, payload size, MSS; UDP ports and size;
     ICMP type/code, echo id/seq, an error's quoted header).  No IP id, no checksums."""
     from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror  # noqa
 
+    if IP not in pkt:
+        return summary6(pkt, isns)
     ip = pkt[IP]
     s = [f"{ip.src}>{ip.dst} ttl={ip.ttl} tos={ip.tos:#x} len={ip.len} df={int(ip.flags.DF)}"]
     if ip.frag or ip.flags.MF:
@@ -353,15 +432,7 @@ def summary(pkt: Any, isns: list[int]) -> str:
     if ip.ihl > 5:
         s.append(f"opts={bytes(pkt[IP])[20:ip.ihl * 4].hex()}")
     if ip.proto == 6 and TCP in ip:
-        t = ip[TCP]
-        flags = int(t.flags)
-        s.append(f"tcp {t.sport}>{t.dport} [{t.flags}] seq={_rel(t.seq, isns)}")
-        if flags & 0x10:
-            s.append(f"ack={_rel(t.ack, isns)}")
-        s.append(f"data={len(bytes(t.payload))}")
-        mss = [v for k, v in t.options if k == "MSS"]
-        if mss:
-            s.append(f"mss={mss[0]}")
+        s.append(_tcp(ip[TCP], isns))
     elif ip.proto == 17 and UDP in ip:
         u = ip[UDP]
         s.append(f"udp {u.sport}>{u.dport} data={len(bytes(u.payload))}"
@@ -387,9 +458,20 @@ def summary(pkt: Any, isns: list[int]) -> str:
 
 
 def checksums_ok(pkt: Any) -> bool:
-    """The IPv4 header checksum and (unfragmented) TCP/UDP/ICMP checksum are right."""
+    """The IPv4 header checksum and (unfragmented) TCP/UDP/ICMP checksum are right; for
+    IPv6 the TCP/UDP/ICMPv6 one."""
     from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: PLC0415
+    from scapy.layers.inet6 import IPv6  # noqa: PLC0415
 
+    if IP not in pkt:
+        raw = bytes(pkt[IPv6])[:40 + pkt[IPv6].plen]
+        fresh6 = IPv6(raw)
+        l4 = fresh6.payload
+        if fresh6.nh in (6, 17, 58) and hasattr(l4, "cksum"):
+            del l4.cksum
+        elif fresh6.nh in (6, 17) and hasattr(l4, "chksum"):
+            del l4.chksum
+        return bytes(fresh6) == raw
     raw = bytes(pkt[IP])[:pkt[IP].len]
     fresh = IP(raw)
     del fresh.chksum
@@ -401,6 +483,7 @@ def checksums_ok(pkt: Any) -> bool:
     return bytes(fresh) == raw
 
 
+LL_PAIR = re.compile(r"src=fe80:\S* dst=fe80:")
 CT_RE = re.compile(r"^(\S+)\s+(\d+)\s+(\d+)\s+(.*)$")
 
 
@@ -481,9 +564,10 @@ def diff_conntrack(obs: dict[str, Observed], slack: int = 4) -> str:
     return "conntrack tables differ:\n" + "\n".join(out) if out else ""
 
 
-def build_dual(tmp: Path, ruleset: Path, config: dict | None = None) -> Dual:
+def build_dual(tmp: Path, ruleset: Path, config: dict | None = None,
+               ports: Callable[[], list[Port]] = default_ports) -> Dual:
     """A started Dual; on a failed start, whatever was built is torn down."""
-    d = Dual(tmp, ruleset, config)
+    d = Dual(tmp, ruleset, config, ports)
     try:
         d.build()
     except BaseException:

@@ -317,7 +317,9 @@ class Dual:
                 outs.append([ln for ln in cp.stdout.splitlines() if ln.strip()])
             # (link-local to link-local: the harness's own DAD probe pings on pyrouter)
             default, v6 = ([ln for ln in o if not LL_PAIR.search(ln)] for o in outs)
-            return sorted(set(default) | set(v6)), default
+            # (an entry in both listings once, whatever its timeout did in between)
+            table = {CT_RE.sub(r"\1 \2 \4", ln.strip()): ln for ln in v6 + default}
+            return sorted(table.values()), default
         conntrack = both(ct) if tables else {t: ([], []) for t in TARGETS}
         listing = both(lambda t: self.topos[t].nft_list_ruleset()) if tables \
             else {t: "" for t in TARGETS}

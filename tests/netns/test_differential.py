@@ -351,7 +351,8 @@ FRAG_REASON = (
 
 CSUM_REASON = (
     "the kernel's conntrack verifies the L4 checksum at PREROUTING (nf_conntrack_checksum=1: "
-    "tcp_error/udp_error -> nf_checksum): the packet is INVALID (stateful, dnat: dropped "
+    "tcp_error/udp_error -> nf_checksum): the packet is INVALID (stateful, dnat, stateful6: "
+    "dropped "
     "by `ct state invalid drop`; masquerade: forwarded without NAT, still from 10.0.1.2); "
     "pyrouter does not verify (conntrack.py: nf_conntrack_checksum treated as 0): it "
     "tracks, forwards and masquerades it")
@@ -376,7 +377,7 @@ KNOWN: dict[tuple[str, str], str] = {
     ("fragments", "masquerade"): FRAG_REASON,
     ("fragments", "dnat"): FRAG_REASON,
     **{(f"bad_{proto}_checksum", r): CSUM_REASON for proto in ("tcp", "udp") for r in RULESETS},
-    **{("icmp_timestamp", r): TS_REASON for r in RULESETS},
+    **{("icmp_timestamp", r): TS_REASON for r in RULESETS if not r.endswith("6")},
     ("fragments", "stateful6"): FRAG6_REASON,
     ("conntrack_default_family", "stateful6"): CT_FAMILY_REASON,
 }

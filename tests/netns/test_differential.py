@@ -344,43 +344,12 @@ CASES = {
     "stateful6": (14, R_WAN6, False),          # IPv6 (v6_phases), with masquerade
 }
 
-FRAG_REASON = (
-    "pyrouter forwards the datagram conntrack's defrag reassembled as one 628-byte packet; "
-    "the kernel refragments it to the largest received fragment (IPCB frag_max_size, "
-    "ip_do_fragment): 276+276+116 bytes, as sent")
-
-CSUM_REASON = (
-    "the kernel's conntrack verifies the L4 checksum at PREROUTING (nf_conntrack_checksum=1: "
-    "tcp_error/udp_error -> nf_checksum): the packet is INVALID (stateful, dnat, stateful6: "
-    "dropped "
-    "by `ct state invalid drop`; masquerade: forwarded without NAT, still from 10.0.1.2); "
-    "pyrouter does not verify (conntrack.py: nf_conntrack_checksum treated as 0): it "
-    "tracks, forwards and masquerades it")
-
-TS_REASON = (
-    "the kernel answers an ICMP timestamp request to its own address with a timestamp "
-    "reply (net/ipv4/icmp.c icmp_timestamp, type 14, any code); pyrouter does not answer")
-
-FRAG6_REASON = (
-    "the kernel's nf_defrag_ipv6 reassembles the three fragments for conntrack (NEW, "
-    "accepted, masqueraded) and refragments them on output (h2 gets them from "
-    "fd00:2::1 and answers port unreachable); pyrouter leaves IPv6 fragments untracked "
-    "(conntrack.py), so the stateful forward chain drops them all (policy drop)")
-CT_FAMILY_REASON = (
-    "conntrack-tools 1.4.7's `conntrack -L` without -f lists IPv4 and IPv6 entries; "
-    "`pyrouter conntrack -L` defaults to -f ipv4 (cli/__init__.py, conntrack.dump)")
-
 # (check, ruleset) -> reason: divergences from the kernel found by these tests, for the
 # lead to fix (the xfail is strict: a fix makes the test pass and must drop the entry).
-KNOWN: dict[tuple[str, str], str] = {
-    ("fragments", "stateful"): FRAG_REASON,
-    ("fragments", "masquerade"): FRAG_REASON,
-    ("fragments", "dnat"): FRAG_REASON,
-    **{(f"bad_{proto}_checksum", r): CSUM_REASON for proto in ("tcp", "udp") for r in RULESETS},
-    **{("icmp_timestamp", r): TS_REASON for r in RULESETS if not r.endswith("6")},
-    ("fragments", "stateful6"): FRAG6_REASON,
-    ("conntrack_default_family", "stateful6"): CT_FAMILY_REASON,
-}
+# Found and fixed so far: IPv4 re-fragmentation at frag_max_size, IPv6 fragments
+# tracked and re-fragmented without a 1280 floor, nf_conntrack_checksum, ICMP timestamp
+# replies, `conntrack -L` listing both families, sorted anonymous sets.
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def cases(check: str) -> list:
@@ -527,10 +496,7 @@ table inet filter {
 
 @pytest.mark.parametrize("text", [
     *[pytest.param(p, id=p.stem) for p in sorted(DATA.glob("*.nft"))],
-    pytest.param(UNSORTED_SET, id="anonymous_sets", marks=pytest.mark.xfail(strict=True, reason=(
-        "nft lists an anonymous set's elements sorted by value ({ echo-reply, "
-        "echo-request }, { 22, 80, 443 }) and a one-element set as the plain value "
-        "(udp dport 53); pyrouter lists them in source order and keeps { 53 }"))),
+    pytest.param(UNSORTED_SET, id="anonymous_sets"),
 ])
 def test_listing_of_a_fresh_ruleset_is_what_nft_prints(text, tmp_path: Path) -> None:
     """Before any traffic: pyrouter's listing of each file is the kernel's, byte for byte

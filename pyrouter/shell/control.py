@@ -315,14 +315,8 @@ class ControlServer:
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 lost[0] += 1
         ct.listeners.append(listener)
-        n = 0
         try:
-            with trio.move_on_after(duration if duration else float("inf")):
-                async for ev in rx_chan:
-                    await item(ev)
-                    n += 1
-                    if count and n >= count:
-                        break
+            n = await _relay(rx_chan, item, count, duration)
         finally:
             if listener in ct.listeners:
                 ct.listeners.remove(listener)
@@ -626,16 +620,23 @@ class ControlServer:
         sub, records = self._subscribe(lambda ev: ev.name == "sock.trace"
                                        and ev.fields.get("tracer") == ident)
         r.tracer = Tracer(match, count, ident)
-        n = 0
         try:
-            with trio.move_on_after(duration if duration else float("inf")):
-                async for rec in records:
-                    await item(rec)
-                    n += 1
-                    if count and n >= count:
-                        break
+            n = await _relay(records, item, count, duration)
         finally:
             if self.app.router.tracer is not None and self.app.router.tracer.ident == ident:
                 self.app.router.tracer = None
             self._unsubscribe(sub)
         return {"records": n}
+
+
+async def _relay(chan: Any, item: Send, count: int, duration: float) -> int:
+    """A streaming command's loop: send what arrives on *chan* as items until *count*
+    of them (0: no limit) or *duration* seconds (0: no limit); how many were sent."""
+    n = 0
+    with trio.move_on_after(duration if duration else float("inf")):
+        async for rec in chan:
+            await item(rec)
+            n += 1
+            if count and n >= count:
+                break
+    return n

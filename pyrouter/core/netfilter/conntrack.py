@@ -622,15 +622,19 @@ def entry_line(c: Conn, now: int) -> str:
     p = c.proto
     name = PROTO_NAMES.get(p, "unknown")
     s = f"{name:<8} {p} {max(0, (c.deadline - now) // SECOND)} "
-    if p == 6:
-        s += TCP_STATE_NAMES[c.tcp_state] + " "
+    return s + _entry_body(c) + f"mark={c.mark} use=1"
+
+
+def _entry_body(c: Conn) -> str:
+    """The TCP state, both tuples and the [UNREPLIED]/[ASSURED] flags, as -L and -E."""
+    s = TCP_STATE_NAMES[c.tcp_state] + " " if c.proto == 6 else ""
     s += _tuple_text(c.orig)
     if not c.status & IPS_SEEN_REPLY:
         s += "[UNREPLIED] "
     s += _tuple_text(c.reply)
     if c.status & IPS_ASSURED:
         s += "[ASSURED] "
-    return s + f"mark={c.mark} use=1"
+    return s
 
 
 def event_line(kind: str, c: Conn, now: int | None) -> str:
@@ -641,15 +645,7 @@ def event_line(kind: str, c: Conn, now: int | None) -> str:
     left = max(0, (c.deadline - now) // SECOND) if now is not None else 0
     if kind != EV_DESTROY or left:
         s += f"{left} "
-    if p == 6:
-        s += TCP_STATE_NAMES[c.tcp_state] + " "
-    s += _tuple_text(c.orig)
-    if not c.status & IPS_SEEN_REPLY:
-        s += "[UNREPLIED] "
-    s += _tuple_text(c.reply)
-    if c.status & IPS_ASSURED:
-        s += "[ASSURED] "
-    return s.rstrip()
+    return (s + _entry_body(c)).rstrip()
 
 
 def stats_line(ct: ConnTrack) -> str:

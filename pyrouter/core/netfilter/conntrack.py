@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..actions import Event
-from ...wire.checksum import ones_sum
+from ...wire.checksum import ones_sum, pseudo_header_v4, pseudo_header_v6
 from ..drops import DropReason
 from .conntrack_tcp import TCP_STATE_NAMES, TCP_TIMEOUTS, TCP_VALID, TH_PSH, sNO, tcp_new, \
     tcp_packet  # noqa: F401 (TCP_TIMEOUTS re-exported)
@@ -318,9 +318,10 @@ def invert(t: Tuple) -> Tuple | None:
 
 
 # -- nf_conntrack_in -----------------------------------------------------------------
-def l4_csum_bad(d: bytearray, pf: int, l4: int, th: int) -> bool:
+def l4_csum_bad(d: bytearray | memoryview, pf: int, l4: int, th: int) -> bool:
     """nf_checksum() for TCP, UDP, ICMP and ICMPv6 (the others are not verified); a
-    zero UDP checksum over IPv4 means "none"."""
+    zero UDP checksum over IPv4 means "none".  *d* is the network-layer packet (the
+    per-flow path passes a memoryview of the frame)."""
     if l4 == 17 and pf == 4 and d[th + 6] == 0 and d[th + 7] == 0:
         return False
     if l4 == 1 and pf == 4:
@@ -330,10 +331,8 @@ def l4_csum_bad(d: bytearray, pf: int, l4: int, th: int) -> bool:
         n = (d[th + 4] << 8) | d[th + 5]
         if n < 8 or th + n > len(d):
             return True
-    if pf == 4:
-        ps = _fb(d[12:16], "big") + _fb(d[16:20], "big") + l4 + n
-    else:
-        ps = _fb(d[8:24], "big") + _fb(d[24:40], "big") + l4 + n
+    ps = pseudo_header_v4(d[12:16], d[16:20], l4, n) if pf == 4 \
+        else pseudo_header_v6(d[8:24], d[24:40], l4, n)
     return ones_sum(d[th:th + n], ps) != 0xFFFF
 
 

@@ -57,9 +57,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...wire.checksum import ones_sum
 from ..link.ethernet import eth_rcv
-from .conntrack import IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY
+from .conntrack import IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY, l4_csum_bad
 from .conntrack_tcp import _HDR, IP_CT_TCP_FLAG_SACK_PERM, sES, tcp_established_packet, tcp_sack
 
 if TYPE_CHECKING:
@@ -124,15 +123,6 @@ def _rewrite6(fl: list[Any], frame: bytes, total: int, n: int) -> bytearray:
             out[at] = s >> 8
             out[at + 1] = s & 0xFF
     return out
-
-
-def _csum_bad4(frame: bytes, total: int, proto: int) -> bool:
-    """conntrack's nf_checksum over an IPv4 frame's TCP segment or UDP datagram."""
-    ln = total - 20 if proto == 6 else (frame[38] << 8) | frame[39]
-    if ln < 8 or 20 + ln > total:
-        return True
-    return ones_sum(frame[34:34 + ln],
-                    _fb(frame[26:34], "big") % 0xFFFF + proto + ln) != 0xFFFF
 
 
 def _tcp_window(r: Router, c: Any, direction: int, frame: bytes, th: int, hl: int,
@@ -200,7 +190,8 @@ def forward4(r: Router, fl: list[Any], port: Port, frame: bytes, n: int, now: in
         if cnts is None:
             return False
         if c is not None:
-            if r.nf.conntrack.checksum and _csum_bad4(frame, total, 6):
+            if r.nf.conntrack.checksum and l4_csum_bad(memoryview(frame)[14:14 + total],
+                                                       4, 6, 20):
                 return False                       # INVALID: the slow path counts it
             res = _tcp_window(r, c, fl[F_DIR], frame, 34, doff, total - 20 - doff, now)
             if res < 0:
@@ -209,8 +200,8 @@ def forward4(r: Router, fl: list[Any], port: Port, frame: bytes, n: int, now: in
         cnts = fl[F_FLAGS].get(0)
         if cnts is None:
             return False
-        if c is not None and r.nf.conntrack.checksum and (frame[40] or frame[41]) \
-                and _csum_bad4(frame, total, 17):
+        if c is not None and r.nf.conntrack.checksum \
+                and l4_csum_bad(memoryview(frame)[14:14 + total], 4, 17, 20):
             return False
         res = 0
     out = _rewrite4(fl, frame, total, n)
@@ -246,12 +237,9 @@ def forward6(r: Router, fl: list[Any], port: Port, frame: bytes, n: int, now: in
     if cnts is None:
         return False
     res = 0
-    if c is not None and r.nf.conntrack.checksum:
-        # nf_conntrack_checksum: conntrack verifies the transport checksum at PREROUTING.
-        ln = total - 54 if frame[20] == 6 else (frame[58] << 8) | frame[59]
-        if ln < 8 or 54 + ln > total or ones_sum(
-                frame[54:54 + ln], _fb(frame[22:54], "big") % 0xFFFF + frame[20] + ln) != 0xFFFF:
-            return False
+    if c is not None and r.nf.conntrack.checksum \
+            and l4_csum_bad(memoryview(frame)[14:total], 6, frame[20], 40):
+        return False                               # nf_conntrack_checksum: INVALID
     if c is not None and frame[20] == 6:
         doff = (frame[66] >> 4) << 2
         res = _tcp_window(r, c, fl[F_DIR], frame, 54, doff, total - 54 - doff, now)
@@ -356,7 +344,3 @@ def probe(r: Router, port: Port, frame: bytes, now: int, pf: int) -> None:
     if fl is not prev:
         r.flow_cache_fill(key, fl)
 
-
-def flows(r: Router) -> list[list[Any]]:
-    """The live entries (for ``show stats`` counts and tests)."""
-    return [v for k, v in r.fwd_cache.items() if isinstance(v, list)]
